@@ -1,0 +1,156 @@
+"""Typed configuration, read from the environment once per container (never at import time)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from rewrap.errors import ConfigError
+
+DEFAULT_ENDPOINT = "https://kms.apigw.ntruss.com"
+LOOPBACK_NAMES = {"localhost"}
+
+
+@dataclass(frozen=True)
+class SweepTarget:
+    bucket: str
+    prefix: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> SweepTarget:
+        bucket, _, prefix = text.strip().removeprefix("s3://").partition("/")
+        if not bucket:
+            raise ConfigError(f"sweep target {text!r} has no bucket")
+        return cls(bucket, prefix)
+
+
+@dataclass(frozen=True)
+class Settings:
+    key_tag: str = ""
+    secret_id: str = ""
+    endpoint: str = DEFAULT_ENDPOINT
+    signature_version: str = "v2"
+    kms_timeout_seconds: float = 10.0
+    kms_max_attempts: int = 6
+    kms_rate_limit: float = 50.0  # requests per second per container; 0 = unlimited
+    buckets: frozenset[str] = field(default_factory=frozenset)
+    dry_run: bool = False
+    max_object_bytes: int = 256 * 1024 * 1024
+    concurrency: int = 16
+    version_cache_seconds: float = 60.0
+    secret_cache_seconds: float = 300.0
+    queue_url: str = ""
+    dead_letter_queue_url: str = ""
+    sweep_targets: tuple[SweepTarget, ...] = ()
+    sweep_keys_per_message: int = 100
+    sweep_modified_after: datetime | None = None
+    sweep_modified_before: datetime | None = None
+    sweep_max_object_bytes: int = 0  # 0 = no size filter
+    report_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.signature_version not in ("v1", "v2"):
+            raise ConfigError("NCP_KMS_SIGNATURE_VERSION must be v1 or v2")
+        check_endpoint(self.endpoint)
+        if self.concurrency < 1 or self.kms_max_attempts < 1 or self.max_object_bytes < 1:
+            raise ConfigError("REWRAP_CONCURRENCY, NCP_KMS_MAX_ATTEMPTS, REWRAP_MAX_OBJECT_BYTES must be ≥ 1")
+
+    def bucket_allowed(self, bucket: str) -> bool:
+        return bucket in self.buckets
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        reader = _Reader(env)
+        return cls(
+            key_tag=reader.text("NCP_KMS_KEY_TAG"),
+            secret_id=reader.text("NCP_KMS_SECRET_ID"),
+            endpoint=reader.text("NCP_KMS_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/"),
+            signature_version=reader.text("NCP_KMS_SIGNATURE_VERSION", "v2").lower(),
+            kms_timeout_seconds=reader.number("NCP_KMS_TIMEOUT_SECONDS", 10.0),
+            kms_max_attempts=int(reader.number("NCP_KMS_MAX_ATTEMPTS", 6)),
+            kms_rate_limit=reader.number("NCP_KMS_RATE_LIMIT", 50.0),
+            buckets=frozenset(reader.items("REWRAP_BUCKETS")),
+            dry_run=reader.flag("REWRAP_DRY_RUN"),
+            max_object_bytes=int(reader.number("REWRAP_MAX_OBJECT_BYTES", 256 * 1024 * 1024)),
+            concurrency=int(reader.number("REWRAP_CONCURRENCY", 16)),
+            version_cache_seconds=reader.number("REWRAP_VERSION_CACHE_SECONDS", 60.0),
+            secret_cache_seconds=reader.number("REWRAP_SECRET_CACHE_SECONDS", 300.0),
+            queue_url=reader.text("REWRAP_QUEUE_URL"),
+            dead_letter_queue_url=reader.text("REWRAP_DEAD_LETTER_QUEUE_URL"),
+            sweep_targets=tuple(SweepTarget.parse(t) for t in reader.items("REWRAP_SWEEP_TARGETS")),
+            sweep_keys_per_message=int(reader.number("REWRAP_SWEEP_KEYS_PER_MESSAGE", 100)),
+            sweep_modified_after=reader.timestamp("REWRAP_SWEEP_MODIFIED_AFTER"),
+            sweep_modified_before=reader.timestamp("REWRAP_SWEEP_MODIFIED_BEFORE"),
+            sweep_max_object_bytes=int(reader.number("REWRAP_SWEEP_MAX_OBJECT_BYTES", 0)),
+            report_prefix=reader.text("REWRAP_REPORT_PREFIX"),
+        )
+
+
+def check_endpoint(endpoint: str) -> None:
+    """TLS is mandatory; plain http is accepted only for loopback addresses (the local stack)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return
+    raise ConfigError("NCP_KMS_ENDPOINT must be an https URL (plain http only on loopback)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str = "") -> str:
+        return self.env.get(name, "").strip() or default
+
+    def items(self, name: str) -> list[str]:
+        return [item.strip() for item in self.text(name).split(",") if item.strip()]
+
+    def flag(self, name: str) -> bool:
+        value = self.text(name, "false").lower()
+        if value not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{name} must be true or false")
+        return value in ("true", "1", "yes")
+
+    def timestamp(self, name: str) -> datetime | None:
+        raw = self.text(name)
+        if not raw:
+            return None
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"{name} must be an ISO 8601 timestamp") from None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number") from None
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative")
+        return value
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """The container's settings; ``load_settings.cache_clear()`` re-reads them (tests)."""
+    return Settings.from_env()

@@ -1,0 +1,394 @@
+"""The rotation engine: from object references to per-object results.
+
+One call handles every object of an invocation together:
+1. HEAD each object (in parallel) and decide what it is: an envelope (a user-metadata value is a
+   token), a text object (tokens in the body), or nothing to do.
+2. Read text bodies in memory-bounded waves and scan them for tokens.
+3. Re-wrap the tokens of all objects in as few KMS requests as the list limit allows, grouped by
+   (key tag, context), skipping tokens already at the newest version known to this container.
+4. Write back only objects where a token's version went up, conditionally on the ETag read.
+An object is either rotated correctly or left untouched; each yields exactly one result.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from rewrap.config import Settings
+from rewrap.deadline import Deadline
+from rewrap.errors import (
+    BucketNotAllowedError,
+    ConfigError,
+    ObjectRejectedError,
+    OutOfTimeError,
+    RetryableError,
+    RewrapError,
+)
+from rewrap.ports import ObjectBody, ObjectHead, ObjectRef, ObjectStore, Rewrapper
+from rewrap.tokens import Found, chunk_by_size, is_token, scan, splice, token_version
+
+log = logging.getLogger(__name__)
+
+KEY_TAG_METADATA = "ncpkms-key-tag"
+CONTEXT_METADATA = "ncpkms-context"
+# Written on rotated text objects so a re-trigger by our own write is answered from the HEAD.
+STAMP_VERSION_METADATA = "rewrap-min-version"
+STAMP_SIZE_METADATA = "rewrap-body-size"
+_CONTROL_METADATA = {KEY_TAG_METADATA, CONTEXT_METADATA, STAMP_VERSION_METADATA, STAMP_SIZE_METADATA}
+# Keep this much time for the writes themselves; no write starts later than that.
+WRITE_RESERVE_SECONDS = 2.0
+
+
+class Status(StrEnum):
+    ROTATED = "rotated"
+    WOULD_ROTATE = "would-rotate"
+    CURRENT = "current"
+    NO_TOKENS = "no-tokens"
+    MISSING = "missing"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    ref: ObjectRef
+    status: Status
+    tokens: int = 0
+    rotated_tokens: int = 0
+    old_versions: tuple[int, ...] = ()
+    new_version: int | None = None
+    new_version_id: str | None = None
+    error: RewrapError | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.error is not None and self.error.retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "bucket": self.ref.bucket,
+            "key": self.ref.key,
+            "versionId": self.ref.version_id,
+            "status": str(self.status),
+            "tokens": self.tokens,
+            "rotatedTokens": self.rotated_tokens,
+            "fromVersions": list(self.old_versions),
+            "toVersion": self.new_version,
+        }
+        if self.new_version_id:
+            out["newVersionId"] = self.new_version_id
+        if self.error is not None:
+            out["errorClass"] = "retryable" if self.error.retryable else "permanent"
+            out["reason"] = self.error.reason
+        return out
+
+
+@dataclass
+class _Work:
+    """An object in flight between its HEAD and its write."""
+
+    ref: ObjectRef
+    head: ObjectHead
+    key_tag: str
+    context: str | None
+    envelope: dict[str, str] = field(default_factory=dict)  # metadata name -> token
+    body: ObjectBody | None = None
+    found: list[Found] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> list[str]:
+        return list(self.envelope.values()) if self.envelope else [t.text for t in self.found]
+
+
+class VersionCache:
+    """The newest version seen per key tag, forgotten after ``ttl`` seconds (a rotation may happen)."""
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._newest: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def newest(self, key_tag: str) -> int | None:
+        entry = self._newest.get(key_tag)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def observe(self, key_tag: str, version: int) -> None:
+        with self._lock:
+            known = self.newest(key_tag)
+            if known is None or version > known:
+                self._newest[key_tag] = (version, time.monotonic() + self.ttl)
+
+    def is_current(self, key_tag: str, version: int) -> bool:
+        newest = self.newest(key_tag)
+        return newest is not None and version >= newest
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        kms: Rewrapper,
+        *,
+        version_cache: VersionCache | None = None,
+        memory_budget_bytes: int = 128 * 1024 * 1024,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.kms = kms
+        self.versions = version_cache or VersionCache(settings.version_cache_seconds)
+        self.memory_budget_bytes = memory_budget_bytes
+
+    def rotate(
+        self, refs: Sequence[ObjectRef], *, deadline: Deadline | None = None, dry_run: bool | None = None
+    ) -> list[ObjectResult]:
+        """One result per reference, in order (a reference given twice is processed once)."""
+        deadline = deadline or Deadline(None)
+        dry_run = self.settings.dry_run if dry_run is None else dry_run
+        unique = list(dict.fromkeys(refs))
+        results: dict[ObjectRef, ObjectResult] = {}
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap") as pool:
+            run = _Runner(pool)
+            works = _settle(run.each(self._inspect, unique, deadline), results)
+            for wave in self._waves(works):
+                ready = _settle(run.each(self._load_body, wave, deadline), results)
+                outcome = self._rewrap(run, ready, deadline)
+                finish = functools.partial(self._finish, outcome=outcome, dry_run=dry_run)
+                _settle(run.each(finish, ready, deadline), results)
+        return [results[ref] for ref in refs]
+
+    # --- 1. inspect -----------------------------------------------------------------------------
+    def _inspect(self, ref: ObjectRef, deadline: Deadline) -> _Work | ObjectResult:
+        if not self.settings.bucket_allowed(ref.bucket):
+            raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
+        if deadline.expired(WRITE_RESERVE_SECONDS):
+            raise OutOfTimeError("invocation ran out of time before the object was read")
+        head = self.store.head(ref)
+        if head is None:
+            return ObjectResult(ref, Status.MISSING)
+        if ref.version_id:
+            current = self.store.head(ObjectRef(ref.bucket, ref.key))
+            if current is None or current.version_id != head.version_id:
+                raise ObjectRejectedError(
+                    "this is a noncurrent version; S3 versions are immutable, so it keeps its key version "
+                    "until it expires or is deleted",
+                    code="noncurrent-version",
+                )
+        metadata = head.metadata
+        key_tag = metadata.get(KEY_TAG_METADATA) or self.settings.key_tag
+        if not key_tag:
+            raise ConfigError("no key tag: set NCP_KMS_KEY_TAG or the object's ncpkms-key-tag metadata")
+        work = _Work(ref, head, key_tag, _context(metadata.get(CONTEXT_METADATA)))
+        for name, value in metadata.items():
+            if name in _CONTROL_METADATA or not value.startswith("ncpkms:"):
+                continue
+            if not is_token(value):
+                raise ObjectRejectedError(f"metadata {name!r} holds a malformed ncpkms token", code="malformed-token")
+            work.envelope[name] = value
+        if work.envelope:
+            return work
+        if head.size == 0:
+            return ObjectResult(ref, Status.NO_TOKENS)
+        if head.size > self.settings.max_object_bytes:
+            raise ObjectRejectedError(
+                f"object is {head.size} bytes, above REWRAP_MAX_OBJECT_BYTES ({self.settings.max_object_bytes})",
+                code="too-large",
+            )
+        if self._stamp_is_current(work):
+            return ObjectResult(ref, Status.CURRENT, old_versions=(int(metadata[STAMP_VERSION_METADATA]),))
+        return work
+
+    def _stamp_is_current(self, work: _Work) -> bool:
+        stamp, size = work.head.metadata.get(STAMP_VERSION_METADATA), work.head.metadata.get(STAMP_SIZE_METADATA)
+        if not (stamp and stamp.isdigit() and size == str(work.head.size)):
+            return False
+        return self.versions.is_current(work.key_tag, int(stamp))
+
+    # --- 2. read ------------------------------------------------------------------------------
+    def _waves(self, works: list[_Work]) -> Iterator[list[_Work]]:
+        """Groups whose bodies fit the memory budget together; envelopes need no body."""
+        wave: list[_Work] = []
+        size = 0
+        for work in sorted(works, key=lambda w: 0 if w.envelope else w.head.size):
+            body_size = 0 if work.envelope else work.head.size
+            if wave and size + body_size > self.memory_budget_bytes:
+                yield wave
+                wave, size = [], 0
+            wave.append(work)
+            size += body_size
+        if wave:
+            yield wave
+
+    def _load_body(self, work: _Work, deadline: Deadline) -> _Work | ObjectResult:
+        if work.envelope:
+            return work
+        body = self.store.get_body(work.ref, work.head)
+        if body is None:
+            return ObjectResult(work.ref, Status.MISSING)
+        found, malformed = scan(body.data)
+        if malformed:
+            first = malformed[0]
+            raise ObjectRejectedError(
+                f"{len(malformed)} malformed ncpkms token(s); first at byte {first.start}: {first.reason}",
+                code="malformed-token",
+            )
+        if not found:
+            return ObjectResult(work.ref, Status.NO_TOKENS)
+        work.body, work.found = body, found
+        return work
+
+    # --- 3. re-wrap ---------------------------------------------------------------------------
+    def _rewrap(self, run: _Runner, works: list[_Work], deadline: Deadline) -> _Rewrapped:
+        groups: dict[tuple[str, str | None], set[str]] = defaultdict(set)
+        for work in works:
+            for token in work.tokens:
+                if not self.versions.is_current(work.key_tag, token_version(token)):
+                    groups[(work.key_tag, work.context)].add(token)
+        batches = [
+            (key_tag, context, chunk)
+            for (key_tag, context), tokens in groups.items()
+            for chunk in chunk_by_size(sorted(tokens), self.kms.list_limit)
+        ]
+        outcome = _Rewrapped()
+        for (key_tag, context, chunk), reply in run.each(self._call_kms, batches, deadline):
+            for index, token in enumerate(chunk):
+                if isinstance(reply, RewrapError):
+                    outcome.errors[(key_tag, context, token)] = reply
+                else:
+                    outcome.new[(key_tag, context, token)] = reply[index]
+            if not isinstance(reply, RewrapError):
+                self.versions.observe(key_tag, max(token_version(t) for t in reply))
+        return outcome
+
+    def _call_kms(self, batch: tuple[str, str | None, list[str]], deadline: Deadline) -> list[str]:
+        key_tag, context, chunk = batch
+        return self.kms.re_encrypt(key_tag, chunk, context, deadline)
+
+    # --- 4. write -----------------------------------------------------------------------------
+    def _finish(self, work: _Work, deadline: Deadline, *, outcome: _Rewrapped, dry_run: bool) -> ObjectResult:
+        tokens = work.tokens
+        old_versions = tuple(sorted({token_version(t) for t in tokens}))
+        replacements: dict[str, str] = {}
+        for token in tokens:
+            where = (work.key_tag, work.context, token)
+            if where in outcome.errors:
+                return self._failed(work.ref, outcome.errors[where], tokens, old_versions)
+            new = outcome.new.get(where)
+            if new is not None and token_version(new) > token_version(token):
+                replacements[token] = new
+        base = {"ref": work.ref, "tokens": len(tokens), "old_versions": old_versions}
+        if not replacements:
+            return ObjectResult(status=Status.CURRENT, new_version=max(old_versions), **base)  # type: ignore[arg-type]
+        new_version = max(token_version(t) for t in replacements.values())
+        rotated = sum(1 for t in tokens if t in replacements)
+        if dry_run:
+            return ObjectResult(
+                status=Status.WOULD_ROTATE,
+                rotated_tokens=rotated,
+                new_version=new_version,
+                **base,  # type: ignore[arg-type]
+            )
+        if deadline.expired(WRITE_RESERVE_SECONDS):
+            return self._failed(work.ref, OutOfTimeError("no time left to write safely"), tokens, old_versions)
+        try:
+            version_id = self._write(work, replacements)
+        except RewrapError as error:
+            if error.code == "object-gone":
+                return ObjectResult(work.ref, Status.MISSING, len(tokens), old_versions=old_versions)
+            return self._failed(work.ref, error, tokens, old_versions)
+        return ObjectResult(
+            status=Status.ROTATED,
+            rotated_tokens=rotated,
+            new_version=new_version,
+            new_version_id=version_id,
+            **base,  # type: ignore[arg-type]
+        )
+
+    def _write(self, work: _Work, replacements: dict[str, str]) -> str | None:
+        metadata = dict(work.head.metadata)
+        if work.envelope:
+            for name, token in work.envelope.items():
+                metadata[name] = replacements.get(token, token)
+            return self.store.replace_metadata(work.ref, work.head, metadata)
+        assert work.body is not None
+        data = splice(work.body.data, work.found, replacements)
+        lowest = min(token_version(replacements.get(t.text, t.text)) for t in work.found)
+        metadata[STAMP_VERSION_METADATA] = str(lowest)
+        metadata[STAMP_SIZE_METADATA] = str(len(data))
+        body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
+        return self.store.put_body(work.ref, work.head, body, metadata)
+
+    @staticmethod
+    def _failed(ref: ObjectRef, error: RewrapError, tokens: list[str], versions: tuple[int, ...]) -> ObjectResult:
+        return ObjectResult(ref, Status.FAILED, len(tokens), old_versions=versions, error=error)
+
+
+@dataclass
+class _Rewrapped:
+    new: dict[tuple[str, str | None, str], str] = field(default_factory=dict)
+    errors: dict[tuple[str, str | None, str], RewrapError] = field(default_factory=dict)
+
+
+class _Runner:
+    """Runs a step over many items on the shared pool; a step's RewrapError becomes its outcome."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.pool = pool
+
+    def each(
+        self, step: Callable[[T, Deadline], R], items: Iterable[T], deadline: Deadline
+    ) -> list[tuple[T, R | RewrapError]]:
+        futures = [(item, self.pool.submit(_guarded, step, item, deadline)) for item in items]
+        return [(item, future.result()) for item, future in futures]
+
+
+def _guarded(step: Callable[[T, Deadline], R], item: T, deadline: Deadline) -> R | RewrapError:
+    try:
+        return step(item, deadline)
+    except RewrapError as error:
+        return error
+    except Exception as exc:  # a bug must cost a retry, never an object
+        log.exception("unexpected error in %s", getattr(step, "__name__", "step"))
+        return RetryableError(f"internal error ({type(exc).__name__})", code="internal-error")
+
+
+def _settle(
+    outcomes: list[tuple[Any, _Work | ObjectResult | RewrapError]], results: dict[ObjectRef, ObjectResult]
+) -> list[_Work]:
+    """Record finished outcomes (results and failures) in ``results``; return the works still in flight."""
+    in_flight: list[_Work] = []
+    for item, outcome in outcomes:
+        if isinstance(outcome, _Work):
+            in_flight.append(outcome)
+            continue
+        ref = item if isinstance(item, ObjectRef) else item.ref
+        results[ref] = outcome if isinstance(outcome, ObjectResult) else ObjectResult(ref, Status.FAILED, error=outcome)
+    return in_flight
+
+
+def _context(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ObjectRejectedError("ncpkms-context metadata is not base64", code="bad-context") from None
+    if len(decoded) > 50:
+        raise ObjectRejectedError("ncpkms-context is longer than NCP's 50-byte limit", code="bad-context")
+    return value

@@ -1,0 +1,111 @@
+"""One error hierarchy. Every failure is either retryable (try again later, it may pass) or
+permanent (it will fail the same way until someone changes the object, the key or the config).
+
+Messages never contain secrets, signatures or plaintext; ``code`` is a short stable identifier
+that ends up in results, metrics and S3 Batch Operations reports.
+"""
+
+from __future__ import annotations
+
+
+class RewrapError(Exception):
+    retryable: bool = False
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def reason(self) -> str:
+        return f"{self.code}: {self}"
+
+
+class RetryableError(RewrapError):
+    retryable = True
+    code = "retryable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it said
+
+
+class PermanentError(RewrapError):
+    retryable = False
+    code = "permanent"
+
+
+# --- configuration and input -------------------------------------------------------------------
+class ConfigError(PermanentError):
+    code = "config"
+
+
+class UnsupportedEventError(PermanentError):
+    code = "unsupported-event"
+
+
+class BucketNotAllowedError(PermanentError):
+    code = "bucket-not-allowed"
+
+
+class ObjectRejectedError(PermanentError):
+    """The object cannot be rotated as it is: malformed token, too large, SSE-C, locked."""
+
+    code = "object-rejected"
+
+
+# --- S3 ----------------------------------------------------------------------------------------
+class StorageUnavailableError(RetryableError):
+    code = "s3-unavailable"
+
+
+class ObjectChangedError(RetryableError):
+    """The object changed between our read and our write; the write was refused, nothing clobbered."""
+
+    code = "object-changed"
+
+
+class StorageDeniedError(PermanentError):
+    code = "s3-denied"
+
+
+# --- credentials -------------------------------------------------------------------------------
+class CredentialsUnavailableError(RetryableError):
+    code = "secret-unavailable"
+
+
+class CredentialsInvalidError(PermanentError):
+    code = "secret-invalid"
+
+
+# --- NCP KMS -----------------------------------------------------------------------------------
+class KmsThrottledError(RetryableError):
+    code = "kms-throttled"
+
+
+class KmsUnavailableError(RetryableError):
+    """5xx, timeouts and transport failures."""
+
+    code = "kms-unavailable"
+
+
+class KmsInvalidReplyError(RetryableError):
+    """A reply that fails validation (count, pattern, version). Nothing is written; a later
+    attempt may get a sound reply."""
+
+    code = "kms-invalid-reply"
+
+
+class KmsAuthError(PermanentError):
+    code = "kms-auth"
+
+
+class KmsRejectedError(PermanentError):
+    """KMS refused the request: bad ciphertext, disabled key or version, bad request."""
+
+    code = "kms-rejected"
+
+
+class OutOfTimeError(RetryableError):
+    code = "out-of-time"

@@ -1,0 +1,184 @@
+"""Event kinds → work units. One handler accepts every route; this module recognises which one.
+
+A *unit* is what the caller acknowledges or retries as a whole: an S3 record, an SQS message, a
+Batch Operations task, a direct request. Its object references are rotated together with those
+of every other unit in the invocation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import unquote_plus
+
+from rewrap.errors import UnsupportedEventError
+from rewrap.ports import ObjectRef
+
+MAX_KEYS_PER_REQUEST = 1000
+
+
+class Kind(StrEnum):
+    S3 = "s3-notification"
+    SQS = "sqs"
+    EVENTBRIDGE = "eventbridge"
+    BATCH_OPERATIONS = "s3-batch-operations"
+    ROTATE_REQUEST = "rotate-request"
+
+
+@dataclass
+class Unit:
+    id: str
+    refs: list[ObjectRef] = field(default_factory=list)
+    error: UnsupportedEventError | None = None  # the unit itself could not be understood
+    note: str = ""  # e.g. "s3:TestEvent", acknowledged without work
+
+
+@dataclass
+class Invocation:
+    kind: Kind
+    units: list[Unit]
+    dry_run: bool | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def refs(self) -> list[ObjectRef]:
+        return [ref for unit in self.units for ref in unit.refs]
+
+
+def parse(event: Any) -> Invocation:
+    """Recognise the route of ``event``; raises UnsupportedEventError naming what was received."""
+    if not isinstance(event, dict):
+        raise UnsupportedEventError(f"expected a JSON object event, received {type(event).__name__}")
+    if "invocationSchemaVersion" in event and "tasks" in event:
+        return Invocation(Kind.BATCH_OPERATIONS, _batch_operation_units(event), raw=event)
+    records = event.get("Records")
+    if isinstance(records, list) and records and all(isinstance(r, dict) for r in records):
+        sources = {r.get("eventSource") or r.get("EventSource") for r in records}
+        if sources == {"aws:sqs"}:
+            return Invocation(Kind.SQS, [_sqs_unit(r) for r in records], raw=event)
+        if sources == {"aws:s3"}:
+            units = [Unit(str(i), refs=_s3_record_refs(r)) for i, r in enumerate(records)]
+            return Invocation(Kind.S3, units, raw=event)
+    if event.get("source") == "aws.s3" and "detail" in event:
+        return Invocation(Kind.EVENTBRIDGE, [Unit(str(event.get("id", "0")), refs=_eventbridge_refs(event))], raw=event)
+    if "bucket" in event and "keys" in event:
+        dry_run = event.get("dryRun")
+        if dry_run is not None and not isinstance(dry_run, bool):
+            raise UnsupportedEventError("rotate request: dryRun must be true or false")
+        return Invocation(Kind.ROTATE_REQUEST, [Unit("request", refs=_request_refs(event))], dry_run, raw=event)
+    raise UnsupportedEventError(f"unrecognised event; top-level fields: {sorted(map(str, event))[:12]}")
+
+
+# --- SQS message bodies --------------------------------------------------------------------------
+def _sqs_unit(record: dict[str, Any]) -> Unit:
+    unit = Unit(str(record.get("messageId", "")))
+    try:
+        body = json.loads(record.get("body") or "")
+    except (TypeError, ValueError):
+        unit.error = UnsupportedEventError("SQS message body is not JSON")
+        return unit
+    try:
+        unit.refs, unit.note = message_refs(body)
+    except UnsupportedEventError as error:
+        unit.error = error
+    return unit
+
+
+def message_refs(body: Any) -> tuple[list[ObjectRef], str]:
+    """Object references in one message body: S3 notification, SNS-wrapped, EventBridge, request."""
+    if not isinstance(body, dict):
+        raise UnsupportedEventError(f"message body is a JSON {type(body).__name__}, not an object")
+    if body.get("Event") == "s3:TestEvent":
+        return [], "s3:TestEvent"
+    if body.get("Type") == "Notification" and isinstance(body.get("Message"), str):
+        try:
+            inner = json.loads(body["Message"])
+        except ValueError:
+            raise UnsupportedEventError("SNS notification Message is not JSON") from None
+        return message_refs(inner)
+    if isinstance(body.get("Records"), list):
+        refs: list[ObjectRef] = []
+        for record in body["Records"]:
+            if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
+                raise UnsupportedEventError("message holds a record that is not an S3 notification")
+            refs.extend(_s3_record_refs(record))
+        return refs, ""
+    if body.get("source") == "aws.s3" and "detail" in body:
+        return _eventbridge_refs(body), ""
+    if "bucket" in body and "keys" in body:
+        return _request_refs(body), ""
+    raise UnsupportedEventError(f"unrecognised message body; fields: {sorted(map(str, body))[:12]}")
+
+
+# --- shapes -------------------------------------------------------------------------------------
+def _s3_record_refs(record: dict[str, Any]) -> list[ObjectRef]:
+    """S3 notification record → the object, if it was created (removals need no rotation).
+
+    Keys arrive URL-encoded form-style (space as ``+``). The version id is not kept: the current
+    object is what gets rotated, and a newer version brings its own event.
+    """
+    if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+        return []
+    try:
+        bucket = record["s3"]["bucket"]["name"]
+        key = unquote_plus(record["s3"]["object"]["key"])
+    except (KeyError, TypeError):
+        raise UnsupportedEventError("S3 record lacks s3.bucket.name or s3.object.key") from None
+    return [ObjectRef(_text(bucket, "bucket"), _text(key, "key"))]
+
+
+def _eventbridge_refs(event: dict[str, Any]) -> list[ObjectRef]:
+    if event.get("detail-type") != "Object Created":
+        return []
+    try:
+        bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
+    except (KeyError, TypeError):
+        raise UnsupportedEventError("EventBridge S3 event lacks detail.bucket.name or detail.object.key") from None
+    return [ObjectRef(_text(bucket, "bucket"), _text(key, "key"))]  # EventBridge keys are not encoded
+
+
+def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
+    bucket, keys = request.get("bucket"), request.get("keys")
+    if not isinstance(keys, list) or not keys:
+        raise UnsupportedEventError("rotate request: keys must be a non-empty list")
+    if len(keys) > MAX_KEYS_PER_REQUEST:
+        raise UnsupportedEventError(f"rotate request: at most {MAX_KEYS_PER_REQUEST} keys")
+    refs = []
+    for item in keys:
+        if isinstance(item, dict):
+            refs.append(ObjectRef(_text(bucket, "bucket"), _text(item.get("key"), "key"), item.get("versionId")))
+        else:
+            refs.append(ObjectRef(_text(bucket, "bucket"), _text(item, "key")))
+    return refs
+
+
+def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
+    if event.get("invocationSchemaVersion") not in ("1.0", "2.0"):
+        raise UnsupportedEventError(f"S3 Batch Operations schema {event.get('invocationSchemaVersion')!r}")
+    tasks = event.get("tasks")
+    if not isinstance(tasks, list):
+        raise UnsupportedEventError("S3 Batch Operations event has no task list")
+    units = []
+    for task in tasks:
+        unit = Unit(str(task.get("taskId", "")) if isinstance(task, dict) else "")
+        try:
+            bucket = task.get("s3Bucket") or str(task.get("s3BucketArn", "")).rpartition(":::")[2]
+            unit.refs = [
+                ObjectRef(
+                    _text(bucket, "bucket"), unquote_plus(_text(task.get("s3Key"), "key")), task.get("s3VersionId")
+                )
+            ]
+        except (UnsupportedEventError, AttributeError) as error:
+            unit.error = error if isinstance(error, UnsupportedEventError) else UnsupportedEventError("malformed task")
+        units.append(unit)
+    return units
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UnsupportedEventError(f"{what} must be a non-empty string")
+    if len(value.encode()) > 1024:
+        raise UnsupportedEventError(f"{what} is longer than S3's 1024-byte limit")
+    return value

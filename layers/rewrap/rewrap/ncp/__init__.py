@@ -1,0 +1,1 @@
+"""NCP KMS adapter: request signing, the HTTP client and its error mapping."""

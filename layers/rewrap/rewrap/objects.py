@@ -1,0 +1,184 @@
+"""S3 adapter: HEAD, conditional GET, conditional PUT and metadata-replacing self-copy.
+
+Every write is conditional on the ETag that was read (If-Match), so a concurrent writer is never
+overwritten and a deleted object is never brought back. A rewrite restates every header S3 would
+otherwise reset (content headers, storage class, SSE-KMS settings, tags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rewrap.errors import (
+    ObjectChangedError,
+    ObjectRejectedError,
+    PermanentError,
+    RewrapError,
+    StorageDeniedError,
+    StorageUnavailableError,
+)
+from rewrap.ports import ObjectBody, ObjectHead, ObjectRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# HEAD response fields that PutObject / CopyObject accept under the same name.
+_RESTATED = (
+    "ContentType",
+    "ContentEncoding",
+    "ContentLanguage",
+    "ContentDisposition",
+    "CacheControl",
+    "Expires",
+    "WebsiteRedirectLocation",
+    "StorageClass",
+    "ServerSideEncryption",
+    "SSEKMSKeyId",
+    "BucketKeyEnabled",
+    "ObjectLockMode",
+    "ObjectLockRetainUntilDate",
+    "ObjectLockLegalHoldStatus",
+)
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
+_CHANGED = {"412", "PreconditionFailed", "ConditionalRequestConflict", "409"}
+_DENIED = {"403", "AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
+_RETRYABLE = {"500", "503", "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
+
+
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    size: int
+    last_modified: datetime
+
+
+class S3Store:
+    def __init__(self, client: S3Client) -> None:
+        self.client = client
+
+    def list_page(
+        self, bucket: str, prefix: str, continuation_token: str | None, max_keys: int = 1000
+    ) -> tuple[list[Listed], str | None]:
+        """One page of the listing and the token of the next page (None at the end)."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if continuation_token:
+            params["ContinuationToken"] = continuation_token
+        try:
+            response = self.client.list_objects_v2(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "LIST") from None
+        items = [Listed(o["Key"], int(o.get("Size", 0)), o["LastModified"]) for o in response.get("Contents", [])]
+        return items, response.get("NextContinuationToken") if response.get("IsTruncated") else None
+
+    def head(self, ref: ObjectRef) -> ObjectHead | None:
+        try:
+            response = self.client.head_object(**_where(ref))
+        except (ClientError, BotoCoreError) as exc:
+            if _code(exc) in _MISSING:
+                return None
+            if _code(exc) == "400":
+                raise ObjectRejectedError("S3 refused to describe the object (SSE-C is not supported)") from None
+            raise _translate(exc, "HEAD") from None
+        if response.get("SSECustomerAlgorithm"):
+            raise ObjectRejectedError("object uses SSE-C; its customer key is not available to rewrap")
+        headers = {name: response[name] for name in _RESTATED if response.get(name) not in (None, "")}
+        return ObjectHead(
+            etag=response["ETag"],
+            size=int(response.get("ContentLength", 0)),
+            metadata=dict(response.get("Metadata", {})),
+            version_id=response.get("VersionId"),
+            headers=headers,
+        )
+
+    def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
+        try:
+            response = self.client.get_object(**_where(ref), IfMatch=head.etag)
+            data = response["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise _translate(exc, "GET") from None
+        return ObjectBody(data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0))
+
+    def put_body(self, ref: ObjectRef, head: ObjectHead, body: ObjectBody, metadata: Mapping[str, str]) -> str | None:
+        extra = _write_headers(head)
+        if body.tag_count:
+            extra["Tagging"] = self._tagging(ref)
+        try:
+            response = self.client.put_object(
+                Bucket=ref.bucket, Key=ref.key, Body=body.data, Metadata=dict(metadata), IfMatch=head.etag, **extra
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "PUT") from None
+        return response.get("VersionId")
+
+    def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
+        source: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
+        if head.version_id and head.version_id != "null":
+            source["VersionId"] = head.version_id
+        try:
+            response = self.client.copy_object(
+                Bucket=ref.bucket,
+                Key=ref.key,
+                CopySource=source,  # type: ignore[arg-type]
+                CopySourceIfMatch=head.etag,
+                IfMatch=head.etag,
+                MetadataDirective="REPLACE",
+                TaggingDirective="COPY",
+                Metadata=dict(metadata),
+                **_write_headers(head),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "COPY") from None
+        return response.get("VersionId")
+
+    def _tagging(self, ref: ObjectRef) -> str:
+        try:
+            tags = self.client.get_object_tagging(**_where(ref))["TagSet"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "GET tagging") from None
+        return urlencode([(t["Key"], t["Value"]) for t in tags])
+
+
+def _where(ref: ObjectRef) -> dict[str, Any]:
+    where: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id:
+        where["VersionId"] = ref.version_id
+    return where
+
+
+def _write_headers(head: ObjectHead) -> dict[str, Any]:
+    headers = dict(head.headers)
+    # S3 rejects an SSE-KMS key id without the matching algorithm, and aws:kms key ids on AES256.
+    if headers.get("ServerSideEncryption") != "aws:kms":
+        headers.pop("SSEKMSKeyId", None)
+        headers.pop("BucketKeyEnabled", None)
+    return headers
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _translate(exc: Exception, operation: str) -> RewrapError:
+    code = _code(exc)
+    if isinstance(exc, BotoCoreError) or code in _RETRYABLE:
+        return StorageUnavailableError(f"S3 {operation} failed ({code or type(exc).__name__})")
+    if code in _MISSING:
+        return ObjectChangedError(f"object disappeared during {operation}", code="object-gone")
+    if code in _CHANGED:
+        return ObjectChangedError(f"object changed since it was read; {operation} refused ({code})")
+    if code in _DENIED:
+        return StorageDeniedError(f"S3 denied {operation} ({code}); check bucket policy, Object Lock, archive tier")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
+    if status >= 500:
+        return StorageUnavailableError(f"S3 {operation} failed ({code})")
+    return PermanentError(f"S3 {operation} failed ({code})", code="s3-error")

@@ -1,0 +1,84 @@
+"""SQS adapter: rotate requests to the rotate queue, and permanent failures to the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rewrap.errors import StorageUnavailableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
+MESSAGE_LIMIT_BYTES = 250_000  # below SQS's 256 KiB, leaving room for attributes
+
+
+class QueueError(StorageUnavailableError):
+    code = "sqs-unavailable"
+
+
+class RotateQueue:
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self.client = client
+        self.queue_url = queue_url
+
+    def send_requests(self, bucket: str, keys: Sequence[str], keys_per_message: int) -> tuple[int, int]:
+        """Send ``keys`` as rotate requests, many keys per message; returns (messages, API calls)."""
+        bodies = list(_request_bodies(bucket, keys, keys_per_message))
+        calls = 0
+        for start in range(0, len(bodies), SEND_BATCH_LIMIT):
+            entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + SEND_BATCH_LIMIT])]
+            calls += 1
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+            except (ClientError, BotoCoreError) as exc:
+                raise QueueError(f"SendMessageBatch failed ({type(exc).__name__})") from None
+            failed = [entries[int(f["Id"])] for f in response.get("Failed", [])]
+            if failed:  # retry once what SQS refused, then give up loudly
+                calls += 1
+                retry = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=failed)  # type: ignore[arg-type]
+                if retry.get("Failed"):
+                    raise QueueError(f"SQS refused {len(retry['Failed'])} rotate requests")
+        return len(bodies), calls
+
+
+def _request_bodies(bucket: str, keys: Sequence[str], keys_per_message: int) -> Iterator[str]:
+    """Rotate-request bodies holding at most ``keys_per_message`` keys and under SQS's size limit."""
+    overhead = len(json.dumps({"bucket": bucket, "keys": []}))
+    chunk: list[str] = []
+    size = overhead
+    for key in keys:
+        key_size = len(json.dumps(key)) + 2  # the key and its ", " separator
+        if chunk and (len(chunk) >= keys_per_message or size + key_size > MESSAGE_LIMIT_BYTES):
+            yield json.dumps({"bucket": bucket, "keys": chunk})
+            chunk, size = [], overhead
+        chunk.append(key)
+        size += key_size
+    if chunk:
+        yield json.dumps({"bucket": bucket, "keys": chunk})
+
+
+class DeadLetters:
+    """Forwards a permanently failed message straight to the dead-letter queue, with the reason,
+    so it is neither retried pointlessly nor lost; redrive it once the cause is fixed."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self.client = client
+        self.queue_url = queue_url
+
+    def forward(self, body: str, reason: str, source_message_id: str) -> None:
+        try:
+            self.client.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=body,
+                MessageAttributes={
+                    "rewrap-failure": {"DataType": "String", "StringValue": reason[:1000]},
+                    "rewrap-source-message-id": {"DataType": "String", "StringValue": source_message_id or "-"},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueError(f"could not forward to the dead-letter queue ({type(exc).__name__})") from None

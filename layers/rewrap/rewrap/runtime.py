@@ -1,0 +1,98 @@
+"""Wiring: builds the engine and its adapters once per container, on first use (not at import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rewrap.config import Settings, load_settings
+from rewrap.deadline import RateLimiter
+from rewrap.engine import Engine
+from rewrap.ncp.client import NcpKmsClient, new_http_client
+from rewrap.objects import S3Store
+from rewrap.queues import DeadLetters, RotateQueue
+from rewrap.secrets import SecretCredentials
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    kms: NcpKmsClient
+    s3: Any
+    sqs: Any
+    session: Any
+    dead_letters: DeadLetters | None
+    rotate_queue: RotateQueue | None
+
+
+def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str | None = None) -> Runtime:
+    """``endpoint_url`` points every AWS client elsewhere (the local moto server); AWS_ENDPOINT_URL works too."""
+    import boto3
+    from botocore.config import Config
+
+    session = session or boto3.session.Session()
+    config = Config(
+        max_pool_connections=settings.concurrency + 4,
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=3,
+        read_timeout=30,
+    )
+    s3 = session.client("s3", config=config, endpoint_url=endpoint_url)
+    sqs = session.client("sqs", config=config, endpoint_url=endpoint_url)
+    credentials = SecretCredentials(
+        settings.secret_id,
+        max_age=settings.secret_cache_seconds,
+        client=session.client("secretsmanager", config=config, endpoint_url=endpoint_url),
+    )
+    kms = NcpKmsClient(
+        settings.endpoint,
+        credentials,
+        signature_version=settings.signature_version,  # type: ignore[arg-type]
+        http=new_http_client(settings.kms_timeout_seconds, max_connections=settings.concurrency),
+        timeout=settings.kms_timeout_seconds,
+        max_attempts=settings.kms_max_attempts,
+        rate_limiter=RateLimiter(settings.kms_rate_limit) if settings.kms_rate_limit > 0 else None,
+    )
+    return Runtime(
+        settings=settings,
+        engine=Engine(settings, S3Store(s3), kms),
+        kms=kms,
+        s3=s3,
+        sqs=sqs,
+        session=session,
+        dead_letters=DeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None,
+        rotate_queue=RotateQueue(sqs, settings.queue_url) if settings.queue_url else None,
+    )
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The container's runtime; its pooled HTTP and AWS clients are reused across invocations."""
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(load_settings())
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the container's runtime and settings (tests, or after changing the environment)."""
+    global _runtime
+    if _runtime is not None:
+        _runtime.kms.http.close()
+    _runtime = None
+    load_settings.cache_clear()
+
+
+def invoke_self_async(runtime: Runtime, context: Any) -> Any:
+    """A callable that re-invokes this function asynchronously with a payload (sweep hand-over)."""
+    import json
+
+    def continue_with(payload: dict[str, Any]) -> None:
+        runtime.session.client("lambda").invoke(
+            FunctionName=context.invoked_function_arn, InvocationType="Event", Payload=json.dumps(payload).encode()
+        )
+
+    return continue_with

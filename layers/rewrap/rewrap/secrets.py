@@ -1,0 +1,67 @@
+"""NCP credentials from AWS Secrets Manager, cached through Powertools parameters.
+
+The secret is JSON ``{"accessKey": …, "secretKey": …, "apiKey": …?}``. Its values never appear in
+errors or logs; only the failure class does.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from rewrap.errors import CredentialsInvalidError, CredentialsUnavailableError
+from rewrap.ncp.signing import Credentials
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+# Secrets Manager answers that no retry will fix.
+_PERMANENT_CODES = {
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "InvalidRequestException",
+    "DecryptionFailure",
+}
+
+
+class SecretCredentials:
+    def __init__(self, secret_id: str, *, max_age: float = 300.0, client: SecretsManagerClient | None = None) -> None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        if not secret_id:
+            raise CredentialsInvalidError("NCP_KMS_SECRET_ID is not set")
+        self.secret_id = secret_id
+        self.max_age = int(max_age)
+        self._provider = SecretsProvider(boto3_client=client)
+        self._lock = threading.Lock()
+
+    def get(self, *, refresh: bool = False) -> Credentials:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+        with self._lock:
+            try:
+                value = self._provider.get(self.secret_id, transform="json", max_age=self.max_age, force_fetch=refresh)
+            except TransformParameterError:
+                raise CredentialsInvalidError("the NCP secret is not valid JSON") from None
+            except GetParameterError as exc:
+                raise _classify(exc) from None
+        return parse_credentials(value)
+
+
+def parse_credentials(value: Any) -> Credentials:
+    if not isinstance(value, dict):
+        raise CredentialsInvalidError("the NCP secret must be a JSON object")
+    access_key, secret_key, api_key = value.get("accessKey"), value.get("secretKey"), value.get("apiKey")
+    if not (isinstance(access_key, str) and access_key and isinstance(secret_key, str) and secret_key):
+        raise CredentialsInvalidError("the NCP secret needs string fields accessKey and secretKey")
+    if api_key is not None and not isinstance(api_key, str):
+        raise CredentialsInvalidError("the NCP secret's apiKey must be a string")
+    return Credentials(access_key, secret_key, api_key or None)
+
+
+def _classify(exc: Exception) -> Exception:
+    cause = exc.__cause__ or exc.__context__
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code", "") if cause is not None else ""
+    if code in _PERMANENT_CODES:
+        return CredentialsInvalidError(f"Secrets Manager refused the NCP secret ({code})")
+    return CredentialsUnavailableError(f"Secrets Manager unreachable ({code or type(cause).__name__})")

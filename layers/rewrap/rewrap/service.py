@@ -1,0 +1,154 @@
+"""The rotate route: event → engine → the response each trigger expects.
+
+- S3 notifications and EventBridge (direct, asynchronous invocations): a retryable failure raises,
+  so Lambda retries the event; permanent failures are logged and counted.
+- SQS: only messages with a retryable failure are returned in ``batchItemFailures``. A message
+  that failed permanently is forwarded to the dead-letter queue with its reason (when
+  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost.
+- S3 Batch Operations: one result per task (Succeeded / TemporaryFailure / PermanentFailure).
+- Direct rotate requests: a per-object summary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from rewrap.deadline import Deadline
+from rewrap.engine import ObjectResult, Status
+from rewrap.errors import RetryableError, RewrapError, UnsupportedEventError
+from rewrap.events import Invocation, Kind, Unit, parse
+from rewrap.observability import logger, metrics
+from rewrap.runtime import Runtime
+
+_METRIC_NAMES = {
+    Status.ROTATED: "ObjectsRotated",
+    Status.WOULD_ROTATE: "ObjectsWouldRotate",
+    Status.CURRENT: "ObjectsCurrent",
+    Status.NO_TOKENS: "ObjectsWithoutTokens",
+    Status.MISSING: "ObjectsMissing",
+}
+BATCH_RESULT_STRING_LIMIT = 900
+
+
+def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
+    try:
+        invocation = parse(event)
+    except UnsupportedEventError as error:
+        logger.error("rejected event", extra={"reason": error.reason})
+        raise
+    kms_before = runtime.kms.stats.snapshot()
+    results = runtime.engine.rotate(
+        invocation.refs, deadline=Deadline.from_lambda_context(context), dry_run=invocation.dry_run
+    )
+    by_ref = dict(zip(invocation.refs, results, strict=True))
+    _observe(invocation, results, runtime, kms_before)
+    if invocation.kind is Kind.SQS:
+        return _sqs_response(invocation, by_ref, runtime)
+    if invocation.kind is Kind.BATCH_OPERATIONS:
+        return _batch_operations_response(invocation, by_ref)
+    summary = summarize(results)
+    if invocation.kind in (Kind.S3, Kind.EVENTBRIDGE) and summary["retryable"]:
+        raise RetryableError(f"{summary['retryable']} object(s) failed with a retryable error; retrying the event")
+    if invocation.kind is Kind.ROTATE_REQUEST:
+        summary["objects"] = [r.to_dict() for r in results]
+    return summary
+
+
+def summarize(results: list[ObjectResult]) -> dict[str, Any]:
+    counts = Counter(str(r.status) for r in results)
+    return {
+        "total": len(results),
+        **{str(status): counts.get(str(status), 0) for status in Status},
+        "retryable": sum(1 for r in results if r.retryable),
+        "permanent": sum(1 for r in results if r.status is Status.FAILED and not r.retryable),
+    }
+
+
+def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
+    """The unit's deciding error: a retryable one wins, so the unit is retried rather than parked."""
+    if unit.error is not None:
+        return unit.error
+    errors = [by_ref[ref].error for ref in unit.refs if by_ref[ref].error is not None]
+    retryable = [e for e in errors if e is not None and e.retryable]
+    return (retryable or errors or [None])[0]
+
+
+def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: Runtime) -> dict[str, Any]:
+    failures = []
+    records = {str(r.get("messageId", "")): r for r in invocation.raw.get("Records", [])}
+    for unit in invocation.units:
+        error = _unit_error(unit, by_ref)
+        if error is None:
+            continue
+        if error.retryable or not unit.id:
+            failures.append({"itemIdentifier": unit.id})
+            continue
+        logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
+        if runtime.dead_letters is not None:
+            try:
+                runtime.dead_letters.forward(str(records.get(unit.id, {}).get("body", "")), error.reason, unit.id)
+            except RewrapError:
+                failures.append({"itemIdentifier": unit.id})  # keep it on the queue; redrive will park it
+                continue
+        metrics.add_metric(name="MessagesParked", unit=MetricUnit.Count, value=1)
+    return {"batchItemFailures": failures}
+
+
+def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectResult]) -> dict[str, Any]:
+    out = []
+    for unit in invocation.units:
+        error = _unit_error(unit, by_ref)
+        if error is None:
+            result = by_ref[unit.refs[0]]
+            code, text = "Succeeded", _describe(result)
+        else:
+            code = "TemporaryFailure" if error.retryable else "PermanentFailure"
+            text = error.reason
+        out.append({"taskId": unit.id, "resultCode": code, "resultString": text[:BATCH_RESULT_STRING_LIMIT]})
+    return {
+        "invocationSchemaVersion": invocation.raw.get("invocationSchemaVersion"),
+        # A task we failed to answer is retried rather than silently counted as done.
+        "treatMissingKeysAs": "TemporaryFailure",
+        "invocationId": invocation.raw.get("invocationId"),
+        "results": out,
+    }
+
+
+def _describe(result: ObjectResult) -> str:
+    if result.status in (Status.ROTATED, Status.WOULD_ROTATE):
+        versions = ",".join(f"v{v}" for v in result.old_versions)
+        return f"{result.status}: {result.rotated_tokens}/{result.tokens} tokens {versions} -> v{result.new_version}"
+    if result.status is Status.CURRENT:
+        return f"current: {result.tokens} tokens at v{result.new_version or max(result.old_versions or (0,))}"
+    return str(result.status)
+
+
+def _observe(invocation: Invocation, results: list[ObjectResult], runtime: Runtime, kms_before: dict[str, int]) -> None:
+    for status, name in _METRIC_NAMES.items():
+        count = sum(1 for r in results if r.status is status)
+        if count:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    failed = [r for r in results if r.status is Status.FAILED]
+    for cls, items in (
+        ("Retryable", [r for r in failed if r.retryable]),
+        ("Permanent", [r for r in failed if not r.retryable]),
+    ):
+        if items:
+            metrics.add_metric(name=f"ObjectsFailed{cls}", unit=MetricUnit.Count, value=len(items))
+    kms_after = runtime.kms.stats.snapshot()
+    for name, key in (("KmsRequests", "requests"), ("KmsRetries", "retries")):
+        if kms_after[key] - kms_before[key]:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=kms_after[key] - kms_before[key])
+    for result in results:
+        if result.status is Status.FAILED:
+            logger.warning("object not rotated", extra=result.to_dict())
+        elif result.status in (Status.ROTATED, Status.WOULD_ROTATE):
+            logger.info(
+                "object rotated" if result.status is Status.ROTATED else "object would rotate", extra=result.to_dict()
+            )
+        else:
+            logger.debug("object unchanged", extra=result.to_dict())
+    logger.info("invocation done", extra={"route": str(invocation.kind), **summarize(results)})

@@ -1,0 +1,138 @@
+"""The sweep: list the configured targets and enqueue rotate requests for the rotate fleet.
+
+A listing longer than one invocation can finish hands over to a follow-up invocation at a page
+boundary: the pages before it were fully enqueued, the pages after it were not touched, so no key
+is skipped or sent twice by the hand-over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from rewrap.config import Settings, SweepTarget
+from rewrap.deadline import Deadline
+from rewrap.errors import ConfigError, UnsupportedEventError
+from rewrap.objects import Listed, S3Store
+from rewrap.observability import logger, metrics
+from rewrap.queues import RotateQueue
+
+# Stop listing and hand over when less than this much time is left.
+HANDOVER_RESERVE_SECONDS = 20.0
+
+
+@dataclass
+class SweepPosition:
+    target: int = 0
+    continuation_token: str | None = None
+
+
+@dataclass
+class SweepReport:
+    listed: int = 0
+    enqueued: int = 0
+    messages: int = 0
+    batches: int = 0
+    pages: int = 0
+    resume_at: SweepPosition | None = None  # set when a follow-up invocation continues the listing
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = ("listed", "enqueued", "messages", "batches", "pages")
+        return {**{name: getattr(self, name) for name in fields}, "continued": self.resume_at is not None}
+
+
+def sweep_event(
+    event: Any,
+    context: Any,
+    settings: Settings,
+    store: S3Store,
+    queue: RotateQueue | None,
+    continue_with: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    if queue is None:
+        raise ConfigError("REWRAP_QUEUE_URL is not set; the sweep has nowhere to send work")
+    targets, position = _plan(event, settings)
+    report = run_sweep(targets, position, settings, store, queue, Deadline.from_lambda_context(context, 0.0))
+    if report.resume_at is not None:
+        continue_with(
+            {
+                "rewrapSweep": {
+                    "targets": [_target_text(t) for t in targets],
+                    "target": report.resume_at.target,
+                    "continuationToken": report.resume_at.continuation_token,
+                }
+            }
+        )
+        metrics.add_metric(name="SweepContinuations", unit=MetricUnit.Count, value=1)
+    for name, value in (("ObjectsListed", report.listed), ("KeysEnqueued", report.enqueued)):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    metrics.add_metric(name="SweepMessagesSent", unit=MetricUnit.Count, value=report.messages)
+    logger.info("sweep done", extra=report.to_dict())
+    return report.to_dict()
+
+
+def run_sweep(
+    targets: list[SweepTarget],
+    position: SweepPosition,
+    settings: Settings,
+    store: S3Store,
+    queue: RotateQueue,
+    deadline: Deadline,
+) -> SweepReport:
+    report = SweepReport()
+    token = position.continuation_token
+    for index in range(position.target, len(targets)):
+        target = targets[index]
+        while True:
+            items, next_token = store.list_page(target.bucket, target.prefix, token)
+            report.pages += 1
+            report.listed += len(items)
+            keys = [item.key for item in items if _selected(item, settings)]
+            if keys:
+                messages, calls = queue.send_requests(target.bucket, keys, settings.sweep_keys_per_message)
+                report.enqueued += len(keys)
+                report.messages += messages
+                report.batches += calls
+            token = next_token
+            if token is None:
+                break
+            if deadline.expired(HANDOVER_RESERVE_SECONDS):
+                report.resume_at = SweepPosition(index, token)
+                return report
+        token = None
+    return report
+
+
+def _selected(item: Listed, settings: Settings) -> bool:
+    if settings.sweep_max_object_bytes and item.size > settings.sweep_max_object_bytes:
+        return False
+    if settings.sweep_modified_after and item.last_modified <= settings.sweep_modified_after:
+        return False
+    return not (settings.sweep_modified_before and item.last_modified >= settings.sweep_modified_before)
+
+
+def _plan(event: Any, settings: Settings) -> tuple[list[SweepTarget], SweepPosition]:
+    """Targets and starting point: a continuation, a manual ``{"targets": [...]}``, or the schedule."""
+    if isinstance(event, dict) and isinstance(event.get("rewrapSweep"), dict):
+        state = event["rewrapSweep"]
+        targets = [SweepTarget.parse(t) for t in state.get("targets", [])]
+        return targets, SweepPosition(int(state.get("target", 0)), state.get("continuationToken"))
+    if isinstance(event, dict) and isinstance(event.get("targets"), list):
+        targets = [SweepTarget.parse(str(t)) for t in event["targets"]]
+    elif isinstance(event, dict) and (event.get("source") == "aws.events" or not event):
+        targets = list(settings.sweep_targets)
+    else:
+        raise UnsupportedEventError(f"sweep: unrecognised event; fields: {sorted(map(str, event))[:12]}")
+    refused = [t.bucket for t in targets if not settings.bucket_allowed(t.bucket)]
+    if refused:
+        raise ConfigError(f"sweep targets outside REWRAP_BUCKETS: {sorted(set(refused))}")
+    if not targets:
+        raise ConfigError("no sweep targets: set REWRAP_SWEEP_TARGETS or pass {'targets': [...]}")
+    return targets, SweepPosition()
+
+
+def _target_text(target: SweepTarget) -> str:
+    return f"{target.bucket}/{target.prefix}" if target.prefix else target.bucket
