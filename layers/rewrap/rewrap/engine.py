@@ -211,7 +211,8 @@ class Engine:
                 code="too-large",
             )
         if self._stamp_is_current(work):
-            return ObjectResult(ref, Status.CURRENT, old_versions=(int(metadata[STAMP_VERSION_METADATA]),))
+            stamp = int(metadata[STAMP_VERSION_METADATA])
+            return ObjectResult(ref, Status.CURRENT, old_versions=(stamp,), new_version=stamp)
         return work
 
     def _stamp_is_current(self, work: _Work) -> bool:

@@ -1,0 +1,573 @@
+"""The local NCP KMS emulator, driven over real HTTP with hand-signed requests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rewrap.ncp.signing import Credentials, signed_headers
+from rewrap.tokens import TOKEN_RE, is_token, token_version
+from rewrap_local.emulator import BAD_PATTERN_ITEM, EmulatorError, KmsEmulator, main
+
+CREDS = Credentials("AKtest0001", "SKtest-very-secret-0001", "APItest0001")
+AUTH_FAILED = {"error": {"errorCode": "200", "message": "Authentication Failed"}}
+NOT_FOUND = {"error": {"errorCode": "300", "message": "Not Found Exception"}}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def emu() -> Iterator[KmsEmulator]:
+    with KmsEmulator(seed=7) as emulator:
+        emulator.add_credentials(CREDS.access_key, CREDS.secret_key, CREDS.api_key)
+        yield emulator
+
+
+@pytest.fixture
+def client(emu: KmsEmulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=emu.url, timeout=5.0) as http:
+        yield http
+
+
+@pytest.fixture
+def tag(emu: KmsEmulator) -> str:
+    return emu.create_key()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def call(
+    client: httpx.Client,
+    path: str,
+    body: Any = None,
+    *,
+    version: str = "v2",
+    method: str = "POST",
+    creds: Credentials = CREDS,
+    ts: int | None = None,
+    sign_path: str | None = None,
+    raw: bytes | None = None,
+) -> httpx.Response:
+    ts = int(time.time() * 1000) if ts is None else ts
+    headers = signed_headers(method, sign_path or path, ts, creds, version)  # type: ignore[arg-type]
+    content = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    return client.request(method, path, content=content, headers={**headers, "Content-Type": "application/json"})
+
+
+def kms(client: httpx.Client, tag: str, action: str, body: Any, version: str = "v2") -> httpx.Response:
+    return call(client, f"/keys/{version}/{tag}/{action}", body, version=version)
+
+
+def ok_data(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    assert payload["code"] == "SUCCESS"
+    return payload["data"]
+
+
+def rejected(response: httpx.Response, code: str = "INVALID_REQUEST") -> str:
+    assert response.status_code == 400, response.text
+    payload = response.json()
+    assert payload["code"] == code
+    assert payload["data"] is None
+    return payload["msg"]
+
+
+# --- authentication ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_signature_versions_accepted(client: httpx.Client, tag: str, version: str) -> None:
+    data = ok_data(kms(client, tag, "encrypt", {"plaintext": b64(b"hello")}, version=version))
+    assert is_token(data["ciphertext"])
+
+
+def test_wrong_signature_is_401_without_echo(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    wrong = Credentials(CREDS.access_key, "not-the-secret", CREDS.api_key)
+    response = call(client, f"/keys/v2/{tag}/encrypt", {"plaintext": b64(b"x")}, creds=wrong)
+    assert response.status_code == 401
+    assert response.json() == AUTH_FAILED
+    assert CREDS.secret_key not in response.text and CREDS.access_key not in response.text
+    assert emu.stats.auth_failures == 1
+
+
+@pytest.mark.parametrize("skew_ms", [-5 * 60 * 1000, 5 * 60 * 1000 + 500])
+def test_stale_or_future_timestamp_is_401(client: httpx.Client, tag: str, skew_ms: int) -> None:
+    ts = int(time.time() * 1000) + skew_ms
+    response = call(client, f"/keys/v2/{tag}/encrypt", {"plaintext": b64(b"x")}, ts=ts)
+    assert response.status_code == 401
+    assert response.json() == AUTH_FAILED
+
+
+def test_slightly_skewed_timestamp_is_fine(client: httpx.Client, tag: str) -> None:
+    ts = int(time.time() * 1000) - 4 * 60 * 1000
+    ok_data(call(client, f"/keys/v2/{tag}/encrypt", {"plaintext": b64(b"x")}, ts=ts))
+
+
+def test_unknown_and_removed_access_keys_are_401(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    stranger = Credentials("AKunknown", CREDS.secret_key)
+    assert call(client, f"/keys/v2/{tag}/encrypt", {"plaintext": b64(b"x")}, creds=stranger).status_code == 401
+    emu.add_credentials("AKsecond", "SKsecond")
+    second = Credentials("AKsecond", "SKsecond")
+    ok_data(call(client, f"/keys/v2/{tag}/encrypt", {"plaintext": b64(b"x")}, creds=second))
+    emu.remove_credentials("AKsecond")
+    response = call(client, f"/keys/v2/{tag}/encrypt", {"plaintext": b64(b"x")}, creds=second)
+    assert response.status_code == 401
+    assert response.json() == AUTH_FAILED
+    assert emu.stats.auth_failures == 2
+
+
+def test_missing_headers_and_v1_api_key_rules(client: httpx.Client, tag: str) -> None:
+    body = json.dumps({"plaintext": b64(b"x")}).encode()
+    assert client.post(f"/keys/v2/{tag}/encrypt", content=body).status_code == 401
+    # v2 headers on the v1 path (no API key, no v1 signature) fail
+    headers = signed_headers("POST", f"/keys/v1/{tag}/encrypt", int(time.time() * 1000), CREDS, "v2")
+    assert client.post(f"/keys/v1/{tag}/encrypt", content=body, headers=headers).status_code == 401
+    # a wrong API key fails even when the signature matches it
+    other_api = Credentials(CREDS.access_key, CREDS.secret_key, "APIother")
+    response = call(client, f"/keys/v1/{tag}/encrypt", {"plaintext": b64(b"x")}, version="v1", creds=other_api)
+    assert response.status_code == 401
+
+
+def test_signature_covers_the_query_string(client: httpx.Client, tag: str) -> None:
+    path = f"/keys/v2/{tag}/encrypt?trace=1"
+    ok_data(call(client, path, {"plaintext": b64(b"x")}))
+    signed_without_query = call(client, path, {"plaintext": b64(b"x")}, sign_path=f"/keys/v2/{tag}/encrypt")
+    assert signed_without_query.status_code == 401
+
+
+def test_unknown_key_tag_and_route_are_404(client: httpx.Client) -> None:
+    response = kms(client, "f" * 64, "encrypt", {"plaintext": b64(b"x")})
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+    assert call(client, "/keys/v2/abc/frobnicate", {}).status_code == 404
+    assert call(client, "/nothing/here", {}).status_code == 404
+
+
+# --- crypto round trips -----------------------------------------------------------------------------
+def test_roundtrip_string_form(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    old = ok_data(kms(client, tag, "encrypt", {"plaintext": b64(b"secret data")}))["ciphertext"]
+    assert token_version(old) == 1
+    rotated = ok_data(call(client, f"/kms/v1/keys/{tag}/rotate"))
+    assert rotated["keyTag"] == tag and rotated["version"] == 2 and isinstance(rotated["rotatedDate"], int)
+    new = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": old}))["newCiphertext"]
+    assert isinstance(new, str) and token_version(new) == 2
+    for token in (old, new):
+        assert ok_data(kms(client, tag, "decrypt", {"ciphertext": token}))["plaintext"] == b64(b"secret data")
+    assert emu.decrypt(tag, new) == b"secret data"
+
+
+def test_roundtrip_array_form_and_alias(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    plain = [b"one", b"two", b"three"]
+    old = ok_data(kms(client, tag, "encrypt", {"plaintext": [b64(p) for p in plain]}, version="v1"))["ciphertext"]
+    assert isinstance(old, list) and len(old) == 3
+    emu.rotate(tag)
+    emu.rotate(tag)
+    new = ok_data(kms(client, tag, "reencrypt", {"ciphertext": old}, version="v1"))["newCiphertext"]
+    assert [token_version(t) for t in new] == [3, 3, 3]
+    decrypted = ok_data(kms(client, tag, "decrypt", {"ciphertext": new}))["plaintext"]
+    assert decrypted == [b64(p) for p in plain]
+
+
+def test_reencrypt_of_a_current_token_still_rewraps(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"payload")
+    new = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": token}))["newCiphertext"]
+    assert new != token and token_version(new) == 1
+    assert emu.decrypt(tag, new) == b"payload"
+
+
+def test_token_only_opens_under_its_own_key(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    other = emu.create_key()
+    token = emu.encrypt(tag, b"payload")
+    assert rejected(kms(client, other, "decrypt", {"ciphertext": token}))
+    with pytest.raises(EmulatorError):
+        emu.decrypt(other, token)
+
+
+def test_key_info_and_versions(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    emu.rotate(tag)
+    info = ok_data(call(client, f"/kms/v1/keys/{tag}", method="GET"))
+    assert info["keyTag"] == tag and info["currentVersion"] == 2 == emu.current_version(tag)
+    assert info["isConvergent"] is False and info["status"] == "ENABLE"
+    versions = ok_data(call(client, f"/kms/v1/keys/{tag}/versions", method="GET"))["versionList"]
+    assert [v["version"] for v in versions] == [1, 2]
+    # admin API is signature v2 only
+    assert call(client, f"/kms/v1/keys/{tag}", method="GET", version="v1").status_code == 401
+
+
+def test_create_custom_key(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    data = ok_data(kms(client, tag, "createCustomKey", {"requestPlainKey": True, "bits": 512}))
+    assert data["key_version"] == 1
+    assert len(base64.b64decode(data["plaintext"])) == 64
+    assert emu.decrypt(tag, data["ciphertext"]) == base64.b64decode(data["plaintext"])
+    quiet = ok_data(kms(client, tag, "createCustomKey", {}))
+    assert "plaintext" not in quiet and len(emu.decrypt(tag, quiet["ciphertext"])) == 32
+    rejected(kms(client, tag, "createCustomKey", {"bits": 100}))
+    rejected(kms(client, tag, "createCustomKey", {"bits": "128"}))
+
+
+def test_seed_makes_keys_reproducible() -> None:
+    first, second = KmsEmulator(seed=42), KmsEmulator(seed=42)
+    tags = [first.create_key(convergent=True), second.create_key(convergent=True)]
+    assert tags[0] == tags[1] and len(tags[0]) == 64
+    assert first.encrypt(tags[0], b"p", b"c") == second.encrypt(tags[1], b"p", b"c")
+    assert KmsEmulator(seed=43).create_key() != tags[0]
+
+
+# --- convergent keys ---------------------------------------------------------------------------------
+def test_convergent_key(client: httpx.Client, emu: KmsEmulator) -> None:
+    tag = emu.create_key("conv-key", convergent=True)
+    ctx = b64(b"tenant-1")
+    body = {"plaintext": b64(b"same"), "context": ctx}
+    first = ok_data(kms(client, tag, "encrypt", body))["ciphertext"]
+    assert ok_data(kms(client, tag, "encrypt", body))["ciphertext"] == first
+    other_ctx = ok_data(kms(client, tag, "encrypt", {**body, "context": b64(b"tenant-2")}))["ciphertext"]
+    assert other_ctx != first
+    assert "context" in rejected(kms(client, tag, "encrypt", {"plaintext": b64(b"same")}))
+    assert "context" in rejected(kms(client, tag, "decrypt", {"ciphertext": first}))
+    rejected(kms(client, tag, "decrypt", {"ciphertext": first, "context": b64(b"tenant-2")}))
+    assert ok_data(kms(client, tag, "decrypt", {"ciphertext": first, "context": ctx}))["plaintext"] == b64(b"same")
+    rejected(kms(client, tag, "encrypt", {**body, "context": b64(b"x" * 51)}))
+    emu.rotate(tag)
+    rewrapped = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": first, "context": ctx}))["newCiphertext"]
+    assert token_version(rewrapped) == 2
+    assert ok_data(kms(client, tag, "encrypt", body))["ciphertext"] == rewrapped
+    with pytest.raises(EmulatorError):
+        emu.encrypt(tag, b"same")
+    assert ok_data(call(client, f"/kms/v1/keys/{tag}", method="GET"))["isConvergent"] is True
+
+
+def test_non_convergent_key_ignores_context(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = ok_data(kms(client, tag, "encrypt", {"plaintext": b64(b"p"), "context": "not base64 at all"}))
+    assert emu.decrypt(tag, token["ciphertext"], b"anything") == b"p"
+    rejected(kms(client, tag, "encrypt", {"plaintext": b64(b"p"), "context": 5}))
+
+
+# --- limits and malformed requests -------------------------------------------------------------------
+def test_list_limit_32_kb(client: httpx.Client, tag: str) -> None:
+    item = b64(b"a" * 6141)  # 8,188 characters
+    assert ok_data(kms(client, tag, "encrypt", {"plaintext": [item] * 4}))  # 32,752 characters
+    assert "32 KB" in rejected(kms(client, tag, "encrypt", {"plaintext": [item] * 4 + ["QUFBQUFB" * 3]}))
+
+
+def test_list_limit_applies_to_reencrypt(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"x" * 1000)
+    count = 32_768 // len(token)
+    ok_data(kms(client, tag, "re-encrypt", {"ciphertext": [token] * count}))
+    rejected(kms(client, tag, "re-encrypt", {"ciphertext": [token] * (count + 1)}))
+
+
+def test_single_plaintext_limit(client: httpx.Client, tag: str) -> None:
+    ok_data(kms(client, tag, "encrypt", {"plaintext": b64(b"z" * 32_768)}))
+    rejected(kms(client, tag, "encrypt", {"plaintext": b64(b"z" * 32_769)}))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ciphertext": []},
+        {"ciphertext": "ncpkms:v1:abc"},
+        {"ciphertext": "ncpkms:v0:QUJDRA=="},
+        {"ciphertext": "ncpkms:v1:" + "A" * 43_740},
+        {"ciphertext": "ncpkms:v9:" + "A" * 40},
+        {"ciphertext": [1, 2]},
+        {},
+    ],
+    ids=["empty-array", "bad-base64", "version-0", "too-long", "unknown-version", "not-strings", "missing"],
+)
+def test_bad_ciphertext_is_400(client: httpx.Client, tag: str, body: dict[str, Any]) -> None:
+    rejected(kms(client, tag, "re-encrypt", body))
+
+
+def test_malformed_json_is_400(client: httpx.Client, tag: str) -> None:
+    assert "JSON" in rejected(call(client, f"/keys/v2/{tag}/re-encrypt", raw=b"{not json"))
+    rejected(call(client, f"/keys/v2/{tag}/re-encrypt", raw=b"[1]"))
+
+
+def test_tampered_token_is_400(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"payload")
+    raw = bytearray(base64.b64decode(token.split(":", 2)[2]))
+    raw[-1] ^= 1
+    msg = rejected(kms(client, tag, "decrypt", {"ciphertext": "ncpkms:v1:" + b64(bytes(raw))}))
+    assert "payload" not in msg
+
+
+def test_disabled_version(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"payload")
+    emu.rotate(tag)
+    emu.disable_version(tag, 1)
+    assert rejected(kms(client, tag, "re-encrypt", {"ciphertext": token}), "UNPROCESSABLE_ENTITY") == "Invalid status"
+    assert rejected(kms(client, tag, "decrypt", {"ciphertext": [token]}), "UNPROCESSABLE_ENTITY") == "Invalid status"
+    with pytest.raises(EmulatorError):
+        emu.decrypt(tag, token)
+    with pytest.raises(EmulatorError):
+        emu.disable_version(tag, 2)  # the current version cannot be disabled
+    emu.enable_version(tag, 1)
+    assert token_version(ok_data(kms(client, tag, "re-encrypt", {"ciphertext": token}))["newCiphertext"]) == 2
+
+
+# --- faults -------------------------------------------------------------------------------------------
+def test_fault_throttle(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"p")
+    emu.inject("throttle", retry_after=1.5)
+    emu.inject("throttle")
+    first = kms(client, tag, "re-encrypt", {"ciphertext": token})
+    assert first.status_code == 429 and first.headers["Retry-After"] == "1.5"
+    assert first.json() == {"error": {"errorCode": "420", "message": "Rate Limited"}}
+    second = kms(client, tag, "re-encrypt", {"ciphertext": token})
+    assert second.status_code == 429 and "Retry-After" not in second.headers
+    ok_data(kms(client, tag, "re-encrypt", {"ciphertext": token}))
+    assert emu.stats.faults_injected["throttle"] == 2
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_fault_server_error(client: httpx.Client, emu: KmsEmulator, tag: str, status: int) -> None:
+    emu.inject("server-error", status=status)
+    response = kms(client, tag, "re-encrypt", {"ciphertext": emu.encrypt(tag, b"p")})
+    assert response.status_code == status
+    assert response.json() == {"error": {"errorCode": "900", "message": "Unexpected Error"}}
+
+
+def test_fault_times_and_action_filter(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"p")
+    emu.inject("server-error", times=2, status=503)
+    ok_data(kms(client, tag, "encrypt", {"plaintext": b64(b"p")}))  # other action: untouched
+    assert kms(client, tag, "reencrypt", {"ciphertext": token}).status_code == 503  # alias matches
+    assert kms(client, tag, "re-encrypt", {"ciphertext": token}).status_code == 503
+    ok_data(kms(client, tag, "re-encrypt", {"ciphertext": token}))
+    emu.inject("server-error", action=None)
+    assert call(client, f"/kms/v1/keys/{tag}", method="GET").status_code == 500
+    emu.inject("throttle", times=5, action="decrypt")
+    assert emu.pending_faults() == [("throttle", 5, "decrypt")]
+    emu.clear_faults()
+    ok_data(kms(client, tag, "decrypt", {"ciphertext": token}))
+    assert emu.stats.faults_injected["server-error"] == 3
+
+
+def test_fault_needs_authentication(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    emu.inject("server-error")
+    bad = Credentials(CREDS.access_key, "wrong")
+    assert call(client, f"/keys/v2/{tag}/re-encrypt", {"ciphertext": "x"}, creds=bad).status_code == 401
+    assert emu.pending_faults() == [("server-error", 1, "re-encrypt")]
+
+
+def test_fault_timeout(emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"p")
+    emu.inject("timeout", seconds=1.0)
+    with httpx.Client(base_url=emu.url, timeout=httpx.Timeout(5.0, read=0.2)) as fast:
+        with pytest.raises(httpx.ReadTimeout):
+            kms(fast, tag, "re-encrypt", {"ciphertext": token})
+        ok_data(kms(fast, tag, "re-encrypt", {"ciphertext": token}))
+    assert emu.stats.faults_injected["timeout"] == 1
+
+
+def test_fault_timeout_answers_after_the_delay(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    emu.inject("timeout", seconds=0.2)
+    started = time.monotonic()
+    ok_data(kms(client, tag, "re-encrypt", {"ciphertext": emu.encrypt(tag, b"p")}))
+    assert time.monotonic() - started >= 0.2
+
+
+def test_fault_reset(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"p")
+    ok_data(kms(client, tag, "re-encrypt", {"ciphertext": token}))  # a pooled keep-alive connection
+    emu.inject("reset")
+    with pytest.raises(httpx.TransportError):
+        kms(client, tag, "re-encrypt", {"ciphertext": token})
+    ok_data(kms(client, tag, "re-encrypt", {"ciphertext": token}))
+    assert emu.stats.faults_injected["reset"] == 1
+
+
+def test_fault_non_json(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    emu.inject("non-json")
+    response = kms(client, tag, "re-encrypt", {"ciphertext": emu.encrypt(tag, b"p")})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_fault_short_reply_and_extra_item(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    tokens = [emu.encrypt(tag, p) for p in (b"a", b"b", b"c")]
+    emu.inject("short-reply")
+    assert len(ok_data(kms(client, tag, "re-encrypt", {"ciphertext": tokens}))["newCiphertext"]) == 2
+    emu.inject("extra-item")
+    extra = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": tokens}))["newCiphertext"]
+    assert len(extra) == 4 and extra[3] == extra[2]
+    emu.inject("short-reply")
+    assert "newCiphertext" not in ok_data(kms(client, tag, "re-encrypt", {"ciphertext": tokens[0]}))
+    emu.inject("extra-item")
+    single = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": tokens[0]}))["newCiphertext"]
+    assert isinstance(single, list) and len(single) == 2
+
+
+def test_fault_bad_pattern(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    tokens = [emu.encrypt(tag, b"a"), emu.encrypt(tag, b"b")]
+    emu.inject("bad-pattern")
+    new = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": tokens}))["newCiphertext"]
+    assert new[0] == BAD_PATTERN_ITEM and TOKEN_RE.fullmatch(new[0]) is None
+    assert is_token(new[1])
+
+
+def test_fault_lower_version(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    v1 = emu.encrypt(tag, b"x")
+    emu.rotate(tag)
+    emu.rotate(tag)
+    v3 = emu.encrypt(tag, b"y")
+    emu.inject("lower-version")
+    new = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": v3}))["newCiphertext"]
+    assert token_version(new) == 2  # one lower than the input's v3
+    emu.inject("lower-version")
+    both = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": [v1, v3]}))["newCiphertext"]
+    assert [token_version(t) for t in both] == [1, 3]  # v1 cannot go lower
+    assert emu.stats.faults_injected["lower-version"] == 2
+
+
+def test_fault_corrupt(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    old = [emu.encrypt(tag, b"original-1"), emu.encrypt(tag, b"original-2")]
+    emu.rotate(tag)
+    emu.inject("corrupt")
+    new = ok_data(kms(client, tag, "re-encrypt", {"ciphertext": old}))["newCiphertext"]
+    assert all(is_token(t) and token_version(t) == 2 for t in new)
+    assert emu.decrypt(tag, new[0]) != b"original-1"
+    assert emu.decrypt(tag, new[1]) == b"original-2"
+
+
+def test_response_faults_wait_for_a_successful_request(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    emu.inject("short-reply")
+    rejected(kms(client, tag, "re-encrypt", {"ciphertext": "ncpkms:v1:bad"}))
+    assert emu.pending_faults() == [("short-reply", 1, "re-encrypt")]
+    tokens = [emu.encrypt(tag, b"a"), emu.encrypt(tag, b"b")]
+    assert len(ok_data(kms(client, tag, "re-encrypt", {"ciphertext": tokens}))["newCiphertext"]) == 1
+    assert emu.pending_faults() == []
+
+
+def test_inject_validates_its_arguments(emu: KmsEmulator) -> None:
+    with pytest.raises(ValueError):
+        emu.inject("meteor")
+    with pytest.raises(ValueError):
+        emu.inject("server-error", status=418)
+    with pytest.raises(ValueError):
+        emu.inject("throttle", seconds=1)
+    with pytest.raises(ValueError):
+        emu.inject("reset", times=0)
+
+
+# --- stats, latency, connections ----------------------------------------------------------------------
+def test_stats_counters(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    tokens = ok_data(kms(client, tag, "encrypt", {"plaintext": [b64(b"a"), b64(b"b")]}))["ciphertext"]
+    ok_data(call(client, f"/kms/v1/keys/{tag}/rotate"))
+    ok_data(kms(client, tag, "re-encrypt", {"ciphertext": tokens}))
+    ok_data(kms(client, tag, "reencrypt", {"ciphertext": tokens[0]}))
+    ok_data(kms(client, tag, "decrypt", {"ciphertext": tokens[0]}))
+    ok_data(kms(client, tag, "createCustomKey", {}))
+    ok_data(call(client, f"/kms/v1/keys/{tag}", method="GET"))
+    emu.inject("throttle")
+    kms(client, tag, "re-encrypt", {"ciphertext": tokens})
+    stats = emu.stats
+    assert stats.requests == {
+        "encrypt": 1,
+        "rotate": 1,
+        "re-encrypt": 3,
+        "decrypt": 1,
+        "createCustomKey": 1,
+        "key-info": 1,
+    }
+    assert stats.items["re-encrypt"] == 3 and stats.items["encrypt"] == 2
+    assert stats.faults_injected == {"throttle": 1}
+    assert stats.statuses[200] == 7 and stats.statuses[429] == 1
+    assert stats.connections == 1  # keep-alive: one connection for everything
+    snapshot = stats.snapshot()
+    assert snapshot["requests"]["re-encrypt"] == 3 and snapshot["auth_failures"] == 0
+    stats.reset()
+    assert emu.stats.requests == {} and emu.stats.snapshot()["connections"] == 0
+
+
+def test_latency(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    emu.set_latency(0.05, 0.08)
+    started = time.monotonic()
+    ok_data(kms(client, tag, "encrypt", {"plaintext": b64(b"p")}))
+    assert time.monotonic() - started >= 0.05
+    emu.set_latency(0)
+    with pytest.raises(ValueError):
+        emu.set_latency(0.2, 0.1)
+
+
+def test_loopback_round_trip_is_fast(client: httpx.Client, tag: str) -> None:
+    body = {"plaintext": b64(b"p")}
+    kms(client, tag, "encrypt", body)
+    started = time.monotonic()
+    for _ in range(20):
+        ok_data(kms(client, tag, "encrypt", body))
+    assert (time.monotonic() - started) / 20 < 0.03  # no Nagle/delayed-ACK 40 ms stalls
+
+
+def test_stop_closes_keep_alive_connections(tag: str, emu: KmsEmulator) -> None:
+    with httpx.Client(base_url=emu.url, timeout=2.0) as http:
+        ok_data(kms(http, tag, "encrypt", {"plaintext": b64(b"p")}))
+        emu.stop()
+        with pytest.raises(httpx.TransportError):
+            kms(http, tag, "encrypt", {"plaintext": b64(b"p")})
+    assert not emu.running
+    with pytest.raises(RuntimeError):
+        _ = emu.url
+
+
+def test_nothing_is_logged(capfd: pytest.CaptureFixture[str], client: httpx.Client, tag: str) -> None:
+    ok_data(kms(client, tag, "encrypt", {"plaintext": b64(b"p")}))
+    call(client, f"/keys/v2/{tag}/encrypt", {}, creds=Credentials(CREDS.access_key, "bad"))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_chunked_request_body(client: httpx.Client, tag: str) -> None:
+    path = f"/keys/v2/{tag}/encrypt"
+    headers = signed_headers("POST", path, int(time.time() * 1000), CREDS)
+    body = json.dumps({"plaintext": b64(b"chunky")}).encode()
+    response = client.post(path, content=iter([body[:5], body[5:]]), headers=headers)
+    assert is_token(ok_data(response)["ciphertext"])
+
+
+# --- command line -------------------------------------------------------------------------------------
+def test_command_line_runs_and_stops_on_ctrl_c() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "layers/rewrap"), str(REPO / "local")])}
+    args = ["--port", "0", "--access-key", "AKcli", "--secret-key", "SKcli", "--create-key", "cli-key"]
+    proc = subprocess.Popen(  # noqa: S603 (fixed argv: this interpreter and our module)
+        [sys.executable, "-m", "rewrap_local.emulator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line.split(" at ", 1)[1].split()[0]
+        assert line.rstrip().endswith("key tag cli-key")
+        with httpx.Client(base_url=url, timeout=5.0) as http:
+            response = call(
+                http, "/keys/v2/cli-key/encrypt", {"plaintext": b64(b"p")}, creds=Credentials("AKcli", "SKcli")
+            )
+            assert is_token(ok_data(response)["ciphertext"])
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "SKcli" not in out + err + line
+
+
+def test_main_rejects_missing_credentials() -> None:
+    with pytest.raises(SystemExit):
+        main(["--port", "0"])
