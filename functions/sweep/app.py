@@ -17,5 +17,11 @@ from rewrap.sweep import sweep_event
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     runtime = get_runtime()
     return sweep_event(
-        event, context, runtime.settings, S3Store(runtime.s3), runtime.rotate_queue, invoke_self_async(runtime, context)
+        event,
+        context,
+        runtime.settings,
+        S3Store(runtime.s3),
+        runtime.rotate_queue,
+        runtime.kms,
+        invoke_self_async(runtime, context),
     )

@@ -66,6 +66,7 @@ from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from rewrap.ncp.signing import (
     ACCESS_KEY_HEADER,
     API_KEY_HEADER,

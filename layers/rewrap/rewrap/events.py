@@ -33,6 +33,7 @@ class Unit:
     refs: list[ObjectRef] = field(default_factory=list)
     error: UnsupportedEventError | None = None  # the unit itself could not be understood
     note: str = ""  # e.g. "s3:TestEvent", acknowledged without work
+    newest_versions: dict[str, int] = field(default_factory=dict)  # hints from the sweep's probe
 
 
 @dataclass
@@ -45,6 +46,14 @@ class Invocation:
     @property
     def refs(self) -> list[ObjectRef]:
         return [ref for unit in self.units for ref in unit.refs]
+
+    @property
+    def newest_versions(self) -> dict[str, int]:
+        hints: dict[str, int] = {}
+        for unit in self.units:
+            for key_tag, version in unit.newest_versions.items():
+                hints[key_tag] = max(version, hints.get(key_tag, 0))
+        return hints
 
 
 def parse(event: Any) -> Invocation:
@@ -67,7 +76,8 @@ def parse(event: Any) -> Invocation:
         dry_run = event.get("dryRun")
         if dry_run is not None and not isinstance(dry_run, bool):
             raise UnsupportedEventError("rotate request: dryRun must be true or false")
-        return Invocation(Kind.ROTATE_REQUEST, [Unit("request", refs=_request_refs(event))], dry_run, raw=event)
+        unit = Unit("request", refs=_request_refs(event), newest_versions=_newest_versions(event))
+        return Invocation(Kind.ROTATE_REQUEST, [unit], dry_run, raw=event)
     raise UnsupportedEventError(f"unrecognised event; top-level fields: {sorted(map(str, event))[:12]}")
 
 
@@ -81,6 +91,7 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
         return unit
     try:
         unit.refs, unit.note = message_refs(body)
+        unit.newest_versions = _newest_versions(body)
     except UnsupportedEventError as error:
         unit.error = error
     return unit
@@ -152,6 +163,14 @@ def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
         else:
             refs.append(ObjectRef(_text(bucket, "bucket"), _text(item, "key")))
     return refs
+
+
+def _newest_versions(body: Any) -> dict[str, int]:
+    """``newestVersions`` of a rotate request: the newest key versions the sweep saw when it ran."""
+    hints = body.get("newestVersions") if isinstance(body, dict) else None
+    if not isinstance(hints, dict):
+        return {}
+    return {str(tag): v for tag, v in hints.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
 
 
 def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,9 +26,11 @@ class RotateQueue:
         self.client = client
         self.queue_url = queue_url
 
-    def send_requests(self, bucket: str, keys: Sequence[str], keys_per_message: int) -> tuple[int, int]:
+    def send_requests(
+        self, bucket: str, keys: Sequence[str], keys_per_message: int, extra: Mapping[str, Any] | None = None
+    ) -> tuple[int, int]:
         """Send ``keys`` as rotate requests, many keys per message; returns (messages, API calls)."""
-        bodies = list(_request_bodies(bucket, keys, keys_per_message))
+        bodies = list(_request_bodies(bucket, keys, keys_per_message, dict(extra or {})))
         calls = 0
         for start in range(0, len(bodies), SEND_BATCH_LIMIT):
             entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + SEND_BATCH_LIMIT])]
@@ -46,20 +48,20 @@ class RotateQueue:
         return len(bodies), calls
 
 
-def _request_bodies(bucket: str, keys: Sequence[str], keys_per_message: int) -> Iterator[str]:
+def _request_bodies(bucket: str, keys: Sequence[str], keys_per_message: int, extra: dict[str, Any]) -> Iterator[str]:
     """Rotate-request bodies holding at most ``keys_per_message`` keys and under SQS's size limit."""
-    overhead = len(json.dumps({"bucket": bucket, "keys": []}))
+    overhead = len(json.dumps({"bucket": bucket, "keys": [], **extra}))
     chunk: list[str] = []
     size = overhead
     for key in keys:
         key_size = len(json.dumps(key)) + 2  # the key and its ", " separator
         if chunk and (len(chunk) >= keys_per_message or size + key_size > MESSAGE_LIMIT_BYTES):
-            yield json.dumps({"bucket": bucket, "keys": chunk})
+            yield json.dumps({"bucket": bucket, "keys": chunk, **extra})
             chunk, size = [], overhead
         chunk.append(key)
         size += key_size
     if chunk:
-        yield json.dumps({"bucket": bucket, "keys": chunk})
+        yield json.dumps({"bucket": bucket, "keys": chunk, **extra})
 
 
 class DeadLetters:

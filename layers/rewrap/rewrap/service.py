@@ -39,6 +39,8 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     except UnsupportedEventError as error:
         logger.error("rejected event", extra={"reason": error.reason})
         raise
+    for key_tag, version in invocation.newest_versions.items():
+        runtime.engine.versions.observe(key_tag, version)
     kms_before = runtime.kms.stats.snapshot()
     results = runtime.engine.rotate(
         invocation.refs, deadline=Deadline.from_lambda_context(context), dry_run=invocation.dry_run

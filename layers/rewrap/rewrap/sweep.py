@@ -16,9 +16,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from rewrap.config import Settings, SweepTarget
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, UnsupportedEventError
+from rewrap.ncp.client import NcpKmsClient
 from rewrap.objects import Listed, S3Store
 from rewrap.observability import logger, metrics
 from rewrap.queues import RotateQueue
+from rewrap.tokens import token_version
 
 # Stop listing and hand over when less than this much time is left.
 HANDOVER_RESERVE_SECONDS = 20.0
@@ -50,12 +52,15 @@ def sweep_event(
     settings: Settings,
     store: S3Store,
     queue: RotateQueue | None,
+    kms: NcpKmsClient,
     continue_with: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     if queue is None:
         raise ConfigError("REWRAP_QUEUE_URL is not set; the sweep has nowhere to send work")
     targets, position = _plan(event, settings)
-    report = run_sweep(targets, position, settings, store, queue, Deadline.from_lambda_context(context, 0.0))
+    deadline = Deadline.from_lambda_context(context, 0.0)
+    newest = probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
+    report = run_sweep(targets, position, settings, store, queue, deadline, newest)
     if report.resume_at is not None:
         continue_with(
             {
@@ -81,7 +86,9 @@ def run_sweep(
     store: S3Store,
     queue: RotateQueue,
     deadline: Deadline,
+    newest_versions: dict[str, int] | None = None,
 ) -> SweepReport:
+    extra = {"newestVersions": newest_versions} if newest_versions else None
     report = SweepReport()
     token = position.continuation_token
     for index in range(position.target, len(targets)):
@@ -92,7 +99,7 @@ def run_sweep(
             report.listed += len(items)
             keys = [item.key for item in items if _selected(item, settings)]
             if keys:
-                messages, calls = queue.send_requests(target.bucket, keys, settings.sweep_keys_per_message)
+                messages, calls = queue.send_requests(target.bucket, keys, settings.sweep_keys_per_message, extra)
                 report.enqueued += len(keys)
                 report.messages += messages
                 report.batches += calls
@@ -104,6 +111,19 @@ def run_sweep(
                 return report
         token = None
     return report
+
+
+def probe_newest_versions(kms: NcpKmsClient, key_tags: list[str], deadline: Deadline) -> dict[str, int]:
+    """The newest version of each key tag, learned by encrypting a fixed probe (one request each).
+
+    The rotate functions cache each key's newest version for a short while; passing it along in
+    the rotate requests means a sweep run right after a rotation is never answered from a cache
+    that predates the rotation."""
+    newest = {}
+    for key_tag in key_tags:
+        (token,) = kms.encrypt(key_tag, [b"rewrap-version-probe"], deadline=deadline)
+        newest[key_tag] = token_version(token)
+    return newest
 
 
 def _selected(item: Listed, settings: Settings) -> bool:
