@@ -212,6 +212,7 @@ class _Fault:
     remaining: int
     action: str | None
     params: dict[str, Any]
+    key_tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -467,8 +468,11 @@ class KmsEmulator:
         with self._lock:
             self._latency = (min_s, max_s) if max_s > 0 else None
 
-    def inject(self, kind: str, times: int = 1, action: str | None = "re-encrypt", **params: Any) -> None:
-        """Queue ``kind`` for the next ``times`` requests to ``action`` (None: any action)."""
+    def inject(
+        self, kind: str, times: int = 1, action: str | None = "re-encrypt", key_tag: str | None = None, **params: Any
+    ) -> None:
+        """Queue ``kind`` for the next ``times`` requests to ``action`` (None: any action), optionally
+        only for requests on ``key_tag``."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
         unknown = set(params) - set(FAULT_KINDS[kind])
@@ -485,7 +489,7 @@ class KmsEmulator:
         if action is not None:
             action = _LEGACY_ACTIONS.get(action, action)
         with self._lock:
-            self._faults.append(_Fault(kind, times, action, dict(params)))
+            self._faults.append(_Fault(kind, times, action, dict(params), key_tag))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -496,11 +500,13 @@ class KmsEmulator:
         with self._lock:
             return [(f.kind, f.remaining, f.action) for f in self._faults]
 
-    def _take_fault(self, action: str, pre: bool) -> _Fault | None:
-        """Consume the first queued fault matching ``action`` if it belongs to this phase."""
+    def _take_fault(self, action: str, pre: bool, tag: str) -> _Fault | None:
+        """Consume the first queued fault matching ``action`` and ``tag`` if it belongs to this phase."""
         with self._lock:
             for fault in self._faults:
                 if fault.action is not None and fault.action != action:
+                    continue
+                if fault.key_tag is not None and fault.key_tag.lower() != tag.lower():
                     continue
                 if (fault.kind in _PRE_FAULTS) != pre:
                     return None
@@ -661,14 +667,14 @@ class KmsEmulator:
             handler.reply_json(401, _AUTH_FAILED)
             return
         self._delay()
-        fault = self._take_fault(action, pre=True)
+        fault = self._take_fault(action, pre=True, tag=tag)
         if fault is not None and self._pre_fault(handler, fault):
             return
         try:
             key = self._key(tag)
             if legacy:
                 reply = self._legacy_action(key, action, body)
-                post = self._take_fault(action, pre=False)
+                post = self._take_fault(action, pre=False, tag=tag)
                 if post is not None:
                     self._apply_post_fault(post, reply)
                 self._stats._add("items", action, len(reply.plaintexts))
