@@ -1,0 +1,595 @@
+"""The SAM template: cfn-lint clean, transformable offline, least-privilege, wired as designed.
+
+The template is read with cfn-lint's CloudFormation-aware YAML loader and transformed with
+aws-sam-translator (no AWS calls). IAM resources built with intrinsic functions are checked twice:
+structurally on the transformed template, and by evaluating the intrinsics for sample parameter
+values, so the Fn::Join/Fn::Split ARN lists are proven to come out right in every partition.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import ManualArgs, lint, lint_file
+from cfnlint.decode import cfn_yaml
+from samtranslator.translator.transform import transform
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+SAMPLE_PARAMETERS = {
+    "BucketNames": ["rewrap-demo-bucket", "rewrap-second.bucket"],
+    "KeyTag": "demo-key",
+    "NcpSecretArn": "arn:aws:secretsmanager:ap-northeast-2:123456789012:secret:rewrap/ncp-AbC123",
+    "NcpKmsEndpoint": "https://kms.apigw.ntruss.com",
+    "SignatureVersion": "v2",
+    "SweepTargets": "",
+    "SweepSchedule": "rate(1 day)",
+    "RotateMaxConcurrency": "5",
+    "KmsRateLimit": "30",
+    "DryRun": "false",
+    "LogRetentionDays": "30",
+    "LogLevel": "INFO",
+    "ReportPrefix": "",
+    "KmsKeyArns": [""],
+    "AlarmTopicArn": "",
+}
+
+
+class _NoManagedPolicies:
+    """Stands in for samtranslator's ManagedPolicyLoader, which would call IAM."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def sam() -> dict[str, Any]:
+    return json.loads(json.dumps(cfn_yaml.load(str(TEMPLATE))))
+
+
+@pytest.fixture(scope="module")
+def cfn(sam: dict[str, Any]) -> dict[str, Any]:
+    fragment = copy.deepcopy(sam)
+    for resource in fragment["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = f"s3://rewrap-artifacts/{properties[key].strip('/')}.zip"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "ap-northeast-2")
+        return transform(fragment, {}, _NoManagedPolicies())
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def one(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = of_type(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.values()))["Properties"]
+
+
+def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every identity-policy statement, including the ones SAM generates; If-branches flattened."""
+    for name, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents = [props["PolicyDocument"]]
+        else:
+            continue
+        for document in documents:
+            for statement in document["Statement"]:
+                if "Fn::If" in statement:
+                    yield from ((name, s) for s in statement["Fn::If"][1:] if isinstance(s, dict) and "Ref" not in s)
+                else:
+                    yield name, statement
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def refs(node: Any) -> set[str]:
+    """Names referenced by Ref, GetAtt or ${...} anywhere inside node."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref":
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+            found |= refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= refs(item)
+    return found
+
+
+def role_of(cfn: dict[str, Any], function: str) -> str:
+    return cfn["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+
+
+# --------------------------------------------------------------------- intrinsic evaluation
+NO_VALUE = object()
+
+
+class Evaluator:
+    """Evaluates the intrinsic functions used in the template for concrete parameter values."""
+
+    def __init__(self, template: dict[str, Any], parameters: dict[str, Any], partition: str = "aws") -> None:
+        self.template = template
+        self.values = {
+            **parameters,
+            "AWS::Partition": partition,
+            "AWS::Region": "ap-northeast-2",
+            "AWS::AccountId": "123456789012",
+            "AWS::StackName": "rewrap",
+        }
+        self.conditions = {name: self.condition(body) for name, body in template.get("Conditions", {}).items()}
+
+    def condition(self, node: Any) -> bool:
+        ((fn, args),) = node.items()
+        if fn == "Fn::Equals":
+            return self(args[0]) == self(args[1])
+        if fn == "Fn::Not":
+            return not self.condition(args[0])
+        if fn == "Fn::And":
+            return all(self.condition(a) for a in args)
+        if fn == "Fn::Or":
+            return any(self.condition(a) for a in args)
+        if fn == "Condition":
+            return self.conditions[args]
+        raise AssertionError(f"unsupported condition {fn}")
+
+    def __call__(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (self(item) for item in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((fn, args),) = node.items()
+            if fn == "Ref":
+                if args == "AWS::NoValue":
+                    return NO_VALUE
+                return self.values.get(args, f"<{args}>")
+            if fn == "Fn::GetAtt":
+                return f"<{'.'.join(args)}>"
+            if fn == "Fn::If":
+                return self(args[1] if self.conditions[args[0]] else args[2])
+            if fn == "Fn::Join":
+                return args[0].join(self(args[1]))
+            if fn == "Fn::Split":
+                return self(args[1]).split(args[0])
+            if fn == "Fn::Select":
+                return self(args[1])[int(args[0])]
+            if fn == "Fn::Sub":
+                text, extra = (args, {}) if isinstance(args, str) else (args[0], self(args[1]))
+                names = {**self.values, **extra}
+                return re.sub(r"\$\{([^!}][^}]*)\}", lambda m: str(names.get(m.group(1), f"<{m.group(1)}>")), text)
+        return {k: v for k, v in ((k, self(v)) for k, v in node.items()) if v is not NO_VALUE}
+
+
+def evaluated_statements(cfn: dict[str, Any], role: str, **overrides: Any) -> dict[str, dict[str, Any]]:
+    partition = overrides.pop("partition", "aws")
+    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, **overrides}, partition)
+    policies = evaluate(cfn["Resources"][role]["Properties"]["Policies"])
+    return {s["Sid"]: s for p in policies for s in p["PolicyDocument"]["Statement"]}
+
+
+# --------------------------------------------------------------------- lint and transform
+def test_cfn_lint_reports_nothing_even_informational() -> None:
+    matches = lint_file(TEMPLATE, config=ManualArgs(regions=["ap-northeast-2", "us-east-1"], include_checks=["I"]))
+    assert [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches] == []
+
+
+def test_transform_produces_the_whole_stack(cfn: dict[str, Any]) -> None:
+    counts: dict[str, int] = {}
+    for res in cfn["Resources"].values():
+        counts[res["Type"]] = counts.get(res["Type"], 0) + 1
+    assert counts["AWS::Lambda::LayerVersion"] == 1
+    assert counts["AWS::Lambda::Function"] == 2
+    assert counts["AWS::Lambda::EventSourceMapping"] == 1
+    assert counts["AWS::SQS::Queue"] == 2
+    assert counts["AWS::SQS::QueuePolicy"] == 2
+    assert counts["AWS::Events::Rule"] == 2  # Object Created -> queue, schedule -> sweep
+    assert counts["AWS::Logs::LogGroup"] == 2
+    assert counts["AWS::IAM::Role"] == 2
+    assert counts["AWS::CloudWatch::Alarm"] >= 2
+    assert not any(t.startswith("AWS::Serverless::") for t in counts)
+
+
+def test_transformed_template_is_cfn_lint_clean(cfn: dict[str, Any]) -> None:
+    matches = lint(json.dumps(cfn), config=ManualArgs(regions=["ap-northeast-2"]))
+    assert [f"{m.rule.id}: {m.message}" for m in matches] == []
+
+
+# --------------------------------------------------------------------- parameters
+@pytest.mark.parametrize(
+    ("parameter", "value", "accepted"),
+    [
+        ("NcpKmsEndpoint", "https://kms.apigw.ntruss.com", True),
+        ("NcpKmsEndpoint", "https://ocapi.ncloud.com/kms/v1", True),
+        ("NcpKmsEndpoint", "http://kms.apigw.ntruss.com", False),
+        ("NcpKmsEndpoint", "kms.apigw.ntruss.com", False),
+        ("BucketNames", "rewrap-demo-bucket", True),
+        ("BucketNames", "Bad_Bucket", False),
+        ("NcpSecretArn", SAMPLE_PARAMETERS["NcpSecretArn"], True),
+        ("NcpSecretArn", "arn:aws:secretsmanager:ap-northeast-2:123456789012:secret:rewrap/ncp", False),
+        ("SweepTargets", "", True),
+        ("SweepTargets", "rewrap-demo-bucket,other-bucket/docs/", True),
+        ("SweepTargets", "rewrap-demo-bucket, other-bucket", False),
+        ("SweepSchedule", "rate(1 day)", True),
+        ("SweepSchedule", "cron(0 3 * * ? *)", True),
+        ("SweepSchedule", "every day", False),
+        ("ReportPrefix", "", True),
+        ("ReportPrefix", "s3://audit-bucket/rewrap/", True),
+        ("ReportPrefix", "s3://audit-bucket", False),
+        ("KmsKeyArns", "", True),
+        ("KmsKeyArns", "arn:aws:kms:ap-northeast-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        ("AlarmTopicArn", "", True),
+        ("AlarmTopicArn", "arn:aws:sns:ap-northeast-2:123456789012:ops-alerts", True),
+        ("AlarmTopicArn", "ops-alerts", False),
+    ],
+)
+def test_parameter_patterns(sam: dict[str, Any], parameter: str, value: str, accepted: bool) -> None:
+    pattern = sam["Parameters"][parameter]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is accepted
+
+
+def test_parameter_choices_and_defaults(sam: dict[str, Any]) -> None:
+    params = sam["Parameters"]
+    assert params["BucketNames"]["Type"] == "CommaDelimitedList"
+    assert params["NcpKmsEndpoint"]["Default"] == "https://kms.apigw.ntruss.com"
+    assert params["SignatureVersion"]["AllowedValues"] == ["v2", "v1"]
+    assert params["DryRun"]["AllowedValues"] == ["true", "false"]
+    assert params["DryRun"]["Default"] == "false"
+    assert params["SweepTargets"]["Default"] == ""
+    assert params["SweepSchedule"]["Default"] == "rate(1 day)"
+    concurrency = params["RotateMaxConcurrency"]
+    assert (concurrency["MinValue"], concurrency["MaxValue"], concurrency["Default"]) == (2, 1000, 5)
+    assert "200" in concurrency["Description"]
+    # the defaults keep the fleet under NCP's shared ~200 requests/s
+    assert concurrency["Default"] * params["KmsRateLimit"]["Default"] < 200
+    for optional in ("ReportPrefix", "AlarmTopicArn", "SweepTargets"):
+        assert params[optional]["Default"] == ""
+
+
+# --------------------------------------------------------------------- queues
+def test_queue_dead_letter_queue_and_encryption(cfn: dict[str, Any]) -> None:
+    queue = cfn["Resources"]["RotateQueue"]["Properties"]
+    dlq = cfn["Resources"]["RotateDeadLetterQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["RotateDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert dlq["SqsManagedSseEnabled"] is True
+
+
+def test_visibility_timeout_covers_six_function_timeouts(cfn: dict[str, Any]) -> None:
+    timeout = cfn["Resources"]["RotateFunction"]["Properties"]["Timeout"]
+    window = one(cfn, "AWS::Lambda::EventSourceMapping")["MaximumBatchingWindowInSeconds"]
+    assert cfn["Resources"]["RotateQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout + window
+
+
+def test_queue_name_matches_the_sample_events(sam: dict[str, Any]) -> None:
+    stack = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["global"]["parameters"]["stack_name"]
+    name = sam["Resources"]["RotateQueue"]["Properties"]["QueueName"]["Fn::Sub"].replace("${AWS::StackName}", stack)
+    for path in EVENTS.glob("*.json"):
+        for record in json.loads(path.read_text()).get("Records", []):
+            if record.get("eventSource") == "aws:sqs":
+                assert record["eventSourceARN"].endswith(f":{name}"), path.name
+
+
+def test_queue_policy_admits_only_our_producers(cfn: dict[str, Any]) -> None:
+    policy = cfn["Resources"]["RotateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allows = {s["Principal"]["Service"]: s for s in policy if s["Effect"] == "Allow"}
+    assert set(allows) == {"s3.amazonaws.com", "events.amazonaws.com", "sns.amazonaws.com"}
+    for statement in allows.values():
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Resource"] == {"Fn::GetAtt": ["RotateQueue", "Arn"]}
+        assert statement.get("Condition"), statement
+    s3 = allows["s3.amazonaws.com"]["Condition"]
+    assert "BucketNames" in refs(s3["ArnLike"]["aws:SourceArn"])
+    assert s3["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert allows["events.amazonaws.com"]["Condition"]["ArnEquals"]["aws:SourceArn"] == {
+        "Fn::GetAtt": ["ObjectCreatedRule", "Arn"]
+    }
+    assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s["Condition"]) for s in policy)
+
+
+def test_s3_source_condition_resolves_to_the_bucket_arns(cfn: dict[str, Any]) -> None:
+    evaluate = Evaluator(cfn, SAMPLE_PARAMETERS)
+    statement = evaluate(cfn["Resources"]["RotateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0])
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == [
+        "arn:aws:s3:::rewrap-demo-bucket",
+        "arn:aws:s3:::rewrap-second.bucket",
+    ]
+
+
+# --------------------------------------------------------------------- triggers
+def test_sqs_event_source_mapping(cfn: dict[str, Any]) -> None:
+    mapping = one(cfn, "AWS::Lambda::EventSourceMapping")
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["RotateQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "RotateMaxConcurrency"}}
+    assert mapping["BatchSize"] == 100
+    assert mapping["MaximumBatchingWindowInSeconds"] == 5
+    # the mapping invokes the published alias, the same code an S3 Batch Operations job pins
+    assert mapping["FunctionName"] == {"Ref": "RotateFunctionAliaslive"}
+
+
+def test_object_created_rule_feeds_the_queue(cfn: dict[str, Any]) -> None:
+    rule = cfn["Resources"]["ObjectCreatedRule"]["Properties"]
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": {"Ref": "BucketNames"}}},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["RotateQueue", "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["RotateDeadLetterQueue", "Arn"]}
+    dlq_policy = cfn["Resources"]["RotateDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s["Principal"] == {"Service": "events.amazonaws.com"} for s in dlq_policy if s["Effect"] == "Allow")
+
+
+def test_sweep_schedule_rule_is_enabled_only_with_targets(cfn: dict[str, Any]) -> None:
+    schedules = {
+        n: r["Properties"]
+        for n, r in of_type(cfn, "AWS::Events::Rule").items()
+        if "ScheduleExpression" in r["Properties"]
+    }
+    (rule,) = schedules.values()
+    assert rule["ScheduleExpression"] == {"Ref": "SweepSchedule"}
+    assert rule["State"] == {"Fn::If": ["HasSweepTargets", "ENABLED", "DISABLED"]}
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["SweepFunction", "Arn"]}]
+    assert cfn["Conditions"]["HasSweepTargets"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SweepTargets"}, ""]}]}
+    permission = one(cfn, "AWS::Lambda::Permission")
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert permission["FunctionName"] == {"Ref": "SweepFunction"}
+
+
+# --------------------------------------------------------------------- functions and layer
+def test_layer_and_function_runtime(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
+    layer_name, layer = next(iter(of_type(cfn, "AWS::Lambda::LayerVersion").items()))
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    source = sam["Resources"]["RewrapLayer"]
+    assert source["Properties"]["ContentUri"] == "layers/rewrap/"
+    assert source["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    for name, code in (("RotateFunction", "functions/rotate/"), ("SweepFunction", "functions/sweep/")):
+        assert sam["Resources"][name]["Properties"]["CodeUri"] == code
+        props = cfn["Resources"][name]["Properties"]
+        assert props["Handler"] == "app.lambda_handler"
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Layers"] == [{"Ref": layer_name}]
+
+
+def test_sweep_is_named_and_allowed_to_continue_itself(cfn: dict[str, Any]) -> None:
+    sweep = cfn["Resources"]["SweepFunction"]["Properties"]
+    assert sweep["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-sweep"}
+    assert sweep["RecursiveLoop"] == "Allow"  # the self-continuation chain may exceed 16 hops
+    assert cfn["Resources"]["RotateFunction"]["Properties"]["RecursiveLoop"] == "Terminate"
+    invoke = evaluated_statements(cfn, role_of(cfn, "SweepFunction"))["ContinueInANewInvocation"]
+    arn = "arn:aws:lambda:ap-northeast-2:123456789012:function:" + Evaluator(cfn, SAMPLE_PARAMETERS)(
+        sweep["FunctionName"]
+    )
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert invoke["Resource"] == [arn, f"{arn}:*"]  # unqualified or qualified invoked_function_arn
+    invokers = [(r, s["Sid"]) for r, s in statements(cfn) if "lambda:InvokeFunction" in as_list(s["Action"])]
+    assert invokers == [(role_of(cfn, "SweepFunction"), "ContinueInANewInvocation")]
+
+
+SHARED_VARIABLES = {
+    "NCP_KMS_ENDPOINT": {"Ref": "NcpKmsEndpoint"},
+    "NCP_KMS_KEY_TAG": {"Ref": "KeyTag"},
+    "NCP_KMS_SECRET_ID": {"Ref": "NcpSecretArn"},
+    "NCP_KMS_SIGNATURE_VERSION": {"Ref": "SignatureVersion"},
+    "NCP_KMS_RATE_LIMIT": {"Ref": "KmsRateLimit"},
+    "REWRAP_BUCKETS": {"Fn::Join": [",", {"Ref": "BucketNames"}]},
+    "REWRAP_DRY_RUN": {"Ref": "DryRun"},
+    "REWRAP_REPORT_PREFIX": {"Ref": "ReportPrefix"},
+    "POWERTOOLS_SERVICE_NAME": "rewrap",
+    "POWERTOOLS_METRICS_NAMESPACE": "Rewrap",
+    "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+}
+
+
+def test_environment_follows_the_configuration_contract(cfn: dict[str, Any]) -> None:
+    rotate = cfn["Resources"]["RotateFunction"]["Properties"]["Environment"]["Variables"]
+    sweep = cfn["Resources"]["SweepFunction"]["Properties"]["Environment"]["Variables"]
+    for variables in (rotate, sweep):
+        assert SHARED_VARIABLES.items() <= variables.items()
+        assert int(variables["REWRAP_MAX_OBJECT_BYTES"]) > 0
+        assert int(variables["REWRAP_CONCURRENCY"]) > 0
+    assert rotate["REWRAP_DEAD_LETTER_QUEUE_URL"] == {"Ref": "RotateDeadLetterQueue"}
+    assert sweep["REWRAP_QUEUE_URL"] == {"Ref": "RotateQueue"}
+    assert sweep["REWRAP_SWEEP_TARGETS"] == {"Ref": "SweepTargets"}
+    # keys per sweep message x SQS batch size bounds the objects one rotate invocation must finish
+    batch = one(cfn, "AWS::Lambda::EventSourceMapping")["BatchSize"]
+    assert int(sweep["REWRAP_SWEEP_KEYS_PER_MESSAGE"]) * batch <= 1000
+
+
+def test_each_function_logs_to_its_own_group_with_retention(cfn: dict[str, Any]) -> None:
+    for name in ("RotateFunction", "SweepFunction"):
+        group_name = cfn["Resources"][name]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        group = cfn["Resources"][group_name]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        logs = [
+            s for r, s in statements(cfn) if r == role_of(cfn, name) and "logs:PutLogEvents" in as_list(s["Action"])
+        ]
+        assert [s["Resource"] for s in logs] == [{"Fn::GetAtt": [group_name, "Arn"]}]
+
+
+# --------------------------------------------------------------------- least privilege
+def test_no_managed_policies_and_no_star_resources_but_xray(cfn: dict[str, Any]) -> None:
+    for role in of_type(cfn, "AWS::IAM::Role").values():
+        assert not role["Properties"].get("ManagedPolicyArns")
+    checked = 0
+    for role, statement in statements(cfn):
+        checked += 1
+        if "*" in as_list(statement["Resource"]):
+            assert set(as_list(statement["Action"])) <= XRAY_ACTIONS, (role, statement)
+        assert not any(a.endswith(":*") or a == "*" for a in as_list(statement["Action"])), (role, statement)
+    assert checked >= 10
+
+
+def test_secret_statements_name_the_secret_parameter_only(cfn: dict[str, Any]) -> None:
+    secret = [(role, s) for role, s in statements(cfn) if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+    # rotate calls re-encrypt; sweep probes each key's newest version with one encrypt call
+    assert sorted(role for role, _ in secret) == sorted(role_of(cfn, f) for f in ("RotateFunction", "SweepFunction"))
+    for _, statement in secret:
+        assert statement["Action"] == "secretsmanager:GetSecretValue"
+        assert statement["Resource"] == {"Ref": "NcpSecretArn"}
+
+
+def test_s3_statements_reference_the_bucket_parameter(cfn: dict[str, Any]) -> None:
+    s3 = [(r, s) for r, s in statements(cfn) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    assert len(s3) >= 3
+    for role, statement in s3:
+        expected = "ReportPrefix" if statement["Sid"] == "WriteAuditReports" else "BucketNames"
+        assert expected in refs(statement["Resource"]), (role, statement)
+
+
+def test_queue_permissions_are_per_queue(cfn: dict[str, Any]) -> None:
+    rotate = evaluated_statements(cfn, role_of(cfn, "RotateFunction"))
+    sweep = evaluated_statements(cfn, role_of(cfn, "SweepFunction"))
+    assert rotate["ForwardPermanentFailuresToDlq"]["Action"] == "sqs:SendMessage"
+    assert rotate["ForwardPermanentFailuresToDlq"]["Resource"] == "<RotateDeadLetterQueue.Arn>"
+    assert rotate["ConsumeRotateQueue"]["Resource"] == "<RotateQueue.Arn>"
+    assert sweep["EnqueueRotateRequests"]["Resource"] == "<RotateQueue.Arn>"
+    assert set(sweep["EnqueueRotateRequests"]["Action"]) == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
+    sends = [s for _, s in statements(cfn) if "sqs:SendMessage" in as_list(s["Action"])]
+    assert len(sends) == 2
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_s3_arns_resolve_in_every_partition(cfn: dict[str, Any], partition: str) -> None:
+    rotate = evaluated_statements(cfn, role_of(cfn, "RotateFunction"), partition=partition)
+    sweep = evaluated_statements(cfn, role_of(cfn, "SweepFunction"), partition=partition)
+    buckets = [f"arn:{partition}:s3:::rewrap-demo-bucket", f"arn:{partition}:s3:::rewrap-second.bucket"]
+    assert rotate["ListBuckets"]["Resource"] == buckets
+    assert sweep["ListBuckets"]["Resource"] == buckets
+    assert rotate["ReadAndRewriteObjects"]["Resource"] == [f"{arn}/*" for arn in buckets]
+    assert set(rotate["ListBuckets"]["Action"]) == {"s3:ListBucket", "s3:ListBucketVersions"}
+    assert set(rotate["ReadAndRewriteObjects"]["Action"]) == {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    }
+    sweep_s3 = {a for s in sweep.values() for a in as_list(s["Action"]) if a.startswith("s3:")}
+    assert sweep_s3 == {"s3:ListBucket", "s3:ListBucketVersions"}
+
+
+def test_single_bucket_resolves_too(cfn: dict[str, Any]) -> None:
+    rotate = evaluated_statements(cfn, role_of(cfn, "RotateFunction"), BucketNames=["only-bucket"])
+    assert rotate["ListBuckets"]["Resource"] == ["arn:aws:s3:::only-bucket"]
+    assert rotate["ReadAndRewriteObjects"]["Resource"] == ["arn:aws:s3:::only-bucket/*"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "resource"),
+    [
+        ("", None),
+        ("s3://audit-bucket/", "arn:aws:s3:::audit-bucket/*"),
+        ("s3://audit-bucket/rewrap/reports/", "arn:aws:s3:::audit-bucket/rewrap/reports/*"),
+    ],
+)
+def test_report_writes_only_under_the_prefix(cfn: dict[str, Any], prefix: str, resource: str | None) -> None:
+    rotate = evaluated_statements(cfn, role_of(cfn, "RotateFunction"), ReportPrefix=prefix)
+    if resource is None:
+        assert "WriteAuditReports" not in rotate
+    else:
+        assert rotate["WriteAuditReports"]["Action"] == "s3:PutObject"
+        assert rotate["WriteAuditReports"]["Resource"] == resource
+
+
+def test_kms_keys_only_when_given_and_only_through_s3_and_secrets_manager(cfn: dict[str, Any]) -> None:
+    rotate, sweep = role_of(cfn, "RotateFunction"), role_of(cfn, "SweepFunction")
+    assert not any(
+        s["Sid"].startswith(("UseDataKeys", "DecryptSecret")) for s in evaluated_statements(cfn, rotate).values()
+    )
+    assert not any(
+        s["Sid"].startswith(("UseDataKeys", "DecryptSecret")) for s in evaluated_statements(cfn, sweep).values()
+    )
+    key = "arn:aws:kms:ap-northeast-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    statement = evaluated_statements(cfn, rotate, KmsKeyArns=[key])["UseDataKeysThroughS3AndSecretsManager"]
+    assert statement["Resource"] == [key]
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == [
+        "s3.ap-northeast-2.amazonaws.com",
+        "secretsmanager.ap-northeast-2.amazonaws.com",
+    ]
+    statement = evaluated_statements(cfn, sweep, KmsKeyArns=[key])["DecryptSecretThroughSecretsManager"]
+    assert (statement["Action"], statement["Resource"]) == ("kms:Decrypt", [key])
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == "secretsmanager.ap-northeast-2.amazonaws.com"
+
+
+# --------------------------------------------------------------------- alarms and outputs
+def test_alarms_watch_the_dlq_and_function_errors(cfn: dict[str, Any]) -> None:
+    alarms = [a["Properties"] for a in of_type(cfn, "AWS::CloudWatch::Alarm").values()]
+    by_metric = {(a["MetricName"], json.dumps(a["Dimensions"][0]["Value"])): a for a in alarms}
+    dlq = by_metric[
+        "ApproximateNumberOfMessagesVisible", json.dumps({"Fn::GetAtt": ["RotateDeadLetterQueue", "QueueName"]})
+    ]
+    assert (dlq["Namespace"], dlq["ComparisonOperator"], dlq["Threshold"]) == ("AWS/SQS", "GreaterThanThreshold", 0)
+    errors = by_metric["Errors", json.dumps({"Ref": "RotateFunction"})]
+    assert (errors["Namespace"], errors["ComparisonOperator"], errors["Threshold"]) == (
+        "AWS/Lambda",
+        "GreaterThanThreshold",
+        0,
+    )
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == notify
+    assert cfn["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+
+
+def test_outputs(cfn: dict[str, Any]) -> None:
+    assert {
+        "RotateFunctionArn",
+        "RotateFunctionVersionArn",
+        "SweepFunctionArn",
+        "RotateQueueUrl",
+        "RotateQueueArn",
+        "DeadLetterQueueUrl",
+        "LayerArn",
+    } <= set(cfn["Outputs"])
+
+
+# --------------------------------------------------------------------- sample events
+def test_every_sample_event_is_listed_and_sqs_records_are_complete() -> None:
+    readme = (EVENTS / "README.md").read_text()
+    files = sorted(EVENTS.glob("*.json"))
+    assert len(files) >= 12
+    for path in files:
+        assert f"`{path.name}`" in readme
+        for record in json.loads(path.read_text()).get("Records", []):
+            if record.get("eventSource") != "aws:sqs":
+                continue
+            assert {"messageId", "receiptHandle", "body", "attributes", "md5OfBody", "awsRegion"} <= set(record)
+            assert {"ApproximateReceiveCount", "SentTimestamp", "SenderId"} <= set(record["attributes"])
