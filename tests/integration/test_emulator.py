@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from rewrap.ncp.signing import Credentials, signed_headers
 from rewrap.tokens import TOKEN_RE, is_token, token_version
 from rewrap_local.emulator import BAD_PATTERN_ITEM, EmulatorError, KmsEmulator, main

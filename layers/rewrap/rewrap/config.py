@@ -48,6 +48,7 @@ class Settings:
     dead_letter_queue_url: str = ""
     sweep_targets: tuple[SweepTarget, ...] = ()
     sweep_keys_per_message: int = 100
+    sweep_page_size: int = 1000  # keys per ListObjectsV2 page (S3's maximum)
     sweep_modified_after: datetime | None = None
     sweep_modified_before: datetime | None = None
     sweep_max_object_bytes: int = 0  # 0 = no size filter
@@ -85,6 +86,7 @@ class Settings:
             dead_letter_queue_url=reader.text("REWRAP_DEAD_LETTER_QUEUE_URL"),
             sweep_targets=tuple(SweepTarget.parse(t) for t in reader.items("REWRAP_SWEEP_TARGETS")),
             sweep_keys_per_message=int(reader.number("REWRAP_SWEEP_KEYS_PER_MESSAGE", 100)),
+            sweep_page_size=int(reader.number("REWRAP_SWEEP_PAGE_SIZE", 1000)),
             sweep_modified_after=reader.timestamp("REWRAP_SWEEP_MODIFIED_AFTER"),
             sweep_modified_before=reader.timestamp("REWRAP_SWEEP_MODIFIED_BEFORE"),
             sweep_max_object_bytes=int(reader.number("REWRAP_SWEEP_MAX_OBJECT_BYTES", 0)),

@@ -87,7 +87,6 @@ def run_sweep(
     queue: RotateQueue,
     deadline: Deadline,
     newest_versions: dict[str, int] | None = None,
-    page_size: int = 1000,
 ) -> SweepReport:
     extra = {"newestVersions": newest_versions} if newest_versions else None
     report = SweepReport()
@@ -95,7 +94,7 @@ def run_sweep(
     for index in range(position.target, len(targets)):
         target = targets[index]
         while True:
-            items, next_token = store.list_page(target.bucket, target.prefix, token, page_size)
+            items, next_token = store.list_page(target.bucket, target.prefix, token, settings.sweep_page_size)
             report.pages += 1
             report.listed += len(items)
             keys = [item.key for item in items if _selected(item, settings)]
