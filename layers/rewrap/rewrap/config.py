@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,12 @@ from urllib.parse import urlsplit
 from rewrap.errors import ConfigError
 
 DEFAULT_ENDPOINT = "https://kms.apigw.ntruss.com"
+# Upper bound for any numeric setting (S3's 5 TiB object limit is the largest meaningful value).
+MAX_SETTING = float(2**53)
+# The rotate function accepts at most this many keys per rotate request.
+MAX_KEYS_PER_REQUEST = 1000
+# Multipart parts must be ≥ 5 MiB; a segment may shrink a little to avoid cutting a token.
+MIN_MULTIPART_BYTES = 6 * 1024 * 1024
 LOOPBACK_NAMES = {"localhost"}
 
 
@@ -40,7 +47,11 @@ class Settings:
     kms_rate_limit: float = 50.0  # requests per second per container; 0 = unlimited
     buckets: frozenset[str] = field(default_factory=frozenset)
     dry_run: bool = False
-    max_object_bytes: int = 256 * 1024 * 1024
+    max_object_bytes: int = 5 * 1024**4  # S3's own maximum; lower it to refuse large objects
+    stream_threshold_bytes: int = 32 * 1024 * 1024  # larger text bodies are streamed in segments
+    segment_bytes: int = 16 * 1024 * 1024  # one streamed segment = one multipart part
+    multipart_copy_threshold_bytes: int = 5 * 1024**3  # CopyObject's limit; larger envelopes copy in parts
+    verify: bool = False
     concurrency: int = 16
     version_cache_seconds: float = 60.0
     secret_cache_seconds: float = 300.0
@@ -58,8 +69,14 @@ class Settings:
         if self.signature_version not in ("v1", "v2"):
             raise ConfigError("NCP_KMS_SIGNATURE_VERSION must be v1 or v2")
         check_endpoint(self.endpoint)
+        if self.kms_timeout_seconds < 0.1:
+            raise ConfigError("NCP_KMS_TIMEOUT_SECONDS must be at least 0.1")
+        if not 1 <= self.sweep_keys_per_message <= MAX_KEYS_PER_REQUEST:
+            raise ConfigError(f"REWRAP_SWEEP_KEYS_PER_MESSAGE must be from 1 to {MAX_KEYS_PER_REQUEST}")
         if self.concurrency < 1 or self.kms_max_attempts < 1 or self.max_object_bytes < 1:
             raise ConfigError("REWRAP_CONCURRENCY, NCP_KMS_MAX_ATTEMPTS, REWRAP_MAX_OBJECT_BYTES must be ≥ 1")
+        if min(self.segment_bytes, self.multipart_copy_threshold_bytes) < MIN_MULTIPART_BYTES:
+            raise ConfigError("REWRAP_SEGMENT_BYTES and REWRAP_MULTIPART_COPY_THRESHOLD_BYTES must be ≥ 6 MiB")
 
     def bucket_allowed(self, bucket: str) -> bool:
         return bucket in self.buckets
@@ -78,7 +95,11 @@ class Settings:
             kms_rate_limit=reader.number("NCP_KMS_RATE_LIMIT", 50.0),
             buckets=frozenset(reader.items("REWRAP_BUCKETS")),
             dry_run=reader.flag("REWRAP_DRY_RUN"),
-            max_object_bytes=int(reader.number("REWRAP_MAX_OBJECT_BYTES", 256 * 1024 * 1024)),
+            max_object_bytes=int(reader.number("REWRAP_MAX_OBJECT_BYTES", 5 * 1024**4)),
+            stream_threshold_bytes=int(reader.number("REWRAP_STREAM_THRESHOLD_BYTES", 32 * 1024 * 1024)),
+            segment_bytes=int(reader.number("REWRAP_SEGMENT_BYTES", 16 * 1024 * 1024)),
+            multipart_copy_threshold_bytes=int(reader.number("REWRAP_MULTIPART_COPY_THRESHOLD_BYTES", 5 * 1024**3)),
+            verify=reader.flag("REWRAP_VERIFY"),
             concurrency=int(reader.number("REWRAP_CONCURRENCY", 16)),
             version_cache_seconds=reader.number("REWRAP_VERSION_CACHE_SECONDS", 60.0),
             secret_cache_seconds=reader.number("REWRAP_SECRET_CACHE_SECONDS", 300.0),
@@ -147,8 +168,8 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number") from None
-        if value < 0:
-            raise ConfigError(f"{name} must not be negative")
+        if not math.isfinite(value) or value < 0 or value > MAX_SETTING:
+            raise ConfigError(f"{name} must be a finite number from 0 to {MAX_SETTING:g}")
         return value
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import logging
 import threading
 import time
@@ -34,9 +35,19 @@ from rewrap.errors import (
     OutOfTimeError,
     RetryableError,
     RewrapError,
+    VerificationError,
 )
-from rewrap.ports import ObjectBody, ObjectHead, ObjectRef, ObjectStore, Rewrapper
-from rewrap.tokens import Found, chunk_by_size, is_token, scan, splice, token_version
+from rewrap.ports import (
+    MAX_COPY_PART_BYTES,
+    MAX_PARTS,
+    ObjectBody,
+    ObjectHead,
+    ObjectRef,
+    ObjectStore,
+    PartWriter,
+    Rewrapper,
+)
+from rewrap.tokens import Found, Malformed, chunk_by_size, is_token, scan, splice, token_safe_segments, token_version
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +177,13 @@ class Engine:
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap") as pool:
             run = _Runner(pool)
             works = _settle(run.each(self._inspect, unique, deadline), results)
-            for wave in self._waves(works):
+            for wave in self._waves([w for w in works if not self._streams(w)]):
                 ready = _settle(run.each(self._load_body, wave, deadline), results)
-                outcome = self._rewrap(run, ready, deadline)
+                outcome = self._rewrap(run, _token_groups(ready), deadline)
                 finish = functools.partial(self._finish, outcome=outcome, dry_run=dry_run)
                 _settle(run.each(finish, ready, deadline), results)
+            for work in (w for w in works if self._streams(w)):
+                results[work.ref] = self._rotate_streamed(run, work, deadline, dry_run)
         return [results[ref] for ref in refs]
 
     # --- 1. inspect -----------------------------------------------------------------------------
@@ -244,55 +257,64 @@ class Engine:
             return ObjectResult(work.ref, Status.MISSING)
         found, malformed = scan(body.data)
         if malformed:
-            first = malformed[0]
-            raise ObjectRejectedError(
-                f"{len(malformed)} malformed ncpkms token(s); first at byte {first.start}: {first.reason}",
-                code="malformed-token",
-            )
+            raise _malformed(malformed)
         if not found:
             return ObjectResult(work.ref, Status.NO_TOKENS)
         work.body, work.found = body, found
         return work
 
     # --- 3. re-wrap ---------------------------------------------------------------------------
-    def _rewrap(self, run: _Runner, works: list[_Work], deadline: Deadline) -> _Rewrapped:
-        groups: dict[tuple[str, str | None], set[str]] = defaultdict(set)
-        for work in works:
-            for token in work.tokens:
-                if not self.versions.is_current(work.key_tag, token_version(token)):
-                    groups[(work.key_tag, work.context)].add(token)
+    def _rewrap(self, run: _Runner, groups: dict[_Group, set[str]], deadline: Deadline) -> _Rewrapped:
+        """Re-wrap every token not known to be current, in as few requests as the list limit allows."""
         batches = [
             (key_tag, context, chunk)
             for (key_tag, context), tokens in groups.items()
-            for chunk in chunk_by_size(sorted(tokens), self.kms.list_limit)
+            for chunk in chunk_by_size(
+                sorted(t for t in tokens if not self.versions.is_current(key_tag, token_version(t))),
+                self.kms.list_limit,
+            )
         ]
         outcome = _Rewrapped()
-        for (key_tag, context, chunk), reply in run.each(self._call_kms, batches, deadline):
-            for index, token in enumerate(chunk):
+        for (key_tag, context, chunk), replies in run.each(self._call_kms, batches, deadline):
+            items = replies if isinstance(replies, list) else [replies] * len(chunk)
+            for token, reply in zip(chunk, items, strict=True):
                 if isinstance(reply, RewrapError):
                     outcome.errors[(key_tag, context, token)] = reply
                 else:
-                    outcome.new[(key_tag, context, token)] = reply[index]
-            if not isinstance(reply, RewrapError):
-                self.versions.observe(key_tag, max(token_version(t) for t in reply))
+                    outcome.new[(key_tag, context, token)] = reply
+                    self.versions.observe(key_tag, token_version(reply))
         return outcome
 
-    def _call_kms(self, batch: tuple[str, str | None, list[str]], deadline: Deadline) -> list[str]:
+    def _call_kms(self, batch: tuple[str, str | None, list[str]], deadline: Deadline) -> list[str | RewrapError]:
         key_tag, context, chunk = batch
-        return self.kms.re_encrypt(key_tag, chunk, context, deadline)
+        replies: list[str | RewrapError] = list(self.kms.re_encrypt(key_tag, chunk, context, deadline))
+        if self.settings.verify:
+            replies = self._verify(key_tag, context, chunk, replies, deadline)
+        return replies
+
+    def _verify(
+        self, key_tag: str, context: str | None, sent: list[str], replies: list[str | RewrapError], deadline: Deadline
+    ) -> list[str | RewrapError]:
+        """Decrypt old and new tokens and compare digests in memory; plaintext is never kept."""
+        pairs = [(old, new) for old, new in zip(sent, replies, strict=True) if isinstance(new, str)]
+        old_digests = _digests(self.kms.decrypt(key_tag, [old for old, _ in pairs], context, deadline))
+        new_digests = _digests(self.kms.decrypt(key_tag, [new for _, new in pairs], context, deadline))
+        mismatched = {old for (old, _), a, b in zip(pairs, old_digests, new_digests, strict=True) if a != b}
+        return [
+            VerificationError("the re-wrapped token does not decrypt to the original data")
+            if old in mismatched
+            else new
+            for old, new in zip(sent, replies, strict=True)
+        ]
 
     # --- 4. write -----------------------------------------------------------------------------
     def _finish(self, work: _Work, deadline: Deadline, *, outcome: _Rewrapped, dry_run: bool) -> ObjectResult:
         tokens = work.tokens
         old_versions = tuple(sorted({token_version(t) for t in tokens}))
-        replacements: dict[str, str] = {}
-        for token in tokens:
-            where = (work.key_tag, work.context, token)
-            if where in outcome.errors:
-                return self._failed(work.ref, outcome.errors[where], tokens, old_versions)
-            new = outcome.new.get(where)
-            if new is not None and token_version(new) > token_version(token):
-                replacements[token] = new
+        try:
+            replacements = outcome.replacements((work.key_tag, work.context), tokens)
+        except RewrapError as error:
+            return self._failed(work.ref, error, tokens, old_versions)
         base = {"ref": work.ref, "tokens": len(tokens), "old_versions": old_versions}
         if not replacements:
             return ObjectResult(status=Status.CURRENT, new_version=max(old_versions), **base)  # type: ignore[arg-type]
@@ -335,15 +357,133 @@ class Engine:
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
         return self.store.put_body(work.ref, work.head, body, metadata)
 
+    # --- large text objects ---------------------------------------------------------------------
+    def _streams(self, work: _Work) -> bool:
+        return not work.envelope and work.head.size > self.settings.stream_threshold_bytes
+
+    def _rotate_streamed(self, run: _Runner, work: _Work, deadline: Deadline, dry_run: bool) -> ObjectResult:
+        """Stream the body in token-safe segments: each segment with a token to rotate is uploaded
+        as a new part; unchanged byte ranges are copied server-side; memory stays about one segment."""
+        versions: set[int] = set()
+        tokens = rotated = 0
+        new_version: int | None = None
+        unchanged: list[tuple[int, int]] = []
+        writer: PartWriter | None = None
+        try:
+            stream = self.store.open_body(work.ref, work.head)
+            if stream is None:
+                return ObjectResult(work.ref, Status.MISSING)
+            segment_bytes = max(self.settings.segment_bytes, -(-work.head.size // MAX_PARTS) + 1)
+            for offset, segment in token_safe_segments(stream.chunks, segment_bytes):
+                found, malformed = scan(segment)
+                if malformed:
+                    raise _malformed(malformed, offset)
+                tokens += len(found)
+                versions.update(t.version for t in found)
+                group = (work.key_tag, work.context)
+                outcome = self._rewrap(run, {group: {t.text for t in found}}, deadline)
+                replacements = outcome.replacements(group, [t.text for t in found])
+                if not replacements:
+                    unchanged.append((offset, offset + len(segment)))
+                    continue
+                rotated += sum(1 for t in found if t.text in replacements)
+                new_version = max([new_version or 0, *(token_version(t) for t in replacements.values())])
+                if dry_run:
+                    continue
+                if writer is None:
+                    writer = self.store.start_rewrite(work.ref, work.head, work.head.metadata, stream.tag_count)
+                _copy_ranges(writer, unchanged)
+                writer.upload(splice(segment, found, replacements))
+            base = {"ref": work.ref, "tokens": tokens, "old_versions": tuple(sorted(versions))}
+            if not tokens:
+                return ObjectResult(work.ref, Status.NO_TOKENS)
+            if not rotated:
+                return ObjectResult(status=Status.CURRENT, new_version=max(versions), **base)  # type: ignore[arg-type]
+            if dry_run or writer is None:
+                return ObjectResult(
+                    status=Status.WOULD_ROTATE,
+                    rotated_tokens=rotated,
+                    new_version=new_version,
+                    **base,  # type: ignore[arg-type]
+                )
+            _copy_ranges(writer, unchanged)
+            if deadline.expired(WRITE_RESERVE_SECONDS):
+                raise OutOfTimeError("no time left to complete the rewrite safely")
+            version_id = writer.complete()
+            return ObjectResult(
+                status=Status.ROTATED,
+                rotated_tokens=rotated,
+                new_version=new_version,
+                new_version_id=version_id,
+                **base,  # type: ignore[arg-type]
+            )
+        except RewrapError as error:
+            if writer is not None:
+                writer.abort()
+            if error.code == "object-gone":
+                return ObjectResult(work.ref, Status.MISSING)
+            return self._failed(work.ref, error, [], tuple(sorted(versions)))
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
     @staticmethod
     def _failed(ref: ObjectRef, error: RewrapError, tokens: list[str], versions: tuple[int, ...]) -> ObjectResult:
         return ObjectResult(ref, Status.FAILED, len(tokens), old_versions=versions, error=error)
+
+
+_Group = tuple[str, str | None]  # (key tag, context)
 
 
 @dataclass
 class _Rewrapped:
     new: dict[tuple[str, str | None, str], str] = field(default_factory=dict)
     errors: dict[tuple[str, str | None, str], RewrapError] = field(default_factory=dict)
+
+    def replacements(self, group: _Group, tokens: Iterable[str]) -> dict[str, str]:
+        """Old → new for the tokens whose version went up; raises the first token's error, if any."""
+        out: dict[str, str] = {}
+        for token in tokens:
+            where = (*group, token)
+            if where in self.errors:
+                raise self.errors[where]
+            new = self.new.get(where)
+            if new is not None and token_version(new) > token_version(token):
+                out[token] = new
+        return out
+
+
+def _token_groups(works: Iterable[_Work]) -> dict[_Group, set[str]]:
+    groups: dict[_Group, set[str]] = defaultdict(set)
+    for work in works:
+        groups[(work.key_tag, work.context)].update(work.tokens)
+    return groups
+
+
+def _copy_ranges(writer: PartWriter, ranges: list[tuple[int, int]]) -> None:
+    """Copy pending unchanged ranges as parts, merging neighbours up to S3's 5 GiB part limit."""
+    merged: list[list[int]] = []
+    for start, end in ranges:
+        if merged and merged[-1][1] == start and end - merged[-1][0] <= MAX_COPY_PART_BYTES:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    for start, end in merged:
+        writer.copy_range(start, end)
+    ranges.clear()
+
+
+def _digests(values: list[bytes]) -> list[bytes]:
+    return [hashlib.sha256(v).digest() for v in values]
+
+
+def _malformed(malformed: list[Malformed], offset: int = 0) -> ObjectRejectedError:
+    first = malformed[0]
+    return ObjectRejectedError(
+        f"{len(malformed)} malformed ncpkms token(s); first at byte {offset + first.start}: {first.reason}",
+        code="malformed-token",
+    )
 
 
 class _Runner:

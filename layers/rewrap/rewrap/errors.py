@@ -107,5 +107,11 @@ class KmsRejectedError(PermanentError):
     code = "kms-rejected"
 
 
+class VerificationError(PermanentError):
+    """A re-wrapped token does not decrypt to the same data as the original (REWRAP_VERIFY)."""
+
+    code = "verification-failed"
+
+
 class OutOfTimeError(RetryableError):
     code = "out-of-time"

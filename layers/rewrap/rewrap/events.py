@@ -13,10 +13,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
 
+from rewrap.config import MAX_KEYS_PER_REQUEST
 from rewrap.errors import UnsupportedEventError
 from rewrap.ports import ObjectRef
-
-MAX_KEYS_PER_REQUEST = 1000
 
 
 class Kind(StrEnum):
@@ -61,7 +60,7 @@ def parse(event: Any) -> Invocation:
     if not isinstance(event, dict):
         raise UnsupportedEventError(f"expected a JSON object event, received {type(event).__name__}")
     if "invocationSchemaVersion" in event and "tasks" in event:
-        return Invocation(Kind.BATCH_OPERATIONS, _batch_operation_units(event), raw=event)
+        return Invocation(Kind.BATCH_OPERATIONS, _batch_operation_units(event), _job_dry_run(event), raw=event)
     records = event.get("Records")
     if isinstance(records, list) and records and all(isinstance(r, dict) for r in records):
         sources = {r.get("eventSource") or r.get("EventSource") for r in records}
@@ -171,6 +170,17 @@ def _newest_versions(body: Any) -> dict[str, int]:
     if not isinstance(hints, dict):
         return {}
     return {str(tag): v for tag, v in hints.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+def _job_dry_run(event: dict[str, Any]) -> bool | None:
+    """Schema 2.0 jobs may pass ``userArguments: {"dryRun": "true"}``."""
+    arguments = (event.get("job") or {}).get("userArguments") or {}
+    value = str(arguments.get("dryRun", "")).strip().lower() if isinstance(arguments, dict) else ""
+    if value in ("", "false"):
+        return None if not value else False
+    if value == "true":
+        return True
+    raise UnsupportedEventError("S3 Batch Operations userArguments.dryRun must be true or false")
 
 
 def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:

@@ -7,7 +7,8 @@ otherwise reset (content headers, storage class, SSE-KMS settings, tags).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from rewrap.errors import (
     StorageDeniedError,
     StorageUnavailableError,
 )
-from rewrap.ports import ObjectBody, ObjectHead, ObjectRef
+from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, ObjectBody, ObjectHead, ObjectRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -59,8 +60,10 @@ class Listed:
 
 
 class S3Store:
-    def __init__(self, client: S3Client) -> None:
+    def __init__(self, client: S3Client, *, multipart_copy_threshold: int = MAX_COPY_PART_BYTES) -> None:
         self.client = client
+        # CopyObject handles up to 5 GiB; larger envelopes are copied part by part.
+        self.multipart_copy_threshold = multipart_copy_threshold
 
     def list_page(
         self, bucket: str, prefix: str, continuation_token: str | None, max_keys: int = 1000
@@ -106,6 +109,37 @@ class S3Store:
             raise _translate(exc, "GET") from None
         return ObjectBody(data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0))
 
+    def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
+        """The body as a stream of chunks (bounded memory), only if it still has ``head.etag``."""
+        try:
+            response = self.client.get_object(**_where(ref), IfMatch=head.etag)
+        except (ClientError, BotoCoreError) as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise _translate(exc, "GET") from None
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response["Body"].iter_chunks(chunk_bytes)
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc, "GET") from None
+
+        return BodyStream(chunks(), int(response.get("TagCount") or 0))
+
+    def start_rewrite(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int) -> Rewrite:
+        """A multipart upload that replaces the object part by part: unchanged byte ranges are copied
+        server-side, changed ones uploaded; it completes only if the object still has ``head.etag``."""
+        extra = _write_headers(head)
+        if tag_count:
+            extra["Tagging"] = self._tagging(ref)
+        try:
+            upload = self.client.create_multipart_upload(
+                Bucket=ref.bucket, Key=ref.key, Metadata=dict(metadata), **extra
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "CreateMultipartUpload") from None
+        return Rewrite(self.client, ref, head, upload["UploadId"])
+
     def put_body(self, ref: ObjectRef, head: ObjectHead, body: ObjectBody, metadata: Mapping[str, str]) -> str | None:
         extra = _write_headers(head)
         if body.tag_count:
@@ -119,6 +153,8 @@ class S3Store:
         return response.get("VersionId")
 
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
+        if head.size > self.multipart_copy_threshold:
+            return self._replace_metadata_multipart(ref, head, metadata)
         source: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
         if head.version_id and head.version_id != "null":
             source["VersionId"] = head.version_id
@@ -138,12 +174,82 @@ class S3Store:
             raise _translate(exc, "COPY") from None
         return response.get("VersionId")
 
+    def _replace_metadata_multipart(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
+        part = max(self.multipart_copy_threshold, -(-head.size // MAX_PARTS))
+        rewrite = self.start_rewrite(ref, head, metadata, tag_count=1)
+        with rewrite.aborting_on_error():
+            for start in range(0, head.size, part):
+                rewrite.copy_range(start, min(start + part, head.size))
+            return rewrite.complete()
+
     def _tagging(self, ref: ObjectRef) -> str:
         try:
             tags = self.client.get_object_tagging(**_where(ref))["TagSet"]
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, "GET tagging") from None
         return urlencode([(t["Key"], t["Value"]) for t in tags])
+
+
+class Rewrite:
+    """One multipart rewrite of an object, in part order. Abort it on any failure."""
+
+    def __init__(self, client: Any, ref: ObjectRef, head: ObjectHead, upload_id: str) -> None:
+        self.client = client
+        self.ref = ref
+        self.head = head
+        self.upload_id = upload_id
+        self.parts: list[dict[str, Any]] = []
+        self.bytes_uploaded = 0
+
+    def _target(self) -> dict[str, Any]:
+        return {"Bucket": self.ref.bucket, "Key": self.ref.key, "UploadId": self.upload_id}
+
+    def copy_range(self, start: int, end: int) -> None:
+        """Copy source bytes [start, end) server-side as the next part (no bytes pass through us)."""
+        source: dict[str, str] = {"Bucket": self.ref.bucket, "Key": self.ref.key}
+        if self.head.version_id and self.head.version_id != "null":
+            source["VersionId"] = self.head.version_id
+        try:
+            response = self.client.upload_part_copy(
+                **self._target(),
+                PartNumber=len(self.parts) + 1,
+                CopySource=source,
+                CopySourceRange=f"bytes={start}-{end - 1}",
+                CopySourceIfMatch=self.head.etag,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "UploadPartCopy") from None
+        self.parts.append({"PartNumber": len(self.parts) + 1, "ETag": response["CopyPartResult"]["ETag"]})
+
+    def upload(self, data: bytes) -> None:
+        try:
+            response = self.client.upload_part(**self._target(), PartNumber=len(self.parts) + 1, Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "UploadPart") from None
+        self.parts.append({"PartNumber": len(self.parts) + 1, "ETag": response["ETag"]})
+        self.bytes_uploaded += len(data)
+
+    def complete(self) -> str | None:
+        try:
+            response = self.client.complete_multipart_upload(
+                **self._target(), MultipartUpload={"Parts": self.parts}, IfMatch=self.head.etag
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "CompleteMultipartUpload") from None
+        return response.get("VersionId")
+
+    def abort(self) -> None:
+        """Best effort: an upload left behind is invisible and removed by a lifecycle rule."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.client.abort_multipart_upload(**self._target())
+
+    @contextlib.contextmanager
+    def aborting_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.abort()
+            raise
 
 
 def _where(ref: ObjectRef) -> dict[str, Any]:

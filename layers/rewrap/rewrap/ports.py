@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rewrap.deadline import Deadline
+
+# S3 limits for multipart uploads.
+MAX_PARTS = 10_000
+MAX_COPY_PART_BYTES = 5 * 1024**3
 
 
 @dataclass(frozen=True, order=True)
@@ -39,6 +43,21 @@ class ObjectBody:
     tag_count: int = 0
 
 
+@dataclass
+class BodyStream:
+    chunks: Iterator[bytes]
+    tag_count: int
+
+
+class PartWriter(Protocol):
+    """A multipart rewrite of one object, part by part, in order."""
+
+    def copy_range(self, start: int, end: int) -> None: ...
+    def upload(self, data: bytes) -> None: ...
+    def complete(self) -> str | None: ...
+    def abort(self) -> None: ...
+
+
 class ObjectStore(Protocol):
     def head(self, ref: ObjectRef) -> ObjectHead | None:
         """None when the object (version) does not exist."""
@@ -52,9 +71,21 @@ class ObjectStore(Protocol):
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         """Copy the object onto itself with new user metadata, if it still has ``head.etag``."""
 
+    def open_body(self, ref: ObjectRef, head: ObjectHead) -> BodyStream | None:
+        """The body as a stream of chunks, only if it still has ``head.etag``; None when gone."""
+
+    def start_rewrite(
+        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int
+    ) -> PartWriter:
+        """A multipart rewrite that completes only if the object still has ``head.etag``."""
+
 
 class Rewrapper(Protocol):
     list_limit: int  # bytes of ciphertext one request may carry
+
+    def decrypt(
+        self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None
+    ) -> list[bytes]: ...
 
     def re_encrypt(
         self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None

@@ -56,7 +56,7 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
     )
     return Runtime(
         settings=settings,
-        engine=Engine(settings, S3Store(s3), kms),
+        engine=Engine(settings, S3Store(s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes), kms),
         kms=kms,
         s3=s3,
         sqs=sqs,

@@ -115,3 +115,36 @@ def chunk_by_size(items: Sequence[str], limit: int) -> Iterator[list[str]]:
         size += len(item)
     if chunk:
         yield chunk
+
+
+# A token, with every slash escaped, is at most this long; a cut this far from a candidate is safe.
+_MAX_RAW_TOKEN = 2 * MAX_TOKEN_CHARS
+
+
+def token_safe_segments(chunks: Iterable[bytes], target: int) -> Iterator[tuple[int, bytes]]:
+    """Regroup a byte stream into (offset, segment) pieces of about ``target`` bytes, never cutting
+    through anything that looks like a token, so each piece can be scanned and spliced on its own.
+
+    Every piece but the last is at least ``target - 2 * MAX_TOKEN_CHARS`` bytes long."""
+    buffer = bytearray()
+    offset = 0
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= target + _MAX_RAW_TOKEN:
+            cut = _safe_cut(buffer, target)
+            yield offset, bytes(buffer[:cut])
+            del buffer[:cut]
+            offset += cut
+    if buffer:
+        yield offset, bytes(buffer)
+
+
+def _safe_cut(buffer: bytearray, target: int) -> int:
+    """``target``, or the start of the token-like run that spans it."""
+    window_start = max(0, target - _MAX_RAW_TOKEN)
+    window = bytes(buffer[window_start : target + _MAX_RAW_TOKEN])
+    for match in _CANDIDATE_RE.finditer(window):
+        start, end = window_start + match.start(), window_start + match.end()
+        if start < target < end:
+            return start if start > 0 else end
+    return target
