@@ -13,9 +13,9 @@ import json
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -32,6 +32,9 @@ from rewrap.errors import (
 )
 from rewrap.ncp.signing import Credentials, SignatureVersion, signed_headers
 from rewrap.tokens import TOKEN_RE, chunk_by_size
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # 1.0 lists may hold up to 32 KB for all items combined.
 LIST_LIMIT_BYTES = 32 * 1024
@@ -90,49 +93,64 @@ class NcpKmsClient:
         self._stats_lock = threading.Lock()
 
     # --- crypto operations -------------------------------------------------------------------
+    # Each reply is read (and validated) inside the retry loop: a malformed reply is retried like a 5xx.
     def re_encrypt(
         self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None
     ) -> list[str]:
         """New tokens under the key's newest version, in input order, each validated."""
-        out: list[str] = []
-        for chunk in chunk_by_size(ciphertexts, self.list_limit):
-            data = self._call(key_tag, "re-encrypt", {"ciphertext": _one_or_many(chunk), **_ctx(context)}, deadline)
+
+        def read(chunk: list[str], data: dict[str, Any]) -> list[str]:
             replies = _as_list(_field(data, "newCiphertext", "newCiphertextList"), len(chunk))
             validate_re_encrypt_reply(chunk, replies)
-            out.extend(replies)
-        return out
+            return replies
+
+        return self._per_chunk(key_tag, "re-encrypt", "ciphertext", list(ciphertexts), context, deadline, read)
 
     def encrypt(
         self, key_tag: str, plaintexts: Sequence[bytes], context: str | None = None, deadline: Deadline | None = None
     ) -> list[str]:
-        encoded = [base64.b64encode(p).decode() for p in plaintexts]
-        out: list[str] = []
-        for chunk in chunk_by_size(encoded, self.list_limit):
-            data = self._call(key_tag, "encrypt", {"plaintext": _one_or_many(chunk), **_ctx(context)}, deadline)
+        def read(chunk: list[str], data: dict[str, Any]) -> list[str]:
             replies = _as_list(_field(data, "ciphertext", "ciphertextList"), len(chunk))
             if not all(isinstance(r, str) and TOKEN_RE.fullmatch(r) for r in replies):
                 raise KmsInvalidReplyError("encrypt reply holds an item that is not a token")
-            out.extend(replies)
-        return out
+            return replies
+
+        encoded = [base64.b64encode(p).decode() for p in plaintexts]
+        return self._per_chunk(key_tag, "encrypt", "plaintext", encoded, context, deadline, read)
 
     def decrypt(
         self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None
     ) -> list[bytes]:
-        out: list[bytes] = []
-        for chunk in chunk_by_size(ciphertexts, self.list_limit):
-            data = self._call(key_tag, "decrypt", {"ciphertext": _one_or_many(chunk), **_ctx(context)}, deadline)
+        def read(chunk: list[str], data: dict[str, Any]) -> list[bytes]:
             replies = _as_list(_field(data, "plaintext", "plaintextList"), len(chunk))
             try:
-                out.extend(base64.b64decode(r, validate=True) for r in replies)
+                return [base64.b64decode(r, validate=True) for r in replies]
             except (TypeError, ValueError):
                 raise KmsInvalidReplyError("decrypt reply is not base64") from None
+
+        return self._per_chunk(key_tag, "decrypt", "ciphertext", list(ciphertexts), context, deadline, read)
+
+    def _per_chunk(
+        self,
+        key_tag: str,
+        action: str,
+        field: str,
+        items: list[str],
+        context: str | None,
+        deadline: Deadline | None,
+        read: Callable[[list[str], dict[str, Any]], list[T]],
+    ) -> list[T]:
+        out: list[T] = []
+        for chunk in chunk_by_size(items, self.list_limit):
+            body = {field: _one_or_many(chunk), **_ctx(context)}
+            out.extend(self.request("POST", self.path(key_tag, action), body, deadline, lambda d, c=chunk: read(c, d)))
         return out
 
     def create_custom_key(
         self, key_tag: str, *, bits: int = 256, request_plain_key: bool = False, context: str | None = None
     ) -> DataKey:
         body = {"bits": bits, "requestPlainKey": request_plain_key, **_ctx(context)}
-        data = self._call(key_tag, "createCustomKey", body, None)
+        data = self.request("POST", self.path(key_tag, "createCustomKey"), body, None, lambda d: d)
         ciphertext = data.get("ciphertext")
         if not isinstance(ciphertext, str) or not TOKEN_RE.fullmatch(ciphertext):
             raise KmsInvalidReplyError("createCustomKey reply holds no token")
@@ -147,11 +165,15 @@ class NcpKmsClient:
     def path(self, key_tag: str, action: str) -> str:
         return f"/keys/{self.signature_version}/{quote(key_tag, safe='')}/{action}"
 
-    def _call(self, key_tag: str, action: str, body: dict[str, Any], deadline: Deadline | None) -> dict[str, Any]:
-        return self.request("POST", self.path(key_tag, action), body, deadline)
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None, deadline: Deadline | None) -> dict[str, Any]:
-        """One logical call: retries, credential refresh and reply unwrapping. Returns ``data``."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        deadline: Deadline | None,
+        read: Callable[[dict[str, Any]], R],
+    ) -> R:
+        """One logical call: retries, credential refresh, reply unwrapping, and ``read`` of ``data``."""
         deadline = deadline or Deadline(None)
         content = json.dumps(body).encode() if body is not None else None
         refreshed = False
@@ -159,7 +181,7 @@ class NcpKmsClient:
         while True:
             attempt += 1
             try:
-                return self._send_once(method, path, content, deadline)
+                return read(self._send_once(method, path, content, deadline))
             except KmsAuthError:
                 if refreshed:
                     raise
