@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ from rewrap.errors import (
     ConfigError,
     ObjectRejectedError,
     OutOfTimeError,
+    PartialBatchError,
     RetryableError,
     RewrapError,
     VerificationError,
@@ -47,7 +48,7 @@ from rewrap.ports import (
     PartWriter,
     Rewrapper,
 )
-from rewrap.tokens import Found, Malformed, chunk_by_size, is_token, scan, splice, token_safe_segments, token_version
+from rewrap.tokens import Found, Malformed, is_token, scan, splice, token_safe_segments, token_version
 
 log = logging.getLogger(__name__)
 
@@ -269,9 +270,8 @@ class Engine:
         batches = [
             (key_tag, context, chunk)
             for (key_tag, context), tokens in groups.items()
-            for chunk in chunk_by_size(
-                sorted(t for t in tokens if not self.versions.is_current(key_tag, token_version(t))),
-                self.kms.list_limit,
+            for chunk in self.kms.batches(
+                sorted(t for t in tokens if not self.versions.is_current(key_tag, token_version(t)))
             )
         ]
         outcome = _Rewrapped()
@@ -287,7 +287,10 @@ class Engine:
 
     def _call_kms(self, batch: tuple[str, str | None, list[str]], deadline: Deadline) -> list[str | RewrapError]:
         key_tag, context, chunk = batch
-        replies: list[str | RewrapError] = list(self.kms.re_encrypt(key_tag, chunk, context, deadline))
+        try:
+            replies: list[str | RewrapError] = list(self.kms.re_encrypt(key_tag, chunk, context, deadline))
+        except PartialBatchError as partial:  # some tokens failed: only their objects fail
+            replies = partial.results  # type: ignore[assignment]
         if self.settings.verify:
             replies = self._verify(key_tag, context, chunk, replies, deadline)
         return replies
@@ -309,39 +312,23 @@ class Engine:
 
     # --- 4. write -----------------------------------------------------------------------------
     def _finish(self, work: _Work, deadline: Deadline, *, outcome: _Rewrapped, dry_run: bool) -> ObjectResult:
+        tally = _Tally(work.ref)
         tokens = work.tokens
-        old_versions = tuple(sorted({token_version(t) for t in tokens}))
         try:
             replacements = outcome.replacements((work.key_tag, work.context), tokens)
         except RewrapError as error:
-            return self._failed(work.ref, error, tokens, old_versions)
-        base = {"ref": work.ref, "tokens": len(tokens), "old_versions": old_versions}
+            return tally.count(tokens, {}).failed(error)
+        tally.count(tokens, replacements)
         if not replacements:
-            return ObjectResult(status=Status.CURRENT, new_version=max(old_versions), **base)  # type: ignore[arg-type]
-        new_version = max(token_version(t) for t in replacements.values())
-        rotated = sum(1 for t in tokens if t in replacements)
+            return tally.result(Status.CURRENT)
         if dry_run:
-            return ObjectResult(
-                status=Status.WOULD_ROTATE,
-                rotated_tokens=rotated,
-                new_version=new_version,
-                **base,  # type: ignore[arg-type]
-            )
+            return tally.result(Status.WOULD_ROTATE)
         if deadline.expired(WRITE_RESERVE_SECONDS):
-            return self._failed(work.ref, OutOfTimeError("no time left to write safely"), tokens, old_versions)
+            return tally.failed(OutOfTimeError("no time left to write safely"))
         try:
-            version_id = self._write(work, replacements)
+            return tally.result(Status.ROTATED, new_version_id=self._write(work, replacements))
         except RewrapError as error:
-            if error.code == "object-gone":
-                return ObjectResult(work.ref, Status.MISSING, len(tokens), old_versions=old_versions)
-            return self._failed(work.ref, error, tokens, old_versions)
-        return ObjectResult(
-            status=Status.ROTATED,
-            rotated_tokens=rotated,
-            new_version=new_version,
-            new_version_id=version_id,
-            **base,  # type: ignore[arg-type]
-        )
+            return tally.result(Status.MISSING) if error.code == "object-gone" else tally.failed(error)
 
     def _write(self, work: _Work, replacements: dict[str, str]) -> str | None:
         metadata = dict(work.head.metadata)
@@ -364,76 +351,84 @@ class Engine:
     def _rotate_streamed(self, run: _Runner, work: _Work, deadline: Deadline, dry_run: bool) -> ObjectResult:
         """Stream the body in token-safe segments: each segment with a token to rotate is uploaded
         as a new part; unchanged byte ranges are copied server-side; memory stays about one segment."""
-        versions: set[int] = set()
-        tokens = rotated = 0
-        new_version: int | None = None
+        tally = _Tally(work.ref)
+        group = (work.key_tag, work.context)
         unchanged: list[tuple[int, int]] = []
         writer: PartWriter | None = None
         try:
             stream = self.store.open_body(work.ref, work.head)
             if stream is None:
-                return ObjectResult(work.ref, Status.MISSING)
+                return tally.result(Status.MISSING)
             segment_bytes = max(self.settings.segment_bytes, -(-work.head.size // MAX_PARTS) + 1)
             for offset, segment in token_safe_segments(stream.chunks, segment_bytes):
                 found, malformed = scan(segment)
                 if malformed:
                     raise _malformed(malformed, offset)
-                tokens += len(found)
-                versions.update(t.version for t in found)
-                group = (work.key_tag, work.context)
-                outcome = self._rewrap(run, {group: {t.text for t in found}}, deadline)
-                replacements = outcome.replacements(group, [t.text for t in found])
+                texts = [t.text for t in found]
+                replacements = self._rewrap(run, {group: set(texts)}, deadline).replacements(group, texts)
+                tally.count(texts, replacements)
                 if not replacements:
                     unchanged.append((offset, offset + len(segment)))
-                    continue
-                rotated += sum(1 for t in found if t.text in replacements)
-                new_version = max([new_version or 0, *(token_version(t) for t in replacements.values())])
-                if dry_run:
-                    continue
-                if writer is None:
-                    writer = self.store.start_rewrite(work.ref, work.head, work.head.metadata, stream.tag_count)
-                _copy_ranges(writer, unchanged)
-                writer.upload(splice(segment, found, replacements))
-            base = {"ref": work.ref, "tokens": tokens, "old_versions": tuple(sorted(versions))}
-            if not tokens:
-                return ObjectResult(work.ref, Status.NO_TOKENS)
-            if not rotated:
-                return ObjectResult(status=Status.CURRENT, new_version=max(versions), **base)  # type: ignore[arg-type]
-            if dry_run or writer is None:
-                return ObjectResult(
-                    status=Status.WOULD_ROTATE,
-                    rotated_tokens=rotated,
-                    new_version=new_version,
-                    **base,  # type: ignore[arg-type]
-                )
+                elif not dry_run:
+                    writer = writer or self.store.start_rewrite(
+                        work.ref, work.head, work.head.metadata, stream.tag_count
+                    )
+                    _copy_ranges(writer, unchanged)
+                    writer.upload(splice(segment, found, replacements))
+            if not tally.tokens:
+                return tally.result(Status.NO_TOKENS)
+            if not tally.rotated:
+                return tally.result(Status.CURRENT)
+            if writer is None:
+                return tally.result(Status.WOULD_ROTATE)
             _copy_ranges(writer, unchanged)
             if deadline.expired(WRITE_RESERVE_SECONDS):
                 raise OutOfTimeError("no time left to complete the rewrite safely")
-            version_id = writer.complete()
-            return ObjectResult(
-                status=Status.ROTATED,
-                rotated_tokens=rotated,
-                new_version=new_version,
-                new_version_id=version_id,
-                **base,  # type: ignore[arg-type]
-            )
+            return tally.result(Status.ROTATED, new_version_id=writer.complete())
         except RewrapError as error:
             if writer is not None:
                 writer.abort()
-            if error.code == "object-gone":
-                return ObjectResult(work.ref, Status.MISSING)
-            return self._failed(work.ref, error, [], tuple(sorted(versions)))
+            return tally.result(Status.MISSING) if error.code == "object-gone" else tally.failed(error)
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
 
-    @staticmethod
-    def _failed(ref: ObjectRef, error: RewrapError, tokens: list[str], versions: tuple[int, ...]) -> ObjectResult:
-        return ObjectResult(ref, Status.FAILED, len(tokens), old_versions=versions, error=error)
-
 
 _Group = tuple[str, str | None]  # (key tag, context)
+
+
+@dataclass
+class _Tally:
+    """What an object's tokens amount to, accumulated (per segment for streamed bodies)."""
+
+    ref: ObjectRef
+    tokens: int = 0
+    rotated: int = 0
+    versions: set[int] = field(default_factory=set)
+    new_versions: set[int] = field(default_factory=set)
+
+    def count(self, tokens: list[str], replacements: dict[str, str]) -> _Tally:
+        self.tokens += len(tokens)
+        self.versions.update(token_version(t) for t in tokens)
+        self.rotated += sum(1 for t in tokens if t in replacements)
+        self.new_versions.update(token_version(t) for t in replacements.values())
+        return self
+
+    def result(self, status: Status, new_version_id: str | None = None) -> ObjectResult:
+        newest = self.new_versions or self.versions
+        return ObjectResult(
+            self.ref,
+            status,
+            tokens=self.tokens,
+            rotated_tokens=self.rotated,
+            old_versions=tuple(sorted(self.versions)),
+            new_version=max(newest) if newest and status is not Status.MISSING else None,
+            new_version_id=new_version_id,
+        )
+
+    def failed(self, error: RewrapError) -> ObjectResult:
+        return replace(self.result(Status.FAILED), error=error, new_version=None)
 
 
 @dataclass
