@@ -38,8 +38,11 @@ class Seeded:
 def main() -> int:
     started = time.perf_counter()
     quiet = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
-    print("rewrap demo — moto server + NCP KMS emulator on loopback; no AWS or NCP account is used\n")
-    with local_stack(signature_version=os.environ.get("NCP_KMS_SIGNATURE_VERSION", "v2")) as stack:
+    api = os.environ.get("NCP_KMS_API", "").strip().lower() or "1.0"
+    signature_version = os.environ.get("NCP_KMS_SIGNATURE_VERSION", "v2")
+    print("rewrap demo — moto server + NCP KMS emulator on loopback; no AWS or NCP account is used")
+    print(f"NCP KMS API {api} (NCP_KMS_API), signature {signature_version}\n")
+    with local_stack(signature_version=signature_version, api=api) as stack:
         environ = {**stack.environment(), **quiet}
         with environment(environ):
             reset_runtime()
@@ -87,12 +90,15 @@ def _run(stack: LocalStack) -> bool:
 
     version = stack.kms.rotate(stack.key_tag)
     print(f"\n[3] NCP rotated again → v{version}; schedule → sweep handler → queue → rotate handler")
+    stack.kms.stats.reset()
     report = sweep(load_event("schedule.json"), LambdaContext(function_name="rewrap-sweep"))
+    probe = "key info" if stack.kms.stats.requests.get("key-info") else "an encrypt probe"
     delivered = drain_queue(stack.client("sqs"), stack.queue_url, rotate)
     final = _census(stack, seeded)
     print(
         f"    sweep: listed {report['listed']}, enqueued {report['enqueued']} keys in {report['messages']} messages; "
-        f"rotate invocations: {delivered['invocations']}, failed messages: {delivered['failed']}"
+        f"rotate invocations: {delivered['invocations']}, failed messages: {delivered['failed']}; "
+        f"newest version learned from {probe}"
     )
     _table(seeded, after, final)
 
@@ -108,7 +114,15 @@ def _run(stack: LocalStack) -> bool:
     if not problems:
         tokens = sum(len(s.plaintexts) + (1 if s.data_key else 0) for s in seeded)
         print(f"    all {len(seeded)} objects verified: {tokens} tokens at v{version}, plaintext unchanged")
-    return not problems
+
+    from rewrap_local.cli import main as rewrap_cli
+
+    command = ["census", f"s3://{stack.bucket}/", "--min-version", str(version), "--quiet"]
+    print(f"\n[5] before disabling the old versions: rewrap {' '.join(command[:-1])}")
+    census_ok = rewrap_cli(command) == 0
+    if not census_ok:
+        print(f"    FAIL the census still finds tokens older than v{version}")
+    return not problems and census_ok
 
 
 def _seed(stack: LocalStack, kms: Any) -> list[Seeded]:

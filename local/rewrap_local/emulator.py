@@ -1,14 +1,34 @@
 """A local NAVER Cloud Platform KMS emulator: a real HTTP server on loopback.
 
-It serves the part of NCP KMS that rewrap uses, with NCP's paths, API Gateway signatures (verified with
-``rewrap.ncp.signing``, so client and emulator share one string-to-sign), envelopes and limits:
+It serves the part of NCP KMS that rewrap uses, in all three API generations over the same keys, with
+NCP's paths, API Gateway signatures (verified with ``rewrap.ncp.signing``, so client and emulator share one
+string-to-sign), envelopes and limits (``rewrap.ncp.generations`` holds the assumptions both share):
 
 * KMS API 1.0: ``POST /keys/v2/{keyTag}/{action}`` (signature v2) and ``POST /keys/v1/{keyTag}/{action}``
   (signature v1, which adds the API key), action ``encrypt``, ``decrypt``, ``re-encrypt`` (alias
   ``reencrypt``) or ``createCustomKey``. Success: ``{"code": "SUCCESS", "msg": "", "data": {...}}``; a
   string request gets a string back, an array request an array.
-* KMS API 2.0 admin (signature v2): ``POST /kms/v1/keys/{keyTag}/rotate``, ``GET /kms/v1/keys/{keyTag}``
-  and ``GET /kms/v1/keys/{keyTag}/versions``; success ``{"code": "SUCCESS", "data": {...}}``.
+* KMS API 2.0: ``POST /kms/v1/keys/{keyTag}/{action}``, action ``encrypt``, ``decrypt``, ``re-encrypt``
+  (alias ``reencrypt``) or ``create-custom-key``, bodies as in 1.0, signature v2 or the
+  ``x-ncp-ocapi-token`` header (:meth:`KmsEmulator.issue_token`); admin (signature v2 only):
+  ``POST .../rotate``, ``GET /kms/v1/keys/{keyTag}`` (key info) and ``GET .../versions``. Success
+  ``{"code": "SUCCESS", "data": {...}}``.
+* KMS v3: ``POST /kms/v3/keys/{keyTag}/{action}`` (signature v2) or ``/kms/v3/token/keys/...`` (token),
+  action ``encrypt``/``decrypt``/``re-encrypt``/``issue-custom-key`` (one string item) or
+  ``batch-encrypt``/``batch-decrypt``/``batch-re-encrypt`` (``{"requests": [{item, context?}]}``, 1-100
+  items, atomic: results ``{"results": {"0": {...}}}``, or only the failed items in ``{"failures":
+  {"<index>": {"errorCode", "message"}}}``, checked in two phases: empty/format first, then the rest;
+  status of the single cause, 400 for several; a value of the wrong JSON type fails the whole request
+  with ``fieldErrors``). Admin: ``GET /kms/v3/keys/{keyTag}``, ``POST .../versions`` (rotate),
+  ``GET|PATCH .../versions/{version}``. Success bodies are bare; errors ``{"error": {"errorCode",
+  "message"}}`` with ``InvalidParameter`` (400), ``NotFound`` (404), ``KeyVersionDisabled`` (409),
+  ``RegionMismatch`` (400).
+
+Regions: the emulator stands for the host of one region (``region``: ``global`` (default), ``kr`` or
+``jpn``; ``--region`` on the command line), since on loopback the ``Host`` header cannot tell. A key tag
+with the prefix ``kr-``/``jpn-`` (any case; :meth:`KmsEmulator.create_key` ``region=``) is served only
+when that is the emulator's region, on every path family; elsewhere the answer is 400 with code
+``REGION_MISMATCH`` (v3 ``RegionMismatch``). Global keys are served in every region.
 
 Crypto: AES-256-GCM, one 32-byte key per version. Token = ``ncpkms:v{version}:`` + padded base64 of
 (12-byte nonce + ciphertext + tag); the AAD binds the key tag (and, for convergent keys, the context), so a
@@ -67,9 +87,11 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from rewrap.ncp.generations import REGION_HOSTS, WRONG_REGION_CODE, WRONG_REGION_CODE_V3, key_region
 from rewrap.ncp.signing import (
     ACCESS_KEY_HEADER,
     API_KEY_HEADER,
+    OCAPI_AUTH_HEADER,
     SIGNATURE_HEADERS,
     TIMESTAMP_HEADER,
     sign,
@@ -80,7 +102,8 @@ from rewrap.tokens import MAX_TOKEN_CHARS, TOKEN_RE, token_version
 __all__ = ["FAULT_KINDS", "EmulatorError", "EmulatorStats", "KmsEmulator", "main"]
 
 MAX_PLAINTEXT_BYTES = 32_768  # AES256 plaintext per item
-MAX_LIST_CHARS = 32_768  # all items of an array request together
+MAX_LIST_CHARS = 32_768  # all items of an array request together (1.0, and 2.0 by assumption)
+MAX_BATCH_ITEMS = 100  # v3 batch-* requests
 MAX_CONTEXT_BYTES = 50
 MAX_BODY_BYTES = 16 * 1024 * 1024
 CLOCK_SKEW_MS = 5 * 60 * 1000
@@ -90,13 +113,44 @@ TAG_BYTES = 16
 _B64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)")
 _KEY_TAG_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _LEGACY_ROUTE = re.compile(r"/keys/(v1|v2)/([^/]+)/([^/]+)")
-_ADMIN_ROUTE = re.compile(r"/kms/v1/keys/([^/]+)(?:/(rotate|versions))?")
-_LEGACY_ACTIONS = {
-    "encrypt": "encrypt",
-    "decrypt": "decrypt",
-    "re-encrypt": "re-encrypt",
-    "reencrypt": "re-encrypt",
-    "createCustomKey": "createCustomKey",
+_V2_ROUTE = re.compile(r"/kms/v1/keys/([^/]+)(?:/([^/]+))?")
+_V3_ROUTE = re.compile(r"/kms/v3/(token/)?keys/([^/]+)(?:/([^/]+)(?:/([^/]+))?)?")
+_V3_VERSION = re.compile(r"[1-9][0-9]{0,8}")
+# Crypto path segments per API generation: segment -> (action, batch). Stats and faults use the action.
+_CRYPTO_SEGMENTS: dict[str, dict[str, tuple[str, bool]]] = {
+    "1.0": {
+        "encrypt": ("encrypt", False),
+        "decrypt": ("decrypt", False),
+        "re-encrypt": ("re-encrypt", False),
+        "reencrypt": ("re-encrypt", False),
+        "createCustomKey": ("createCustomKey", False),
+    },
+    "2.0": {
+        "encrypt": ("encrypt", False),
+        "decrypt": ("decrypt", False),
+        "re-encrypt": ("re-encrypt", False),
+        "reencrypt": ("re-encrypt", False),
+        "create-custom-key": ("createCustomKey", False),
+    },
+    "v3": {
+        "encrypt": ("encrypt", False),
+        "decrypt": ("decrypt", False),
+        "re-encrypt": ("re-encrypt", False),
+        "issue-custom-key": ("createCustomKey", False),
+        "batch-encrypt": ("encrypt", True),
+        "batch-decrypt": ("decrypt", True),
+        "batch-re-encrypt": ("re-encrypt", True),
+    },
+}
+_ACTION_ALIASES = {segment: action for table in _CRYPTO_SEGMENTS.values() for segment, (action, _) in table.items()}
+_CRYPTO_ACTIONS = frozenset(_ACTION_ALIASES.values())
+REGIONS = ("global", *REGION_HOSTS)
+# v3 errorCode and status for each emulator error code (1.0/2.0 answer the code itself).
+_V3_ERRORS = {
+    "INVALID_REQUEST": ("InvalidParameter", 400),
+    "UNPROCESSABLE_ENTITY": ("KeyVersionDisabled", 409),
+    "NOT_FOUND": ("NotFound", 404),
+    WRONG_REGION_CODE: (WRONG_REGION_CODE_V3, 400),
 }
 
 FAULT_KINDS: dict[str, tuple[str, ...]] = {
@@ -126,10 +180,21 @@ _UNEXPECTED = {"error": {"errorCode": "900", "message": "Unexpected Error"}}
 class EmulatorError(Exception):
     """A request KMS would reject; ``status``/``code`` are what the HTTP API answers with."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "INVALID_REQUEST") -> None:
+    def __init__(
+        self, message: str, *, status: int = 400, code: str = "INVALID_REQUEST", field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.field = field  # v3: the request field of the wrong JSON type (whole request refused)
+
+    def v3(self) -> tuple[int, dict[str, Any]]:
+        """Status and v3 error object."""
+        code, status = _V3_ERRORS.get(self.code, ("InvalidParameter", self.status))
+        error: dict[str, Any] = {"errorCode": code, "message": str(self)}
+        if self.field is not None:
+            error["fieldErrors"] = [{"field": self.field, "message": str(self)}]
+        return status, error
 
 
 def _invalid_status() -> EmulatorError:
@@ -224,6 +289,18 @@ class _Secret:
         return "_Secret(…)"
 
 
+@dataclass(frozen=True)
+class _Route:
+    """A request's target: API generation, key, action (as counted in stats and matched by faults)."""
+
+    api: str  # "1.0", "2.0" or "v3"
+    tag: str
+    action: str
+    auth: str  # "v1", "v2", "token" or "v2|token"
+    batch: bool = False
+    version: str | None = None  # v3 versions/{version}
+
+
 @dataclass
 class _Reply:
     """A successful crypto reply before post-processing faults rewrite it."""
@@ -264,11 +341,14 @@ def _b64_decode(value: str) -> bytes | None:
 class KmsEmulator:
     """An in-process NCP KMS: key state, crypto, fault injection and the HTTP server around them."""
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, seed: int | None = None, region: str = "global") -> None:
         self._rng: random.Random = random.Random(seed) if seed is not None else random.SystemRandom()
         self._lock = threading.RLock()
         self._keys: dict[str, _Key] = {}
         self._credentials: dict[str, _Secret] = {}
+        self._tokens: dict[str, str] = {}  # ocapi token -> key tag it was issued for
+        self._region = "global"
+        self.region = region
         self._faults: list[_Fault] = []
         self._latency: tuple[float, float] | None = None
         self._stats = EmulatorStats()
@@ -338,11 +418,47 @@ class KmsEmulator:
         with self._lock:
             self._credentials.pop(access_key, None)
 
-    # --- keys ----------------------------------------------------------------------------------------
-    def create_key(self, tag: str | None = None, convergent: bool = False) -> str:
+    def issue_token(self, tag: str) -> str:
+        """An ``x-ncp-ocapi-token`` for the crypto calls of one key (2.0 and v3 token auth)."""
+        key = self._key(tag)
+        token = f"ocapi.{self._rng.getrandbits(192):048x}"
         with self._lock:
+            self._tokens[token] = key.tag
+        return token
+
+    def revoke_token(self, token: str) -> None:
+        with self._lock:
+            self._tokens.pop(token, None)
+
+    # --- region --------------------------------------------------------------------------------------
+    @property
+    def region(self) -> str:
+        """The region whose host this emulator stands for: ``global``, ``kr`` or ``jpn``."""
+        return self._region
+
+    @region.setter
+    def region(self, region: str) -> None:
+        if region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}")
+        self._region = region
+
+    def _check_region(self, tag: str) -> None:
+        region = key_region(tag)
+        if region is not None and region != self._region:
+            raise EmulatorError(
+                f"key {tag[:12]}... is isolated to region {region}; this host serves {self._region}",
+                code=WRONG_REGION_CODE,
+            )
+
+    # --- keys ----------------------------------------------------------------------------------------
+    def create_key(self, tag: str | None = None, convergent: bool = False, region: str | None = None) -> str:
+        """A new key at version 1; ``region`` (``kr``/``jpn``) makes a region-isolated tag like NCP's."""
+        with self._lock:
+            if region is not None and region not in REGIONS:
+                raise ValueError(f"region must be one of {', '.join(REGIONS)}")
             if tag is None:
-                tag = f"{self._rng.getrandbits(256):064x}"
+                prefix = f"{region}-" if region in REGION_HOSTS else ""
+                tag = f"{prefix}{self._rng.getrandbits(256):064x}"
             elif not _KEY_TAG_RE.fullmatch(tag):
                 raise ValueError("a key tag is 1-128 characters of [A-Za-z0-9_-]")
             if tag in self._keys:
@@ -487,7 +603,7 @@ class KmsEmulator:
         if kind == "timeout":
             params.setdefault("seconds", 10.0)
         if action is not None:
-            action = _LEGACY_ACTIONS.get(action, action)
+            action = _ACTION_ALIASES.get(action, action)
         with self._lock:
             self._faults.append(_Fault(kind, times, action, dict(params), key_tag))
 
@@ -530,7 +646,15 @@ class KmsEmulator:
             self._sleep(self._rng.uniform(*latency) if latency[1] > latency[0] else latency[0])
 
     # --- request authentication ----------------------------------------------------------------------
-    def _authenticate(self, method: str, uri: str, headers: Any, version: str) -> bool:
+    def _authenticate(self, method: str, uri: str, headers: Any, route: _Route) -> bool:
+        token = headers.get(OCAPI_AUTH_HEADER)
+        if "token" in route.auth and (token is not None or route.auth == "token"):
+            with self._lock:
+                owner = self._tokens.get(token or "")
+            return owner is not None and owner.lower() == route.tag.lower()
+        return self._signature_valid(method, uri, headers, "v1" if route.auth == "v1" else "v2")
+
+    def _signature_valid(self, method: str, uri: str, headers: Any, version: str) -> bool:
         access_key = headers.get(ACCESS_KEY_HEADER)
         timestamp = headers.get(TIMESTAMP_HEADER)
         signature = headers.get(SIGNATURE_HEADERS[version])
@@ -655,59 +779,66 @@ class KmsEmulator:
     # --- one HTTP request ----------------------------------------------------------------------------
     def _handle(self, handler: _Handler, method: str, body: bytes) -> None:
         uri = handler.path  # exactly as received, query included: that is what was signed
-        path = urlsplit(uri).path
-        route = self._route(method, path)
+        route = self._route(method, urlsplit(uri).path)
         if route is None:
             handler.reply_json(404, _NOT_FOUND)
             return
-        version, tag, action, legacy = route
-        self._stats._add("requests", action)
-        if not self._authenticate(method, uri, handler.headers, version):
+        self._stats._add("requests", route.action)
+        if not self._authenticate(method, uri, handler.headers, route):
             self._stats._auth_failure()
             handler.reply_json(401, _AUTH_FAILED)
             return
         self._delay()
-        fault = self._take_fault(action, pre=True, tag=tag)
+        fault = self._take_fault(route.action, pre=True, tag=route.tag)
         if fault is not None and self._pre_fault(handler, fault):
             return
         try:
-            key = self._key(tag)
-            if legacy:
-                reply = self._legacy_action(key, action, body)
-                post = self._take_fault(action, pre=False, tag=tag)
-                if post is not None:
-                    self._apply_post_fault(post, reply)
-                self._stats._add("items", action, len(reply.plaintexts))
-                handler.reply_json(200, {"code": "SUCCESS", "msg": "", "data": reply.data()})
+            self._check_region(route.tag)
+            key = self._key(route.tag)
+            if route.action in _CRYPTO_ACTIONS:
+                status, payload = self._crypto(route, key, body)
             else:
-                data = self._admin_action(key, action)
-                self._stats._add("items", action)
-                handler.reply_json(200, {"code": "SUCCESS", "data": data})
+                status, payload = self._admin(route, key, body)
+            handler.reply_json(status, payload)
         except EmulatorError as err:
-            if err.status == 404:
-                handler.reply_json(404, _NOT_FOUND)
-            else:
-                handler.reply_json(err.status, {"code": err.code, "msg": str(err), "data": None})
+            handler.reply_json(*self._error_reply(route.api, err))
 
     @staticmethod
-    def _route(method: str, path: str) -> tuple[str, str, str, bool] | None:
-        """(signature version, key tag, action, is KMS API 1.0) or None when nothing lives there."""
-        match = _LEGACY_ROUTE.fullmatch(path)
-        if match is not None:
-            action = _LEGACY_ACTIONS.get(match.group(3))
-            if method != "POST" or action is None:
+    def _route(method: str, path: str) -> _Route | None:
+        """What lives at ``path`` for ``method``; None when nothing does."""
+        if match := _LEGACY_ROUTE.fullmatch(path):
+            signature, tag, segment = match.groups()
+            found = _CRYPTO_SEGMENTS["1.0"].get(segment)
+            return _Route("1.0", tag, found[0], signature) if found and method == "POST" else None
+        if match := _V2_ROUTE.fullmatch(path):
+            tag, segment = match.groups()
+            admin = {(None, "GET"): "key-info", ("versions", "GET"): "versions", ("rotate", "POST"): "rotate"}
+            if (segment, method) in admin:
+                return _Route("2.0", tag, admin[(segment, method)], "v2")
+            found = _CRYPTO_SEGMENTS["2.0"].get(segment or "")
+            return _Route("2.0", tag, found[0], "v2|token") if found and method == "POST" else None
+        if match := _V3_ROUTE.fullmatch(path):
+            token, tag, segment, version = match.groups()
+            if not token and segment == "versions" and version is not None and method in ("GET", "PATCH"):
+                return _Route("v3", tag, "version" if method == "GET" else "update-version", "v2", version=version)
+            if version is not None:
                 return None
-            return match.group(1), match.group(2), action, True
-        match = _ADMIN_ROUTE.fullmatch(path)
-        if match is not None:
-            sub = match.group(2)
-            if sub is None and method == "GET":
-                return "v2", match.group(1), "key-info", False
-            if sub == "versions" and method == "GET":
-                return "v2", match.group(1), "versions", False
-            if sub == "rotate" and method == "POST":
-                return "v2", match.group(1), "rotate", False
+            if not token and (segment, method) in ((None, "GET"), ("versions", "POST")):
+                return _Route("v3", tag, "key-info" if segment is None else "rotate", "v2")
+            found = _CRYPTO_SEGMENTS["v3"].get(segment or "")
+            if found is None or method != "POST":
+                return None
+            return _Route("v3", tag, found[0], "token" if token else "v2", batch=found[1])
         return None
+
+    @staticmethod
+    def _error_reply(api: str, err: EmulatorError) -> tuple[int, dict[str, Any]]:
+        if api == "v3":
+            status, error = err.v3()
+            return status, {"error": error}
+        if err.status == 404:
+            return 404, _NOT_FOUND
+        return err.status, {"code": err.code, "msg": str(err), "data": None}
 
     def _pre_fault(self, handler: _Handler, fault: _Fault) -> bool:
         """Act out a fault that hits before the request is processed; False: carry on normally."""
@@ -726,13 +857,31 @@ class KmsEmulator:
             handler.reply(200, _NON_JSON_BODY, "text/html; charset=utf-8")
         return True
 
-    def _legacy_action(self, key: _Key, action: str, raw: bytes) -> _Reply:
-        try:
-            body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
-            raise EmulatorError("request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise EmulatorError("request body must be a JSON object")
+    # --- crypto over HTTP ------------------------------------------------------------------------------
+    def _crypto(self, route: _Route, key: _Key, raw: bytes) -> tuple[int, dict[str, Any]]:
+        v3_default_key = route.api == "v3" and route.action == "createCustomKey" and not raw.strip()
+        body = {} if v3_default_key else _json_object(raw)  # v3 issue-custom-key may omit its body
+        if route.batch:
+            return self._batch(route, key, body)
+        if route.api == "v3":  # single-item endpoints take one string
+            name = "plaintext" if route.action == "encrypt" else "ciphertext"
+            if route.action != "createCustomKey" and not isinstance(body.get(name), str):
+                raise EmulatorError(f"{name} must be a string", field=name)
+        reply = self._crypto_reply(key, route.action, body)
+        post = self._take_fault(route.action, pre=False, tag=route.tag)
+        if post is not None:
+            self._apply_post_fault(post, reply)
+        self._stats._add("items", route.action, len(reply.plaintexts))
+        if route.api == "1.0":
+            return 200, {"code": "SUCCESS", "msg": "", "data": reply.data()}
+        if route.api == "2.0":
+            return 200, {"code": "SUCCESS", "data": reply.data()}
+        data = reply.data()
+        if "key_version" in data:
+            data["keyVersion"] = data.pop("key_version")
+        return 200, data
+
+    def _crypto_reply(self, key: _Key, action: str, body: dict[str, Any]) -> _Reply:
         if action == "encrypt":
             return self._do_encrypt(key, body)
         if action == "decrypt":
@@ -741,7 +890,63 @@ class KmsEmulator:
             return self._do_reencrypt(key, body)
         return self._do_create_custom_key(key, body)
 
-    def _admin_action(self, key: _Key, action: str) -> dict[str, Any]:
+    def _batch(self, route: _Route, key: _Key, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A v3 batch: all items succeed together, or only the failed items are reported."""
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not 1 <= len(requests) <= MAX_BATCH_ITEMS:
+            raise EmulatorError(f"requests must hold 1 to {MAX_BATCH_ITEMS} items", field="requests")
+        name = "plaintext" if route.action == "encrypt" else "ciphertext"
+        for index, item in enumerate(requests):
+            if not isinstance(item, dict) or not isinstance(item.get(name), str):
+                raise EmulatorError(f"{name} must be a string", field=f"requests[{index}].{name}")
+            if not isinstance(item.get("context", ""), str):
+                raise EmulatorError("context must be a string", field=f"requests[{index}].context")
+        values = [item[name] for item in requests]
+        failures = {i: error for i, value in enumerate(values) if (error := _format_error(name, value)) is not None}
+        if failures:
+            return _failure_reply(failures)
+        outcomes: list[tuple[str, bytes, int]] = []
+        contexts: list[bytes | None] = []
+        for index, item in enumerate(requests):
+            try:
+                context = self._context(key, item)
+                outcomes.append(self._batch_item(key, route.action, item[name], context))
+                contexts.append(context)
+            except EmulatorError as err:
+                failures[index] = err
+        if failures:
+            return _failure_reply(failures)
+        field = {"encrypt": "ciphertext", "decrypt": "plaintext", "re-encrypt": "newCiphertext"}[route.action]
+        items, plaintexts, versions = (list(column) for column in zip(*outcomes, strict=True))
+        reply = _Reply(key, contexts[0], field, items, True, plaintexts, versions, route.action != "decrypt")
+        post = self._take_fault(route.action, pre=False, tag=route.tag)
+        if post is not None:
+            self._apply_post_fault(post, reply)
+        self._stats._add("items", route.action, len(reply.plaintexts))
+        return 200, {"results": {str(i): {field: item} for i, item in enumerate(reply.items)}}
+
+    def _batch_item(self, key: _Key, action: str, value: str, context: bytes | None) -> tuple[str, bytes, int]:
+        """(result item, plaintext, version of the input) for one batch item."""
+        if action == "encrypt":
+            plaintext = base64.b64decode(value)
+            token = self._seal(key, plaintext, context)
+            return token, plaintext, token_version(token)
+        plaintext, version = self._open(key, value, context)
+        if action == "decrypt":
+            return _b64(plaintext), plaintext, version
+        return self._seal(key, plaintext, context), plaintext, version
+
+    # --- key administration over HTTP -------------------------------------------------------------------
+    def _admin(self, route: _Route, key: _Key, raw: bytes) -> tuple[int, dict[str, Any]]:
+        if route.api == "2.0":
+            data = self._admin_v2(key, route.action)
+            self._stats._add("items", route.action)
+            return 200, {"code": "SUCCESS", "data": data}
+        status, data = self._admin_v3(key, route, raw)
+        self._stats._add("items", route.action)
+        return status, data
+
+    def _admin_v2(self, key: _Key, action: str) -> dict[str, Any]:
         with self._lock:
             if action == "rotate":
                 version = self._add_version(key)
@@ -765,7 +970,69 @@ class KmsEmulator:
                 "isConvergent": key.convergent,
                 "keyType": "AES256",
                 "status": "ENABLE",
+                "baseUrl": f"https://{REGION_HOSTS.get(key_region(key.tag) or '', 'ocapi.ncloud.com')}",
             }
+
+    def _admin_v3(self, key: _Key, route: _Route, raw: bytes) -> tuple[int, dict[str, Any]]:
+        if route.action == "key-info":
+            with self._lock:
+                return 200, {
+                    "keyTag": key.tag,
+                    "keyType": "AES256",
+                    "status": "ENABLED",
+                    "currentVersion": key.current,
+                    "isConvergent": key.convergent,
+                }
+        if route.action == "rotate":
+            with self._lock:
+                return 201, {"version": self._add_version(key), "status": "ENABLED"}
+        if route.version is None or not _V3_VERSION.fullmatch(route.version):
+            raise EmulatorError("version must be a decimal number", field="version")
+        version = int(route.version)
+        if route.action == "update-version":
+            status = _json_object(raw).get("status")
+            if status == "DISABLED":
+                self.disable_version(key.tag, version)
+            elif status == "ENABLED":
+                self.enable_version(key.tag, version)
+            elif status is not None:
+                raise EmulatorError("status must be ENABLED or DISABLED", field="status")
+        with self._lock:
+            if not 1 <= version <= key.current:
+                raise _not_found()
+            return 200, {"version": version, "status": "DISABLED" if version in key.disabled else "ENABLED"}
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        raise EmulatorError("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise EmulatorError("request body must be a JSON object")
+    return body
+
+
+def _format_error(name: str, value: str) -> EmulatorError | None:
+    """Phase one of a v3 batch: empty values and formats."""
+    if not value:
+        return EmulatorError(f"{name} must not be empty")
+    if name == "plaintext":
+        decoded = _b64_decode(value)
+        if decoded is None:
+            return EmulatorError("plaintext is not base64")
+        return EmulatorError("plaintext is larger than 32 KB") if len(decoded) > MAX_PLAINTEXT_BYTES else None
+    if len(value) > MAX_TOKEN_CHARS or TOKEN_RE.fullmatch(value) is None:
+        return EmulatorError("ciphertext is not an ncpkms token")
+    return None
+
+
+def _failure_reply(failures: dict[int, EmulatorError]) -> tuple[int, dict[str, Any]]:
+    """A v3 batch failure: the status of the single cause, 400 when the causes differ."""
+    rendered = {index: err.v3() for index, err in sorted(failures.items())}
+    codes = {error["errorCode"] for _, error in rendered.values()}
+    status = next(iter(rendered.values()))[0] if len(codes) == 1 else 400
+    return status, {"failures": {str(index): error for index, (_, error) in rendered.items()}}
 
 
 class _Server(ThreadingHTTPServer):
@@ -915,12 +1182,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--create-key", metavar="TAG", default=None, help="key tag (default: random)")
     parser.add_argument("--convergent", action="store_true", help="make the key convergent")
     parser.add_argument("--seed", type=int, default=None, help="reproducible key material")
+    parser.add_argument(
+        "--region", choices=REGIONS, default="global", help="the region whose host this emulator stands for"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    emulator = KmsEmulator(seed=args.seed)
+    emulator = KmsEmulator(seed=args.seed, region=args.region)
     emulator.add_credentials(args.access_key, args.secret_key, args.api_key)
     tag = emulator.create_key(args.create_key, convergent=args.convergent)
     stop = threading.Event()

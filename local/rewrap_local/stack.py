@@ -37,6 +37,7 @@ class LocalStack:
     queue_url: str
     dead_letter_queue_url: str
     signature_version: str = "v2"
+    api: str = "1.0"  # NCP_KMS_API: the KMS API generation the client speaks to the emulator
 
     @property
     def session(self) -> boto3.session.Session:
@@ -51,6 +52,7 @@ class LocalStack:
             secret_id=self.secret_id,
             endpoint=self.kms.url,
             signature_version=self.signature_version,
+            kms_api=self.api,
             buckets=frozenset({self.bucket}),
             queue_url=self.queue_url,
             dead_letter_queue_url=self.dead_letter_queue_url,
@@ -74,6 +76,7 @@ class LocalStack:
             "NCP_KMS_KEY_TAG": self.key_tag,
             "NCP_KMS_SECRET_ID": self.secret_id,
             "NCP_KMS_SIGNATURE_VERSION": self.signature_version,
+            "NCP_KMS_API": self.api,
             "NCP_KMS_RATE_LIMIT": "0",
             "REWRAP_BUCKETS": self.bucket,
             "REWRAP_QUEUE_URL": self.queue_url,
@@ -86,7 +89,7 @@ class LocalStack:
 
 
 def provision(
-    moto_url: str, kms: KmsEmulator, *, bucket: str = DEMO_BUCKET, signature_version: str = "v2"
+    moto_url: str, kms: KmsEmulator, *, bucket: str = DEMO_BUCKET, signature_version: str = "v2", api: str = "1.0"
 ) -> LocalStack:
     """Create the bucket, the NCP secret, the queues and one KMS key on running servers."""
     kms.add_credentials(ACCESS_KEY, SECRET_KEY, API_KEY)
@@ -110,6 +113,7 @@ def provision(
         queue_url=queue_url,
         dead_letter_queue_url=dlq_url,
         signature_version=signature_version,
+        api=api,
     )
 
 
@@ -132,10 +136,10 @@ def running_servers(seed: int | None = None) -> Iterator[tuple[str, KmsEmulator]
 
 @contextmanager
 def local_stack(
-    *, bucket: str = DEMO_BUCKET, seed: int | None = None, signature_version: str = "v2"
+    *, bucket: str = DEMO_BUCKET, seed: int | None = None, signature_version: str = "v2", api: str = "1.0"
 ) -> Iterator[LocalStack]:
     with running_servers(seed) as (moto_url, kms):
-        yield provision(moto_url, kms, bucket=bucket, signature_version=signature_version)
+        yield provision(moto_url, kms, bucket=bucket, signature_version=signature_version, api=api)
 
 
 @contextmanager

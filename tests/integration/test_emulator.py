@@ -572,3 +572,150 @@ def test_command_line_runs_and_stops_on_ctrl_c() -> None:
 def test_main_rejects_missing_credentials() -> None:
     with pytest.raises(SystemExit):
         main(["--port", "0"])
+
+
+# --- API 2.0 and v3 -----------------------------------------------------------------------------------
+def v3(client: httpx.Client, tag: str, action: str, body: Any, *, token: str | None = None) -> httpx.Response:
+    if token is None:
+        return call(client, f"/kms/v3/keys/{tag}/{action}", body)
+    return client.post(f"/kms/v3/token/keys/{tag}/{action}", json=body, headers={"x-ncp-ocapi-token": token})
+
+
+def v3_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["errorCode"] == code
+    return error
+
+
+def test_v2_crypto_paths_share_the_keys(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"payload")
+    emu.rotate(tag)
+
+    response = call(client, f"/kms/v1/keys/{tag}/re-encrypt", {"ciphertext": [token, token]})
+
+    assert response.status_code == 200
+    assert set(response.json()) == {"code", "data"}  # 2.0: no msg
+    new = response.json()["data"]["newCiphertext"]
+    assert [token_version(t) for t in new] == [2, 2] and emu.decrypt(tag, new[0]) == b"payload"
+    custom = ok_data(call(client, f"/kms/v1/keys/{tag}/create-custom-key", {"requestPlainKey": True}))
+    assert emu.decrypt(tag, custom["ciphertext"]) == base64.b64decode(custom["plaintext"])
+    assert emu.stats.requests == {"re-encrypt": 1, "createCustomKey": 1}
+
+
+def test_v3_single_item_endpoints(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    made = v3(client, tag, "encrypt", {"plaintext": b64(b"v3 data")})
+    assert made.status_code == 200 and set(made.json()) == {"ciphertext"}  # bare body
+    emu.rotate(tag)
+
+    new = v3(client, tag, "re-encrypt", {"ciphertext": made.json()["ciphertext"]}).json()["newCiphertext"]
+    plain = v3(client, tag, "decrypt", {"ciphertext": new}).json()["plaintext"]
+    custom = v3(client, tag, "issue-custom-key", None).json()
+
+    assert token_version(new) == 2 and base64.b64decode(plain) == b"v3 data"
+    assert custom["keyVersion"] == 2 and "plaintext" not in custom
+    error = v3_error(v3(client, tag, "re-encrypt", {"ciphertext": [new]}), 400, "InvalidParameter")
+    assert error["fieldErrors"][0]["field"] == "ciphertext"
+    v3_error(v3(client, "no-such-key", "encrypt", {"plaintext": b64(b"x")}), 404, "NotFound")
+
+
+def test_v3_batch_success_is_keyed_by_request_index(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    tokens = [emu.encrypt(tag, p) for p in (b"a", b"b", b"c")]
+    emu.rotate(tag)
+
+    response = v3(client, tag, "batch-re-encrypt", {"requests": [{"ciphertext": t} for t in tokens]})
+
+    results = response.json()["results"]
+    assert response.status_code == 200 and sorted(results) == ["0", "1", "2"]
+    assert [emu.decrypt(tag, results[str(i)]["newCiphertext"]) for i in range(3)] == [b"a", b"b", b"c"]
+    assert emu.stats.requests == {"re-encrypt": 1} and emu.stats.items == {"re-encrypt": 3}
+    encrypted = v3(client, tag, "batch-encrypt", {"requests": [{"plaintext": b64(b"x")}, {"plaintext": b64(b"y")}]})
+    opened = v3(client, tag, "batch-decrypt", {"requests": list(encrypted.json()["results"].values())})
+    assert [base64.b64decode(opened.json()["results"][i]["plaintext"]) for i in ("0", "1")] == [b"x", b"y"]
+
+
+def test_v3_batch_checks_in_two_phases_and_names_only_failed_items(
+    client: httpx.Client, emu: KmsEmulator, tag: str
+) -> None:
+    old = emu.encrypt(tag, b"old")
+    emu.rotate(tag)
+    good = emu.encrypt(tag, b"good")
+    emu.rotate(tag)
+    emu.disable_version(tag, 1)
+    batch = [{"ciphertext": good}, {"ciphertext": old}, {"ciphertext": "not-a-token"}]
+
+    # phase one (format) reports only the malformed item; phase two then finds the disabled version
+    first = v3(client, tag, "batch-re-encrypt", {"requests": batch})
+    assert first.status_code == 400 and list(first.json()["failures"]) == ["2"]
+    second = v3(client, tag, "batch-re-encrypt", {"requests": batch[:2]})
+    assert second.status_code == 409  # a single cause answers with its own status
+    assert second.json() == {"failures": {"1": {"errorCode": "KeyVersionDisabled", "message": "Invalid status"}}}
+    assert emu.stats.items == {}  # atomic: nothing was processed
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"requests": []}, "requests"),
+        ({"requests": [{"ciphertext": "ncpkms:v1:AAAA"}] * 101}, "requests"),
+        ({"requests": [{"ciphertext": 5}]}, "requests[0].ciphertext"),
+        ({"requests": [{"ciphertext": "ncpkms:v1:AAAA", "context": 1}]}, "requests[0].context"),
+    ],
+    ids=["empty", "101-items", "number", "context-type"],
+)
+def test_v3_batch_shape_errors_refuse_the_whole_request(
+    client: httpx.Client, tag: str, body: dict[str, Any], field: str
+) -> None:
+    error = v3_error(v3(client, tag, "batch-re-encrypt", body), 400, "InvalidParameter")
+    assert error["fieldErrors"][0]["field"] == field
+
+
+def test_v3_key_info_rotation_and_version_state(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    created = call(client, f"/kms/v3/keys/{tag}/versions", None)
+    assert created.status_code == 201 and created.json() == {"version": 2, "status": "ENABLED"}
+    info = call(client, f"/kms/v3/keys/{tag}", method="GET").json()
+    assert (info["keyTag"], info["currentVersion"], info["status"]) == (tag, 2, "ENABLED")
+
+    patched = call(client, f"/kms/v3/keys/{tag}/versions/1", {"status": "DISABLED"}, method="PATCH")
+    assert patched.json() == {"version": 1, "status": "DISABLED"}
+    assert call(client, f"/kms/v3/keys/{tag}/versions/1", method="GET").json()["status"] == "DISABLED"
+    v3_error(
+        call(client, f"/kms/v3/keys/{tag}/versions/2", {"status": "DISABLED"}, method="PATCH"), 400, "InvalidParameter"
+    )
+    v3_error(call(client, f"/kms/v3/keys/{tag}/versions/0x1", method="GET"), 400, "InvalidParameter")
+    v3_error(call(client, f"/kms/v3/keys/{tag}/versions/9", method="GET"), 404, "NotFound")
+
+
+def test_token_auth(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.issue_token(tag)
+    other = emu.issue_token(emu.create_key())
+    plaintext = {"plaintext": b64(b"t")}
+
+    assert v3(client, tag, "encrypt", plaintext, token=token).status_code == 200
+    v2 = client.post(f"/kms/v1/keys/{tag}/encrypt", json=plaintext, headers={"x-ncp-ocapi-token": token})
+    assert v2.status_code == 200 and is_token(v2.json()["data"]["ciphertext"])
+    assert v3(client, tag, "encrypt", plaintext, token=other).status_code == 401  # another key's token
+    for path in (f"/kms/v3/keys/{tag}/encrypt", f"/keys/v2/{tag}/encrypt", f"/kms/v1/keys/{tag}/rotate"):
+        assert client.post(path, json=plaintext, headers={"x-ncp-ocapi-token": token}).status_code == 401
+    assert client.post(f"/kms/v3/token/keys/{tag}/encrypt", json=plaintext).status_code == 401
+    emu.revoke_token(token)
+    assert v3(client, tag, "encrypt", plaintext, token=token).status_code == 401
+
+
+def test_region_isolated_keys_answer_only_on_their_region(client: httpx.Client, emu: KmsEmulator) -> None:
+    tag = emu.create_key(region="jpn")
+    body = {"plaintext": b64(b"tokyo")}
+    assert tag.startswith("jpn-") and len(tag) == 68
+
+    assert rejected(kms(client, tag, "encrypt", body), "REGION_MISMATCH")
+    assert rejected(call(client, f"/kms/v1/keys/{tag}/encrypt", body), "REGION_MISMATCH")
+    v3_error(v3(client, tag, "encrypt", body), 400, "RegionMismatch")
+    emu.region = "kr"
+    v3_error(v3(client, tag, "encrypt", body), 400, "RegionMismatch")
+    emu.region = "jpn"
+    assert v3(client, tag, "encrypt", body).status_code == 200
+    upper = emu.create_key("JPN-" + "ab" * 32)  # the prefix is case-insensitive
+    assert v3(client, upper, "encrypt", body).status_code == 200
+    assert v3(client, emu.create_key(), "encrypt", body).status_code == 200  # global keys work everywhere
+    with pytest.raises(ValueError, match="region"):
+        emu.region = "eu"

@@ -414,13 +414,20 @@ SHARED_VARIABLES = {
 }
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
 def test_environment_follows_the_configuration_contract(cfn: dict[str, Any]) -> None:
     rotate = cfn["Resources"]["RotateFunction"]["Properties"]["Environment"]["Variables"]
     sweep = cfn["Resources"]["SweepFunction"]["Properties"]["Environment"]["Variables"]
     for variables in (rotate, sweep):
         assert SHARED_VARIABLES.items() <= variables.items()
-        assert int(variables["REWRAP_MAX_OBJECT_BYTES"]) > 0
+        assert int(variables["REWRAP_STREAM_THRESHOLD_BYTES"]) > 0
         assert int(variables["REWRAP_CONCURRENCY"]) > 0
+        assert variables["REWRAP_VERIFY"] == {"Ref": "Verify"}
+        # every rewrap variable the template sets is one the README documents
+        documented = set(re.findall(r"^\| `((?:NCP_KMS|REWRAP)_[A-Z_]+)`", README.read_text(), re.MULTILINE))
+        assert {name for name in variables if name.startswith(("NCP_KMS_", "REWRAP_"))} <= documented
     assert rotate["REWRAP_DEAD_LETTER_QUEUE_URL"] == {"Ref": "RotateDeadLetterQueue"}
     assert sweep["REWRAP_QUEUE_URL"] == {"Ref": "RotateQueue"}
     assert sweep["REWRAP_SWEEP_TARGETS"] == {"Ref": "SweepTargets"}
@@ -567,6 +574,30 @@ def test_alarms_watch_the_dlq_and_function_errors(cfn: dict[str, Any]) -> None:
     for alarm in alarms:
         assert alarm["AlarmActions"] == notify
     assert cfn["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+
+
+def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> None:
+    dashboard = one(cfn, "AWS::CloudWatch::Dashboard")
+    text = dashboard["DashboardBody"]["Fn::Sub"]
+    for name in re.findall(r"\$\{([^!}][^}]*)\}", text):
+        assert name.startswith("AWS::") or name.split(".")[0] in cfn["Resources"], name
+    body = json.loads(re.sub(r"\$\{[^}]*\}", "x", text))
+    metrics = {tuple(m[:4]) for w in body["widgets"] for m in w["properties"].get("metrics", [])}
+    for name in ("ObjectsRotated", "ObjectsCurrent", "ObjectsFailedRetryable", "ObjectsFailedPermanent"):
+        assert ("Rewrap", name, "service", "rewrap") in metrics
+    for name in ("KmsRequests", "ObjectsListed", "KeysEnqueued"):
+        assert ("Rewrap", name, "service", "rewrap") in metrics
+    sqs = set(re.findall(r'"AWS/SQS", "(\w+)", "QueueName", "\$\{(\w+)\.QueueName\}"', text))
+    assert ("ApproximateNumberOfMessagesVisible", "RotateDeadLetterQueue") in sqs  # DLQ depth
+    assert ("ApproximateAgeOfOldestMessage", "RotateQueue") in sqs  # queue age
+    assert cfn["Outputs"]["DashboardName"]["Value"] == {"Ref": "Dashboard"}
+
+
+def test_sweep_writes_its_report_only_under_the_prefix(cfn: dict[str, Any]) -> None:
+    sweep = role_of(cfn, "SweepFunction")
+    assert "WriteAuditReports" not in evaluated_statements(cfn, sweep)
+    written = evaluated_statements(cfn, sweep, ReportPrefix="s3://audit-bucket/rewrap/")["WriteAuditReports"]
+    assert (written["Action"], written["Resource"]) == ("s3:PutObject", "arn:aws:s3:::audit-bucket/rewrap/*")
 
 
 def test_outputs(cfn: dict[str, Any]) -> None:

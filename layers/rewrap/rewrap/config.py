@@ -12,8 +12,9 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from rewrap.errors import ConfigError
+from rewrap.ncp.generations import DEFAULT_API, GENERATIONS
 
-DEFAULT_ENDPOINT = "https://kms.apigw.ntruss.com"
+DEFAULT_ENDPOINT = GENERATIONS[DEFAULT_API].default_endpoint
 # Upper bound for any numeric setting (S3's 5 TiB object limit is the largest meaningful value).
 MAX_SETTING = float(2**53)
 # The rotate function accepts at most this many keys per rotate request.
@@ -40,8 +41,9 @@ class SweepTarget:
 class Settings:
     key_tag: str = ""
     secret_id: str = ""
-    endpoint: str = DEFAULT_ENDPOINT
+    endpoint: str = ""  # empty: the default host of the API generation
     signature_version: str = "v2"
+    kms_api: str = DEFAULT_API  # NCP KMS API generation: 1.0, 2.0 or v3 (rewrap.ncp.generations)
     kms_timeout_seconds: float = 10.0
     kms_max_attempts: int = 6
     kms_rate_limit: float = 50.0  # requests per second per container; 0 = unlimited
@@ -68,6 +70,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.signature_version not in ("v1", "v2"):
             raise ConfigError("NCP_KMS_SIGNATURE_VERSION must be v1 or v2")
+        self._check_kms_api()
         check_endpoint(self.endpoint)
         if self.kms_timeout_seconds < 0.1:
             raise ConfigError("NCP_KMS_TIMEOUT_SECONDS must be at least 0.1")
@@ -77,6 +80,15 @@ class Settings:
             raise ConfigError("REWRAP_CONCURRENCY, NCP_KMS_MAX_ATTEMPTS, REWRAP_MAX_OBJECT_BYTES must be ≥ 1")
         if min(self.segment_bytes, self.multipart_copy_threshold_bytes) < MIN_MULTIPART_BYTES:
             raise ConfigError("REWRAP_SEGMENT_BYTES and REWRAP_MULTIPART_COPY_THRESHOLD_BYTES must be ≥ 6 MiB")
+
+    def _check_kms_api(self) -> None:
+        generation = GENERATIONS.get(self.kms_api)
+        if generation is None:
+            raise ConfigError(f"NCP_KMS_API must be one of {', '.join(GENERATIONS)}")
+        if not self.endpoint:
+            object.__setattr__(self, "endpoint", generation.default_endpoint)
+        if self.signature_version not in generation.signatures:
+            raise ConfigError(f"NCP_KMS_API={self.kms_api} takes NCP_KMS_SIGNATURE_VERSION v2 only")
 
     def bucket_allowed(self, bucket: str) -> bool:
         return bucket in self.buckets
@@ -88,8 +100,9 @@ class Settings:
         return cls(
             key_tag=reader.text("NCP_KMS_KEY_TAG"),
             secret_id=reader.text("NCP_KMS_SECRET_ID"),
-            endpoint=reader.text("NCP_KMS_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/"),
+            endpoint=reader.text("NCP_KMS_ENDPOINT").rstrip("/"),
             signature_version=reader.text("NCP_KMS_SIGNATURE_VERSION", "v2").lower(),
+            kms_api=reader.text("NCP_KMS_API", DEFAULT_API).lower(),
             kms_timeout_seconds=reader.number("NCP_KMS_TIMEOUT_SECONDS", 10.0),
             kms_max_attempts=int(reader.number("NCP_KMS_MAX_ATTEMPTS", 6)),
             kms_rate_limit=reader.number("NCP_KMS_RATE_LIMIT", 50.0),

@@ -31,6 +31,7 @@ from rewrap.deadline import Deadline
 from rewrap.errors import (
     BucketNotAllowedError,
     ConfigError,
+    KmsRejectedError,
     ObjectRejectedError,
     OutOfTimeError,
     PartialBatchError,
@@ -183,6 +184,8 @@ class Engine:
                 outcome = self._rewrap(run, _token_groups(ready), deadline)
                 finish = functools.partial(self._finish, outcome=outcome, dry_run=dry_run)
                 _settle(run.each(finish, ready, deadline), results)
+                for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
+                    work.body, work.found = None, []
             for work in (w for w in works if self._streams(w)):
                 results[work.ref] = self._rotate_streamed(run, work, deadline, dry_run)
         return [results[ref] for ref in refs]
@@ -291,9 +294,38 @@ class Engine:
             replies: list[str | RewrapError] = list(self.kms.re_encrypt(key_tag, chunk, context, deadline))
         except PartialBatchError as partial:  # some tokens failed: only their objects fail
             replies = partial.results  # type: ignore[assignment]
+        except KmsRejectedError as refusal:
+            if len(chunk) == 1:
+                raise
+            replies = self._isolate(key_tag, context, chunk, refusal, deadline)
         if self.settings.verify:
             replies = self._verify(key_tag, context, chunk, replies, deadline)
         return replies
+
+    def _isolate(
+        self, key_tag: str, context: str | None, chunk: list[str], refusal: RewrapError, deadline: Deadline
+    ) -> list[str | RewrapError]:
+        """KMS refuses a whole list for one bad item (a token of another key, an unknown or disabled
+        version), which would fail every object sharing the request: bisect, within a small request
+        budget, so only the offending tokens fail."""
+        budget = 4 * len(chunk).bit_length()
+
+        def split(part: list[str], error: RewrapError) -> list[str | RewrapError]:
+            nonlocal budget
+            if len(part) == 1 or budget <= 0:
+                return [error] * len(part)
+            out: list[str | RewrapError] = []
+            for half in (part[: len(part) // 2], part[len(part) // 2 :]):
+                budget -= 1
+                try:
+                    out.extend(self.kms.re_encrypt(key_tag, half, context, deadline))
+                except PartialBatchError as partial:
+                    out.extend(partial.results)  # type: ignore[arg-type]
+                except KmsRejectedError as refused:
+                    out.extend(split(half, refused))
+            return out
+
+        return split(chunk, refusal)
 
     def _verify(
         self, key_tag: str, context: str | None, sent: list[str], replies: list[str | RewrapError], deadline: Deadline

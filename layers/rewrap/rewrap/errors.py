@@ -107,6 +107,27 @@ class KmsRejectedError(PermanentError):
     code = "kms-rejected"
 
 
+class KmsWrongRegionError(KmsRejectedError):
+    """A region-isolated key (tag prefix ``kr-``/``jpn-``) called on another region's host."""
+
+    code = "kms-wrong-region"
+
+
+class PartialBatchError(RewrapError):
+    """Some items of a KMS call failed and others did not. ``results`` holds, per input index, the
+    item's result or the error that item failed with; callers that can use per-item outcomes catch
+    this, others see one error that is retryable when any item's failure is."""
+
+    code = "kms-partial"
+
+    def __init__(self, results: list[object]) -> None:
+        self.results = results
+        self.errors = {i: r for i, r in enumerate(results) if isinstance(r, RewrapError)}
+        first = next(iter(self.errors.values()))
+        super().__init__(f"{len(self.errors)} of {len(results)} items failed; first: {first.reason}")
+        self.retryable = any(error.retryable for error in self.errors.values())
+
+
 class VerificationError(PermanentError):
     """A re-wrapped token does not decrypt to the same data as the original (REWRAP_VERIFY)."""
 

@@ -57,6 +57,8 @@ class Listed:
     key: str
     size: int
     last_modified: datetime
+    version_id: str | None = None  # set by list_versions_page only
+    is_latest: bool = True
 
 
 class S3Store:
@@ -78,6 +80,26 @@ class S3Store:
             raise _translate(exc, "LIST") from None
         items = [Listed(o["Key"], int(o.get("Size", 0)), o["LastModified"]) for o in response.get("Contents", [])]
         return items, response.get("NextContinuationToken") if response.get("IsTruncated") else None
+
+    def list_versions_page(
+        self, bucket: str, prefix: str, marker: tuple[str, str] | None, max_keys: int = 1000
+    ) -> tuple[list[Listed], tuple[str, str] | None]:
+        """One page of object versions (current and noncurrent; delete markers left out) and the
+        (key marker, version id marker) of the next page (None at the end)."""
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if marker:
+            params["KeyMarker"], params["VersionIdMarker"] = marker
+        try:
+            response = self.client.list_object_versions(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "LIST versions") from None
+        items = [
+            Listed(v["Key"], int(v.get("Size", 0)), v["LastModified"], v.get("VersionId"), bool(v.get("IsLatest")))
+            for v in response.get("Versions", [])
+        ]
+        if not response.get("IsTruncated"):
+            return items, None
+        return items, (response.get("NextKeyMarker", ""), response.get("NextVersionIdMarker", ""))
 
     def head(self, ref: ObjectRef) -> ObjectHead | None:
         try:
@@ -181,6 +203,13 @@ class S3Store:
             for start in range(0, head.size, part):
                 rewrite.copy_range(start, min(start + part, head.size))
             return rewrite.complete()
+
+    def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        """Write an object of our own (a report), refusing to overwrite one that exists."""
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "PUT") from None
 
     def _tagging(self, ref: ObjectRef) -> str:
         try:

@@ -81,7 +81,9 @@ class ObjectStore(Protocol):
 
 
 class Rewrapper(Protocol):
-    list_limit: int  # bytes of ciphertext one request may carry
+    def batches(self, ciphertexts: Sequence[str]) -> Iterator[list[str]]:
+        """Consecutive groups that fit one KMS request (the API generation's list or item limit)."""
+        ...
 
     def decrypt(
         self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None
@@ -89,4 +91,7 @@ class Rewrapper(Protocol):
 
     def re_encrypt(
         self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None
-    ) -> list[str]: ...
+    ) -> list[str]:
+        """New tokens in input order; ``errors.PartialBatchError`` carries per-item outcomes when only
+        some items failed."""
+        ...

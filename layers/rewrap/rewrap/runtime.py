@@ -48,7 +48,8 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
     kms = NcpKmsClient(
         settings.endpoint,
         credentials,
-        signature_version=settings.signature_version,  # type: ignore[arg-type]
+        api=settings.kms_api,
+        signature_version=settings.signature_version,
         http=new_http_client(settings.kms_timeout_seconds, max_connections=settings.concurrency),
         timeout=settings.kms_timeout_seconds,
         max_attempts=settings.kms_max_attempts,

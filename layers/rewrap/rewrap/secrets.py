@@ -1,6 +1,7 @@
 """NCP credentials from AWS Secrets Manager, cached through Powertools parameters.
 
-The secret is JSON ``{"accessKey": …, "secretKey": …, "apiKey": …?}``. Its values never appear in
+The secret is JSON ``{"accessKey": …, "secretKey": …, "apiKey": …?}``, or ``{"ocapiToken": …}`` for
+token auth (API 2.0 / v3; both kinds may be present, then requests are signed). Its values never appear in
 errors or logs; only the failure class does.
 """
 
@@ -52,11 +53,16 @@ def parse_credentials(value: Any) -> Credentials:
     if not isinstance(value, dict):
         raise CredentialsInvalidError("the NCP secret must be a JSON object")
     access_key, secret_key, api_key = value.get("accessKey"), value.get("secretKey"), value.get("apiKey")
+    token = value.get("ocapiToken")
+    if token is not None and not (isinstance(token, str) and token):
+        raise CredentialsInvalidError("the NCP secret's ocapiToken must be a non-empty string")
+    if token and access_key is None and secret_key is None:
+        return Credentials(ocapi_token=token)  # token auth only (API 2.0 / v3)
     if not (isinstance(access_key, str) and access_key and isinstance(secret_key, str) and secret_key):
-        raise CredentialsInvalidError("the NCP secret needs string fields accessKey and secretKey")
+        raise CredentialsInvalidError("the NCP secret needs string fields accessKey and secretKey (or ocapiToken)")
     if api_key is not None and not isinstance(api_key, str):
         raise CredentialsInvalidError("the NCP secret's apiKey must be a string")
-    return Credentials(access_key, secret_key, api_key or None)
+    return Credentials(access_key, secret_key, api_key or None, token or None)
 
 
 def _classify(exc: Exception) -> Exception:

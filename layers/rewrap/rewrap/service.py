@@ -20,7 +20,9 @@ from rewrap.deadline import Deadline
 from rewrap.engine import ObjectResult, Status
 from rewrap.errors import RetryableError, RewrapError, UnsupportedEventError
 from rewrap.events import Invocation, Kind, Unit, parse
+from rewrap.objects import S3Store
 from rewrap.observability import logger, metrics
+from rewrap.reports import publish_report
 from rewrap.runtime import Runtime
 
 _METRIC_NAMES = {
@@ -47,6 +49,9 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     )
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
+    if runtime.settings.report_prefix:
+        records = [{**r.to_dict(), "route": str(invocation.kind)} for r in by_ref.values()]
+        publish_report(runtime.settings.report_prefix, S3Store(runtime.s3), context, "rotate", records)
     if invocation.kind is Kind.SQS:
         return _sqs_response(invocation, by_ref, runtime)
     if invocation.kind is Kind.BATCH_OPERATIONS:

@@ -20,7 +20,7 @@ from rewrap.ncp.client import NcpKmsClient
 from rewrap.objects import Listed, S3Store
 from rewrap.observability import logger, metrics
 from rewrap.queues import RotateQueue
-from rewrap.tokens import token_version
+from rewrap.reports import publish_report
 
 # Stop listing and hand over when less than this much time is left.
 HANDOVER_RESERVE_SECONDS = 20.0
@@ -76,6 +76,8 @@ def sweep_event(
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="SweepMessagesSent", unit=MetricUnit.Count, value=report.messages)
     logger.info("sweep done", extra=report.to_dict())
+    record = {**report.to_dict(), "targets": [_target_text(t) for t in targets], "newestVersions": newest}
+    publish_report(settings.report_prefix, store, context, "sweep", [record])
     return report.to_dict()
 
 
@@ -114,15 +116,15 @@ def run_sweep(
 
 
 def probe_newest_versions(kms: NcpKmsClient, key_tags: list[str], deadline: Deadline) -> dict[str, int]:
-    """The newest version of each key tag, learned by encrypting a fixed probe (one request each).
+    """The newest version of each key tag (one request each): from the key info where the API generation
+    offers it, otherwise by encrypting a fixed probe.
 
     The rotate functions cache each key's newest version for a short while; passing it along in
     the rotate requests means a sweep run right after a rotation is never answered from a cache
     that predates the rotation."""
     newest = {}
     for key_tag in key_tags:
-        (token,) = kms.encrypt(key_tag, [b"rewrap-version-probe"], deadline=deadline)
-        newest[key_tag] = token_version(token)
+        newest[key_tag] = kms.newest_version(key_tag, deadline)
     return newest
 
 

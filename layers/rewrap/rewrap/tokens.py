@@ -19,6 +19,7 @@ MAX_TOKEN_CHARS = 43_746
 # instead of being half-matched.
 # A body ends at its padding or where the next token begins, so adjacent tokens stay apart.
 _CANDIDATE_RE = re.compile(rb"ncpkms:v([0-9]*):(?:(?!ncpkms:v)(?:[A-Za-z0-9+/]|\\/))*={0,2}")
+_PREFIX_RE = re.compile(rb"ncpkms:v")
 _ESCAPED_SLASH = b"\\/"
 
 
@@ -140,11 +141,15 @@ def token_safe_segments(chunks: Iterable[bytes], target: int) -> Iterator[tuple[
 
 
 def _safe_cut(buffer: bytearray, target: int) -> int:
-    """``target``, or the start of the token-like run that spans it."""
+    """``target``, or the start of the token-like run (or bare ``ncpkms:v`` prefix) that spans it.
+
+    A bare prefix matters too: it ends the token before it, so cutting through it would let that
+    token run on into the cut-off letters."""
     window_start = max(0, target - _MAX_RAW_TOKEN)
     window = bytes(buffer[window_start : target + _MAX_RAW_TOKEN])
-    for match in _CANDIDATE_RE.finditer(window):
-        start, end = window_start + match.start(), window_start + match.end()
-        if start < target < end:
-            return start if start > 0 else end
+    for pattern in (_CANDIDATE_RE, _PREFIX_RE):
+        for match in pattern.finditer(window):
+            start, end = window_start + match.start(), window_start + match.end()
+            if start < target < end:
+                return start if start > 0 else end
     return target

@@ -1,43 +1,65 @@
-"""NCP KMS HTTP client (API 1.0 on ``kms.apigw.ntruss.com``): signing, batching, retries, validation.
+"""NCP KMS HTTP client for every API generation (``rewrap.ncp.generations``): auth, batching, retries,
+validation and per-item outcomes.
 
 One pooled ``httpx.Client`` is reused across invocations. Failures are mapped onto the rewrap error
-hierarchy: 429, 5xx, timeouts and transport errors are retryable (exponential backoff with full
-jitter, honouring ``Retry-After``, bounded by the caller's deadline); 4xx replies are permanent.
-A 401/403 re-reads the credentials once, since the secret may have been rotated.
+hierarchy: 429, 5xx, timeouts, transport errors and replies that fail validation are retryable
+(exponential backoff with full jitter, honouring ``Retry-After``, bounded by the caller's deadline);
+other 4xx replies are permanent. A 401/403 re-reads the credentials once, since the secret may have
+been rotated.
+
+Items travel in request-sized batches (:meth:`NcpKmsClient.batches`). A request that fails fails its
+items; a v3 batch that fails some items (its ``failures`` map) fails only those, and the others, which
+the atomic batch left unprocessed, are sent again. When only some items failed the crypto methods
+raise :class:`PartialBatchError` with every item's outcome.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
 
 import httpx
 
 from rewrap.deadline import Deadline, RateLimiter
 from rewrap.errors import (
+    ConfigError,
+    CredentialsInvalidError,
     KmsAuthError,
     KmsInvalidReplyError,
-    KmsRejectedError,
-    KmsThrottledError,
     KmsUnavailableError,
     OutOfTimeError,
+    PartialBatchError,
     RetryableError,
+    RewrapError,
 )
-from rewrap.ncp.signing import Credentials, SignatureVersion, signed_headers
-from rewrap.tokens import TOKEN_RE, chunk_by_size
+from rewrap.ncp.generations import (
+    CUSTOM_KEY,
+    DECRYPT,
+    DEFAULT_API,
+    ENCRYPT,
+    RE_ENCRYPT,
+    Generation,
+    ItemFailures,
+    KeyInfo,
+    Operation,
+    check_endpoint_serves,
+    generation,
+    no_limit,
+    wrong_region,
+)
+from rewrap.ncp.signing import OCAPI_AUTH_HEADER, Credentials, signed_headers
+from rewrap.tokens import TOKEN_RE, chunk_by_size, token_version
+
+VERSION_PROBE = b"rewrap-version-probe"
 
 T = TypeVar("T")
-R = TypeVar("R")
-
-# 1.0 lists may hold up to 32 KB for all items combined.
-LIST_LIMIT_BYTES = 32 * 1024
 
 
 class CredentialsSource(Protocol):
@@ -70,15 +92,25 @@ class NcpKmsClient:
         endpoint: str,
         credentials: CredentialsSource,
         *,
-        signature_version: SignatureVersion = "v2",
+        api: str = DEFAULT_API,
+        signature_version: str = "v2",
         http: httpx.Client | None = None,
         timeout: float = 10.0,
         max_attempts: int = 6,
         rate_limiter: RateLimiter | None = None,
         backoff_base: float = 0.1,
         backoff_cap: float = 5.0,
-        list_limit: int = LIST_LIMIT_BYTES,
+        list_limit: int | None = None,
     ) -> None:
+        try:
+            self.generation: Generation = generation(api)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if signature_version not in self.generation.signatures:
+            raise ConfigError(f"NCP KMS API {api} takes signature {' or '.join(self.generation.signatures)}")
+        mismatch = check_endpoint_serves(api, endpoint)
+        if mismatch:
+            raise ConfigError(mismatch)
         self.endpoint = endpoint.rstrip("/")
         self.credentials = credentials
         self.signature_version = signature_version
@@ -88,92 +120,171 @@ class NcpKmsClient:
         self.rate_limiter = rate_limiter
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.list_limit = list_limit
+        self.list_limit = list_limit or self.generation.list_limit_bytes
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
 
     # --- crypto operations -------------------------------------------------------------------
-    # Each reply is read (and validated) inside the retry loop: a malformed reply is retried like a 5xx.
+    def batches(self, items: Sequence[str]) -> Iterator[list[str]]:
+        """Consecutive groups of ``items`` that fit one request of this generation."""
+        step = self.generation.max_items
+        for chunk in chunk_by_size(items, no_limit(self.list_limit)):
+            yield from (chunk[i : i + step] for i in range(0, len(chunk), step)) if step else (chunk,)
+
     def re_encrypt(
         self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None
     ) -> list[str]:
-        """New tokens under the key's newest version, in input order, each validated."""
-
-        def read(chunk: list[str], data: dict[str, Any]) -> list[str]:
-            replies = _as_list(_field(data, "newCiphertext", "newCiphertextList"), len(chunk))
-            validate_re_encrypt_reply(chunk, replies)
-            return replies
-
-        return self._per_chunk(key_tag, "re-encrypt", "ciphertext", list(ciphertexts), context, deadline, read)
+        """New tokens under the key's newest version, in input order, each validated.
+        Raises :class:`PartialBatchError` when only some items failed."""
+        return _all_or_raise(self._each(RE_ENCRYPT, key_tag, ciphertexts, context, deadline, _checked_re_encrypt))
 
     def encrypt(
         self, key_tag: str, plaintexts: Sequence[bytes], context: str | None = None, deadline: Deadline | None = None
     ) -> list[str]:
-        def read(chunk: list[str], data: dict[str, Any]) -> list[str]:
-            replies = _as_list(_field(data, "ciphertext", "ciphertextList"), len(chunk))
-            if not all(isinstance(r, str) and TOKEN_RE.fullmatch(r) for r in replies):
-                raise KmsInvalidReplyError("encrypt reply holds an item that is not a token")
-            return replies
-
         encoded = [base64.b64encode(p).decode() for p in plaintexts]
-        return self._per_chunk(key_tag, "encrypt", "plaintext", encoded, context, deadline, read)
+        return _all_or_raise(self._each(ENCRYPT, key_tag, encoded, context, deadline, _checked_tokens))
 
     def decrypt(
         self, key_tag: str, ciphertexts: Sequence[str], context: str | None = None, deadline: Deadline | None = None
     ) -> list[bytes]:
-        def read(chunk: list[str], data: dict[str, Any]) -> list[bytes]:
-            replies = _as_list(_field(data, "plaintext", "plaintextList"), len(chunk))
-            try:
-                return [base64.b64decode(r, validate=True) for r in replies]
-            except (TypeError, ValueError):
-                raise KmsInvalidReplyError("decrypt reply is not base64") from None
-
-        return self._per_chunk(key_tag, "decrypt", "ciphertext", list(ciphertexts), context, deadline, read)
-
-    def _per_chunk(
-        self,
-        key_tag: str,
-        action: str,
-        field: str,
-        items: list[str],
-        context: str | None,
-        deadline: Deadline | None,
-        read: Callable[[list[str], dict[str, Any]], list[T]],
-    ) -> list[T]:
-        out: list[T] = []
-        for chunk in chunk_by_size(items, self.list_limit):
-            body = {field: _one_or_many(chunk), **_ctx(context)}
-            out.extend(self.request("POST", self.path(key_tag, action), body, deadline, lambda d, c=chunk: read(c, d)))
-        return out
+        return _all_or_raise(self._each(DECRYPT, key_tag, ciphertexts, context, deadline, _checked_plaintexts))
 
     def create_custom_key(
         self, key_tag: str, *, bits: int = 256, request_plain_key: bool = False, context: str | None = None
     ) -> DataKey:
-        body = {"bits": bits, "requestPlainKey": request_plain_key, **_ctx(context)}
-        data = self.request("POST", self.path(key_tag, "createCustomKey"), body, None, lambda d: d)
+        self._check_region(key_tag)
+        body = {"bits": bits, "requestPlainKey": request_plain_key, **({"context": context} if context else {})}
+        data = self._exchange("POST", functools.partial(self._path, CUSTOM_KEY, key_tag, False), body, None)
         ciphertext = data.get("ciphertext")
-        if not isinstance(ciphertext, str) or not TOKEN_RE.fullmatch(ciphertext):
-            raise KmsInvalidReplyError("createCustomKey reply holds no token")
+        match = TOKEN_RE.fullmatch(ciphertext) if isinstance(ciphertext, str) else None
+        if match is None:
+            raise KmsInvalidReplyError("custom key reply holds no token")
+        version = next((data[f] for f in self.generation.custom_key_version_fields if data.get(f)), None)
         plain = data.get("plaintext")
         return DataKey(
-            ciphertext=ciphertext,
-            key_version=int(data.get("key_version") or TOKEN_RE.fullmatch(ciphertext).group(1)),  # type: ignore[union-attr]
+            ciphertext=ciphertext,  # type: ignore[arg-type]
+            key_version=int(version or match.group(1)),
             plaintext=base64.b64decode(plain) if plain else None,
         )
 
-    # --- transport -----------------------------------------------------------------------------
-    def path(self, key_tag: str, action: str) -> str:
-        return f"/keys/{self.signature_version}/{quote(key_tag, safe='')}/{action}"
+    # --- key versions -------------------------------------------------------------------------
+    def key_info(self, key_tag: str, deadline: Deadline | None = None) -> KeyInfo | None:
+        """The key's info where the generation offers it to these credentials (2.0, v3 with a signature);
+        None otherwise."""
+        if not self.generation.key_info or not self.credentials.get().can_sign:
+            return None
+        self._check_region(key_tag)
+        path = self.generation.key_path(key_tag, signature=self.signature_version)
+        data = self._exchange("GET", lambda _token: path, None, deadline)
+        return self.generation.key_info_from(key_tag, data)
 
-    def request(
+    def newest_version(self, key_tag: str, deadline: Deadline | None = None) -> int:
+        """The key's current version: from key info when available, else by encrypting a fixed probe."""
+        info = self.key_info(key_tag, deadline)
+        if info is not None:
+            return info.current_version
+        (token,) = self.encrypt(key_tag, [VERSION_PROBE], deadline=deadline)
+        return token_version(token)
+
+    # --- batching ------------------------------------------------------------------------------
+    def _each(
+        self,
+        operation: Operation,
+        key_tag: str,
+        items: Sequence[str],
+        context: str | None,
+        deadline: Deadline | None,
+        check: Callable[[list[str], list[Any]], list[T]],
+    ) -> list[T | RewrapError]:
+        """Per item, in input order: its result or the error it failed with. A request-level failure
+        ends the call: the items not yet answered fail with it."""
+        if not items:
+            return []
+        self._check_region(key_tag)
+        out: list[T | RewrapError] = []
+        for chunk in self.batches(items):
+            try:
+                out.extend(self._send_chunk(operation, key_tag, chunk, context, deadline, check))
+            except RewrapError as error:
+                out.extend([error] * (len(items) - len(out)))
+                break
+        return out
+
+    def _send_chunk(
+        self,
+        operation: Operation,
+        key_tag: str,
+        chunk: list[str],
+        context: str | None,
+        deadline: Deadline | None,
+        check: Callable[[list[str], list[Any]], list[T]],
+    ) -> list[T | RewrapError]:
+        gen = self.generation
+        if not gen.uses_batch(len(chunk)):
+            body = gen.body(operation, chunk, context, batch=False)
+            read = functools.partial(self._read, operation, chunk, check, False)
+            return list(
+                self._exchange("POST", functools.partial(self._path, operation, key_tag, False), body, deadline, read)
+            )
+        # A v3 batch is atomic: on failure it names the failed items only, the rest go again.
+        results: list[T | RewrapError | None] = [None] * len(chunk)
+        pending = list(range(len(chunk)))
+        path_for = functools.partial(self._path, operation, key_tag, True)
+        while pending:
+            sent = [chunk[i] for i in pending]
+            read = functools.partial(self._read, operation, sent, check, True)
+            try:
+                replies = self._exchange(
+                    "POST", path_for, gen.body(operation, sent, context, batch=True), deadline, read, batch=True
+                )
+            except ItemFailures as failures:
+                failed = {pending[i]: error for i, error in failures.errors.items() if i < len(pending)}
+                if not failed:
+                    raise KmsInvalidReplyError("batch failures name no item that was sent") from None
+                for index, error in failed.items():
+                    results[index] = error
+                pending = [i for i in pending if i not in failed]
+                continue
+            except RewrapError as error:
+                if len(pending) == len(chunk):
+                    raise
+                replies = [error] * len(pending)
+            for index, reply in zip(pending, replies, strict=True):
+                results[index] = reply
+            pending = []
+        return results  # type: ignore[return-value]  # every index was filled
+
+    def _read(
+        self,
+        operation: Operation,
+        sent: list[str],
+        check: Callable[[list[str], list[Any]], list[T]],
+        batch: bool,
+        data: dict[str, Any],
+    ) -> list[T]:
+        return check(sent, self.generation.items(operation, data, len(sent), batch=batch))
+
+    def _path(self, operation: Operation, key_tag: str, batch: bool, token: bool) -> str:
+        return self.generation.path(operation.name, key_tag, signature=self.signature_version, token=token, batch=batch)
+
+    def _check_region(self, key_tag: str) -> None:
+        error = wrong_region(key_tag, self.endpoint)
+        if error is not None:
+            raise error
+
+    # --- transport -----------------------------------------------------------------------------
+    def _exchange(
         self,
         method: str,
-        path: str,
+        path_for: Callable[[bool], str],
         body: dict[str, Any] | None,
         deadline: Deadline | None,
-        read: Callable[[dict[str, Any]], R],
-    ) -> R:
-        """One logical call: retries, credential refresh, reply unwrapping, and ``read`` of ``data``."""
+        read: Callable[[dict[str, Any]], Any] = lambda data: data,
+        *,
+        batch: bool = False,
+    ) -> Any:
+        """One logical call: retries, credential refresh, unwrapping and ``read`` (whose
+        ``KmsInvalidReplyError`` is retried like a failed request). ``path_for(token_auth)``."""
         deadline = deadline or Deadline(None)
         content = json.dumps(body).encode() if body is not None else None
         refreshed = False
@@ -181,7 +292,7 @@ class NcpKmsClient:
         while True:
             attempt += 1
             try:
-                return read(self._send_once(method, path, content, deadline))
+                return read(self._send_once(method, path_for, content, deadline, batch))
             except KmsAuthError:
                 if refreshed:
                     raise
@@ -201,14 +312,15 @@ class NcpKmsClient:
         jitter = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
         return max(jitter, retry_after) if retry_after is not None else jitter
 
-    def _send_once(self, method: str, path: str, content: bytes | None, deadline: Deadline) -> dict[str, Any]:
+    def _send_once(
+        self, method: str, path_for: Callable[[bool], str], content: bytes | None, deadline: Deadline, batch: bool
+    ) -> dict[str, Any]:
         if self.rate_limiter is not None and not self.rate_limiter.acquire(deadline):
             raise OutOfTimeError("no KMS request slot before the deadline")
         timeout = min(self.timeout, deadline.remaining())
         if timeout <= 0.05:
             raise OutOfTimeError("no time left for a KMS request")
-        credentials = self.credentials.get()
-        headers = signed_headers(method, path, int(time.time() * 1000), credentials, self.signature_version)  # type: ignore[arg-type]
+        path, headers = self._authenticated(method, path_for)
         headers["Content-Type"] = "application/json"
         self._count(requests=1)
         try:
@@ -219,7 +331,22 @@ class NcpKmsClient:
             raise KmsUnavailableError("KMS request timed out") from None
         except httpx.TransportError as exc:
             raise KmsUnavailableError(f"KMS transport error ({type(exc).__name__})") from None
-        return _unwrap(response)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        return self.generation.unwrap(response.status_code, payload, batch=batch, retry_after=_retry_after(response))
+
+    def _authenticated(self, method: str, path_for: Callable[[bool], str]) -> tuple[str, dict[str, str]]:
+        """The path and auth headers: a signature when the secret has a key pair, else the ocapi token."""
+        credentials = self.credentials.get()
+        if credentials.can_sign:
+            path = path_for(False)
+            timestamp = int(time.time() * 1000)
+            return path, signed_headers(method, path, timestamp, credentials, self.signature_version)  # type: ignore[arg-type]
+        if credentials.ocapi_token and self.generation.token_auth:
+            return path_for(True), {OCAPI_AUTH_HEADER: credentials.ocapi_token}
+        raise CredentialsInvalidError(f"NCP KMS API {self.generation.name} needs accessKey and secretKey in the secret")
 
     def _count(self, **deltas: int) -> None:
         with self._stats_lock:
@@ -236,45 +363,6 @@ def new_http_client(timeout: float, max_connections: int = 32) -> httpx.Client:
     )
 
 
-def _unwrap(response: httpx.Response) -> dict[str, Any]:
-    status = response.status_code
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    code = _error_code(payload)
-    if status in (401, 403):
-        raise KmsAuthError(f"NCP rejected the credentials (HTTP {status}, code {code})")
-    if status == 429:
-        raise KmsThrottledError(f"NCP throttled the request (code {code})", retry_after=_retry_after(response))
-    if status >= 500:
-        raise KmsUnavailableError(f"NCP KMS answered HTTP {status} (code {code})")
-    if status == 404:
-        raise KmsRejectedError(f"key tag not found (HTTP 404, code {code})")
-    if status >= 400:
-        raise KmsRejectedError(f"NCP KMS refused the request (HTTP {status}, {code}: {_message(payload)})")
-    if not isinstance(payload, dict):
-        raise KmsInvalidReplyError(f"NCP KMS answered HTTP {status} with a body that is not JSON")
-    if payload.get("code") != "SUCCESS" or not isinstance(payload.get("data"), dict):
-        raise KmsRejectedError(f"NCP KMS answered {code}: {_message(payload)}")
-    return payload["data"]
-
-
-def _error_code(payload: Any) -> str:
-    if isinstance(payload, dict):
-        if isinstance(payload.get("error"), dict):
-            return str(payload["error"].get("errorCode", "?"))
-        return str(payload.get("code", "?"))
-    return "?"
-
-
-def _message(payload: Any) -> str:
-    if isinstance(payload, dict):
-        message = payload.get("msg") or (payload.get("error") or {}).get("message") or ""
-        return str(message)[:160]
-    return ""
-
-
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
@@ -285,27 +373,33 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _one_or_many(chunk: list[str]) -> str | list[str]:
-    return chunk[0] if len(chunk) == 1 else chunk
+def _all_or_raise(results: list[T | RewrapError]) -> list[T]:
+    """The results when every item succeeded; the error when one request-level error failed them all;
+    otherwise a PartialBatchError with every item's outcome."""
+    errors = [r for r in results if isinstance(r, RewrapError)]
+    if not errors:
+        return results  # type: ignore[return-value]
+    if len(errors) == len(results) and all(e is errors[0] for e in errors):
+        raise errors[0]
+    raise PartialBatchError(list(results))
 
 
-def _ctx(context: str | None) -> dict[str, str]:
-    return {"context": context} if context else {}
+def _checked_re_encrypt(sent: list[str], replies: list[Any]) -> list[str]:
+    validate_re_encrypt_reply(sent, replies)
+    return replies
 
 
-def _field(data: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in data:
-            return data[name]
-    raise KmsInvalidReplyError(f"reply has no {names[0]}")
+def _checked_tokens(sent: list[str], replies: list[Any]) -> list[str]:
+    if not all(isinstance(r, str) and TOKEN_RE.fullmatch(r) for r in replies):
+        raise KmsInvalidReplyError("encrypt reply holds an item that is not a token")
+    return replies
 
 
-def _as_list(value: Any, expected: int) -> list[Any]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or len(items) != expected:
-        got = len(items) if isinstance(items, list) else type(value).__name__
-        raise KmsInvalidReplyError(f"reply holds {got} items for {expected} sent")
-    return items
+def _checked_plaintexts(sent: list[str], replies: list[Any]) -> list[bytes]:
+    try:
+        return [base64.b64decode(r, validate=True) for r in replies]
+    except (TypeError, ValueError):
+        raise KmsInvalidReplyError("decrypt reply is not base64") from None
 
 
 def validate_re_encrypt_reply(sent: Sequence[str], replies: Sequence[Any]) -> None:

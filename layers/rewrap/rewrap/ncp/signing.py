@@ -3,6 +3,7 @@
 string-to-sign v2: ``{METHOD} {URI-with-query}\\n{timestamp}\\n{accessKey}``
 string-to-sign v1: ``{METHOD} {URI-with-query}\\n{timestamp}\\n{apiKey}\\n{accessKey}``
 signature = Base64(HMAC-SHA256(secretKey, string-to-sign)). The URI is the path (and query) only.
+API 2.0 and v3 also take token auth: the ``x-ncp-ocapi-token`` header instead of all of the above.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SignatureVersion = Literal["v1", "v2"]
 TIMESTAMP_HEADER = "x-ncp-apigw-timestamp"
 ACCESS_KEY_HEADER = "x-ncp-iam-access-key"
 API_KEY_HEADER = "x-ncp-apigw-api-key"
+OCAPI_AUTH_HEADER = "x-ncp-ocapi-token"
 SIGNATURE_HEADERS: dict[str, str] = {
     "v1": "x-ncp-apigw-signature-v1",
     "v2": "x-ncp-apigw-signature-v2",
@@ -26,14 +28,21 @@ SIGNATURE_HEADERS: dict[str, str] = {
 
 @dataclass(frozen=True, repr=False)
 class Credentials:
-    """NCP API credentials. ``repr`` never shows the secret parts."""
+    """NCP API credentials: an access/secret key pair (signatures), an ocapi token, or both.
+    ``repr`` never shows the secret parts."""
 
-    access_key: str
-    secret_key: str
+    access_key: str = ""
+    secret_key: str = ""
     api_key: str | None = None
+    ocapi_token: str | None = None
+
+    @property
+    def can_sign(self) -> bool:
+        return bool(self.access_key and self.secret_key)
 
     def __repr__(self) -> str:
-        return f"Credentials(access_key={self.access_key[:4]}…)"
+        token = ", ocapi_token=…" if self.ocapi_token else ""
+        return f"Credentials(access_key={self.access_key[:4]}…{token})"
 
 
 def string_to_sign(method: str, uri: str, timestamp_ms: int, access_key: str, api_key: str | None = None) -> str:
