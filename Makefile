@@ -39,6 +39,9 @@ lint: $(STAMP) ## ruff, format check and cfn-lint on the SAM template
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
 
+bench: $(STAMP) ## throughput against a naive rotator and the S3 floor → docs/bench/ (about 6 minutes)
+	$(BIN)/python -m rewrap_local.bench
+
 fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

@@ -299,3 +299,26 @@ def test_missing_and_empty_objects_are_not_errors(stack: LocalStack, runtime: Ru
     missing, empty = runtime.engine.rotate([ObjectRef(stack.bucket, "gone"), ObjectRef(stack.bucket, "empty")])
     assert missing.status is Status.MISSING and missing.error is None
     assert empty.status is Status.NO_TOKENS
+
+
+def test_objects_declared_text_are_read_with_a_single_get(stack: LocalStack, runtime: Runtime) -> None:
+    # Given keys declared text by suffix: a small one, one too big for a single read, and an envelope
+    s3 = stack.client("s3")
+    put_text(stack, runtime, "small.json", [b"a", b"b"])
+    put_text(stack, runtime, "big.json", [f"{i}".encode() for i in range(5000)])  # ~350 KiB
+    data_key = runtime.kms.create_custom_key(stack.key_tag)
+    s3.put_object(Bucket=stack.bucket, Key="sealed.json", Body=b"{}", Metadata={"wrapped": data_key.ciphertext})
+    stack.kms.rotate(stack.key_tag)
+    runtime.engine.settings = stack.settings(text_suffixes=(".json",))
+    calls: list[str] = []
+    runtime.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+
+    # When
+    results = runtime.engine.rotate([ObjectRef(stack.bucket, k) for k in ("small.json", "big.json", "sealed.json")])
+
+    # Then all three rotate without a HEAD: the small one cost one GET and one PUT; the big one's
+    # first GET stopped at the headers, so it was read again in full
+    assert [r.status for r in results] == [Status.ROTATED] * 3
+    assert sorted(calls) == sorted(["GetObject"] * 4 + ["PutObject", "PutObject", "CopyObject"])
+    assert {t.version for t in scan(body_of(stack, "big.json"))[0]} == {2}
+    assert s3.head_object(Bucket=stack.bucket, Key="sealed.json")["Metadata"]["wrapped"].startswith("ncpkms:v2:")

@@ -54,6 +54,7 @@ class Settings:
     segment_bytes: int = 16 * 1024 * 1024  # one streamed segment = one multipart part
     multipart_copy_threshold_bytes: int = 5 * 1024**3  # CopyObject's limit; larger envelopes copy in parts
     verify: bool = False
+    text_suffixes: tuple[str, ...] = ()  # keys known to be text: small ones are read with one GET
     concurrency: int = 16
     version_cache_seconds: float = 60.0
     secret_cache_seconds: float = 300.0
@@ -113,6 +114,7 @@ class Settings:
             segment_bytes=int(reader.number("REWRAP_SEGMENT_BYTES", 16 * 1024 * 1024)),
             multipart_copy_threshold_bytes=int(reader.number("REWRAP_MULTIPART_COPY_THRESHOLD_BYTES", 5 * 1024**3)),
             verify=reader.flag("REWRAP_VERIFY"),
+            text_suffixes=tuple(reader.items("REWRAP_TEXT_SUFFIXES")),
             concurrency=int(reader.number("REWRAP_CONCURRENCY", 16)),
             version_cache_seconds=reader.number("REWRAP_VERSION_CACHE_SECONDS", 60.0),
             secret_cache_seconds=reader.number("REWRAP_SECRET_CACHE_SECONDS", 300.0),
@@ -131,6 +133,9 @@ class Settings:
 def check_endpoint(endpoint: str) -> None:
     """TLS is mandatory; plain http is accepted only for loopback addresses (the local stack)."""
     parts = urlsplit(endpoint)
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        # httpx would send user:password from the URL as an Authorization header
+        raise ConfigError("NCP_KMS_ENDPOINT must not carry credentials, a query or a fragment")
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):

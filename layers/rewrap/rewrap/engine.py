@@ -49,7 +49,7 @@ from rewrap.ports import (
     PartWriter,
     Rewrapper,
 )
-from rewrap.tokens import Found, Malformed, is_token, scan, splice, token_safe_segments, token_version
+from rewrap.tokens import Found, Malformed, is_token, known_version, scan, splice, token_safe_segments
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ CONTEXT_METADATA = "ncpkms-context"
 STAMP_VERSION_METADATA = "rewrap-min-version"
 STAMP_SIZE_METADATA = "rewrap-body-size"
 _CONTROL_METADATA = {KEY_TAG_METADATA, CONTEXT_METADATA, STAMP_VERSION_METADATA, STAMP_SIZE_METADATA}
+# Objects declared text (REWRAP_TEXT_SUFFIXES) up to this size are read with a single GET.
+SINGLE_READ_BYTES = 256 * 1024
 # Keep this much time for the writes themselves; no write starts later than that.
 WRITE_RESERVE_SECONDS = 2.0
 
@@ -196,7 +198,12 @@ class Engine:
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
-        head = self.store.head(ref)
+        body: ObjectBody | None = None
+        if self._known_text(ref):
+            read = self.store.read_small(ref, SINGLE_READ_BYTES)
+            head, body = read if read is not None else (None, None)
+        else:
+            head = self.store.head(ref)
         if head is None:
             return ObjectResult(ref, Status.MISSING)
         if ref.version_id:
@@ -227,10 +234,16 @@ class Engine:
                 f"object is {head.size} bytes, above REWRAP_MAX_OBJECT_BYTES ({self.settings.max_object_bytes})",
                 code="too-large",
             )
+        if body is not None:
+            return self._take_body(work, body)
         if self._stamp_is_current(work):
             stamp = int(metadata[STAMP_VERSION_METADATA])
             return ObjectResult(ref, Status.CURRENT, old_versions=(stamp,), new_version=stamp)
         return work
+
+    def _known_text(self, ref: ObjectRef) -> bool:
+        """Keys the configuration declares text: one GET instead of HEAD + GET for small ones."""
+        return bool(self.settings.text_suffixes) and ref.key.endswith(self.settings.text_suffixes)
 
     def _stamp_is_current(self, work: _Work) -> bool:
         stamp, size = work.head.metadata.get(STAMP_VERSION_METADATA), work.head.metadata.get(STAMP_SIZE_METADATA)
@@ -254,11 +267,15 @@ class Engine:
             yield wave
 
     def _load_body(self, work: _Work, deadline: Deadline) -> _Work | ObjectResult:
-        if work.envelope:
+        if work.envelope or work.body is not None:
             return work
         body = self.store.get_body(work.ref, work.head)
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
+        return self._take_body(work, body)
+
+    @staticmethod
+    def _take_body(work: _Work, body: ObjectBody) -> _Work | ObjectResult:
         found, malformed = scan(body.data)
         if malformed:
             raise _malformed(malformed)
@@ -274,7 +291,7 @@ class Engine:
             (key_tag, context, chunk)
             for (key_tag, context), tokens in groups.items()
             for chunk in self.kms.batches(
-                sorted(t for t in tokens if not self.versions.is_current(key_tag, token_version(t)))
+                sorted(t for t in tokens if not self.versions.is_current(key_tag, known_version(t)))
             )
         ]
         outcome = _Rewrapped()
@@ -285,55 +302,51 @@ class Engine:
                     outcome.errors[(key_tag, context, token)] = reply
                 else:
                     outcome.new[(key_tag, context, token)] = reply
-                    self.versions.observe(key_tag, token_version(reply))
+                    self.versions.observe(key_tag, known_version(reply))
         return outcome
 
     def _call_kms(self, batch: tuple[str, str | None, list[str]], deadline: Deadline) -> list[str | RewrapError]:
         key_tag, context, chunk = batch
-        try:
-            replies: list[str | RewrapError] = list(self.kms.re_encrypt(key_tag, chunk, context, deadline))
-        except PartialBatchError as partial:  # some tokens failed: only their objects fail
-            replies = partial.results  # type: ignore[assignment]
-        except KmsRejectedError as refusal:
-            if len(chunk) == 1:
-                raise
-            replies = self._isolate(key_tag, context, chunk, refusal, deadline)
+        replies: list[str | RewrapError] = self._isolated(self.kms.re_encrypt, key_tag, context, chunk, deadline)
         if self.settings.verify:
             replies = self._verify(key_tag, context, chunk, replies, deadline)
         return replies
 
-    def _isolate(
-        self, key_tag: str, context: str | None, chunk: list[str], refusal: RewrapError, deadline: Deadline
-    ) -> list[str | RewrapError]:
-        """KMS refuses a whole list for one bad item (a token of another key, an unknown or disabled
-        version), which would fail every object sharing the request: bisect, within a small request
-        budget, so only the offending tokens fail."""
-        budget = 4 * len(chunk).bit_length()
+    @staticmethod
+    def _isolated(
+        call: Callable[[str, list[str], str | None, Deadline], Sequence[R]],
+        key_tag: str,
+        context: str | None,
+        items: list[str],
+        deadline: Deadline,
+    ) -> list[R | RewrapError]:
+        """``call`` on ``items``, one outcome per item. KMS refuses a whole list for one bad item (a
+        token of another key, an unknown or disabled version), which would fail every object sharing
+        the request: then bisect, within a small request budget, so only the offending items fail."""
+        budget = 4 * len(items).bit_length()
 
-        def split(part: list[str], error: RewrapError) -> list[str | RewrapError]:
+        def attempt(part: list[str]) -> list[R | RewrapError]:
             nonlocal budget
-            if len(part) == 1 or budget <= 0:
-                return [error] * len(part)
-            out: list[str | RewrapError] = []
-            for half in (part[: len(part) // 2], part[len(part) // 2 :]):
-                budget -= 1
-                try:
-                    out.extend(self.kms.re_encrypt(key_tag, half, context, deadline))
-                except PartialBatchError as partial:
-                    out.extend(partial.results)  # type: ignore[arg-type]
-                except KmsRejectedError as refused:
-                    out.extend(split(half, refused))
-            return out
+            try:
+                return list(call(key_tag, part, context, deadline))
+            except PartialBatchError as partial:  # some items failed: only their objects fail
+                return partial.results  # type: ignore[return-value]
+            except KmsRejectedError as refusal:
+                if len(part) == 1 or budget <= 0:
+                    return [refusal] * len(part)
+                budget -= 2
+                return attempt(part[: len(part) // 2]) + attempt(part[len(part) // 2 :])
 
-        return split(chunk, refusal)
+        return attempt(items)
 
     def _verify(
         self, key_tag: str, context: str | None, sent: list[str], replies: list[str | RewrapError], deadline: Deadline
     ) -> list[str | RewrapError]:
-        """Decrypt old and new tokens and compare digests in memory; plaintext is never kept."""
+        """Decrypt old and new tokens and compare digests in memory; plaintext is never kept. A new
+        token that KMS refuses to decrypt (a well-formed but wrong reply) fails verification too."""
         pairs = [(old, new) for old, new in zip(sent, replies, strict=True) if isinstance(new, str)]
         old_digests = _digests(self.kms.decrypt(key_tag, [old for old, _ in pairs], context, deadline))
-        new_digests = _digests(self.kms.decrypt(key_tag, [new for _, new in pairs], context, deadline))
+        new_digests = _digests(self._isolated(self.kms.decrypt, key_tag, context, [n for _, n in pairs], deadline))
         mismatched = {old for (old, _), a, b in zip(pairs, old_digests, new_digests, strict=True) if a != b}
         return [
             VerificationError("the re-wrapped token does not decrypt to the original data")
@@ -370,7 +383,7 @@ class Engine:
             return self.store.replace_metadata(work.ref, work.head, metadata)
         assert work.body is not None
         data = splice(work.body.data, work.found, replacements)
-        lowest = min(token_version(replacements.get(t.text, t.text)) for t in work.found)
+        lowest = min(known_version(replacements.get(t.text, t.text)) for t in work.found)
         metadata[STAMP_VERSION_METADATA] = str(lowest)
         metadata[STAMP_SIZE_METADATA] = str(len(data))
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
@@ -442,9 +455,9 @@ class _Tally:
 
     def count(self, tokens: list[str], replacements: dict[str, str]) -> _Tally:
         self.tokens += len(tokens)
-        self.versions.update(token_version(t) for t in tokens)
+        self.versions.update(known_version(t) for t in tokens)
         self.rotated += sum(1 for t in tokens if t in replacements)
-        self.new_versions.update(token_version(t) for t in replacements.values())
+        self.new_versions.update(known_version(t) for t in replacements.values())
         return self
 
     def result(self, status: Status, new_version_id: str | None = None) -> ObjectResult:
@@ -476,7 +489,7 @@ class _Rewrapped:
             if where in self.errors:
                 raise self.errors[where]
             new = self.new.get(where)
-            if new is not None and token_version(new) > token_version(token):
+            if new is not None and known_version(new) > known_version(token):
                 out[token] = new
         return out
 
@@ -501,8 +514,8 @@ def _copy_ranges(writer: PartWriter, ranges: list[tuple[int, int]]) -> None:
     ranges.clear()
 
 
-def _digests(values: list[bytes]) -> list[bytes]:
-    return [hashlib.sha256(v).digest() for v in values]
+def _digests(values: Sequence[bytes | RewrapError]) -> list[bytes | None]:
+    return [hashlib.sha256(v).digest() if isinstance(v, bytes) else None for v in values]
 
 
 def _malformed(malformed: list[Malformed], offset: int = 0) -> ObjectRejectedError:

@@ -110,16 +110,23 @@ class S3Store:
             if _code(exc) == "400":
                 raise ObjectRejectedError("S3 refused to describe the object (SSE-C is not supported)") from None
             raise _translate(exc, "HEAD") from None
-        if response.get("SSECustomerAlgorithm"):
-            raise ObjectRejectedError("object uses SSE-C; its customer key is not available to rewrap")
-        headers = {name: response[name] for name in _RESTATED if response.get(name) not in (None, "")}
-        return ObjectHead(
-            etag=response["ETag"],
-            size=int(response.get("ContentLength", 0)),
-            metadata=dict(response.get("Metadata", {})),
-            version_id=response.get("VersionId"),
-            headers=headers,
-        )
+        return _head_of(response)
+
+    def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
+        """One GET for what a HEAD and a GET would tell: the head, and the body if it is at most
+        ``limit`` bytes (a larger body is left unread, the connection dropped). None when gone."""
+        try:
+            response = self.client.get_object(**_where(ref))
+            head = _head_of(response)
+            if head.size > limit:
+                response["Body"].close()
+                return head, None
+            data = response["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise _translate(exc, "GET") from None
+        return head, ObjectBody(data=data, etag=head.etag, tag_count=int(response.get("TagCount") or 0))
 
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         try:
@@ -279,6 +286,19 @@ class Rewrite:
         except BaseException:
             self.abort()
             raise
+
+
+def _head_of(response: Mapping[str, Any]) -> ObjectHead:
+    """The head of a HEAD or GET response."""
+    if response.get("SSECustomerAlgorithm"):
+        raise ObjectRejectedError("object uses SSE-C; its customer key is not available to rewrap")
+    return ObjectHead(
+        etag=response["ETag"],
+        size=int(response.get("ContentLength", 0)),
+        metadata=dict(response.get("Metadata", {})),
+        version_id=response.get("VersionId"),
+        headers={name: response[name] for name in _RESTATED if response.get(name) not in (None, "")},
+    )
 
 
 def _where(ref: ObjectRef) -> dict[str, Any]:

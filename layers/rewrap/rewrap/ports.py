@@ -62,6 +62,9 @@ class ObjectStore(Protocol):
     def head(self, ref: ObjectRef) -> ObjectHead | None:
         """None when the object (version) does not exist."""
 
+    def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
+        """Head and body in one read; the body only if at most ``limit`` bytes; None when gone."""
+
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         """The body, only if it still has ``head.etag``; None when gone."""
 
