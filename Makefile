@@ -42,6 +42,9 @@ lint: $(STAMP) ## ruff, format check and cfn-lint on the SAM template
 bench: $(STAMP) ## throughput against a naive rotator and the S3 floor → docs/bench/ (about 6 minutes)
 	$(BIN)/python -m rewrap_local.bench
 
+soak: $(STAMP) ## fault-injection soak: every fault alone and mixed, then converged; prints the report
+	$(BIN)/python -m rewrap_local.soak $(SOAK_ARGS)
+
 fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

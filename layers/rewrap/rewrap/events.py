@@ -118,6 +118,10 @@ def message_refs(body: Any) -> tuple[list[ObjectRef], str]:
     if body.get("source") == "aws.s3" and "detail" in body:
         return _eventbridge_refs(body), ""
     if "bucket" in body and "keys" in body:
+        if body.get("dryRun", False) is not False:
+            # A batch of messages is rotated as one invocation, so one message cannot be a dry run:
+            # refuse it rather than write what was asked only to be reported.
+            raise UnsupportedEventError("rotate request: dryRun is honoured only when rotate is invoked directly")
         return _request_refs(body), ""
     raise UnsupportedEventError(f"unrecognised message body; fields: {sorted(map(str, body))[:12]}")
 

@@ -7,6 +7,7 @@ errors or logs; only the failure class does.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,22 @@ _PERMANENT_CODES = {
 }
 
 
+class _NoSecretBodies(logging.Filter):
+    """botocore logs every response body at DEBUG (with the root logger at DEBUG, e.g. Lambda's
+    ApplicationLogLevel=DEBUG): a GetSecretValue body is the secret itself, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        return not any(isinstance(arg, bytes | str) and "SecretString" in str(arg) for arg in args)
+
+
 class SecretCredentials:
     def __init__(self, secret_id: str, *, max_age: float = 300.0, client: SecretsManagerClient | None = None) -> None:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        parsers = logging.getLogger("botocore.parsers")
+        if not any(isinstance(f, _NoSecretBodies) for f in parsers.filters):
+            parsers.addFilter(_NoSecretBodies())
 
         if not secret_id:
             raise CredentialsInvalidError("NCP_KMS_SECRET_ID is not set")
@@ -37,16 +51,25 @@ class SecretCredentials:
         self._lock = threading.Lock()
 
     def get(self, *, refresh: bool = False) -> Credentials:
-        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
-
         with self._lock:
             try:
-                value = self._provider.get(self.secret_id, transform="json", max_age=self.max_age, force_fetch=refresh)
-            except TransformParameterError:
-                raise CredentialsInvalidError("the NCP secret is not valid JSON") from None
-            except GetParameterError as exc:
-                raise _classify(exc) from None
-        return parse_credentials(value)
+                return parse_credentials(self._fetch(refresh))
+            except CredentialsInvalidError:
+                if refresh:
+                    raise
+                # A cached value that does not parse may have been fixed since: read it again once,
+                # or a warm container keeps failing until the cache expires.
+                return parse_credentials(self._fetch(True))
+
+    def _fetch(self, refresh: bool) -> Any:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+        try:
+            return self._provider.get(self.secret_id, transform="json", max_age=self.max_age, force_fetch=refresh)
+        except TransformParameterError:
+            raise CredentialsInvalidError("the NCP secret is not valid JSON") from None
+        except GetParameterError as exc:
+            raise _classify(exc) from None
 
 
 def parse_credentials(value: Any) -> Credentials:
