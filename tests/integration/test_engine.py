@@ -322,3 +322,21 @@ def test_objects_declared_text_are_read_with_a_single_get(stack: LocalStack, run
     assert sorted(calls) == sorted(["GetObject"] * 4 + ["PutObject", "PutObject", "CopyObject"])
     assert {t.version for t in scan(body_of(stack, "big.json"))[0]} == {2}
     assert s3.head_object(Bucket=stack.bucket, Key="sealed.json")["Metadata"]["wrapped"].startswith("ncpkms:v2:")
+
+
+def test_a_reply_left_behind_at_an_old_version_is_retried_not_reported_current(
+    stack: LocalStack, runtime: Runtime
+) -> None:
+    # Given two objects whose tokens travel in one request, and a reply that relabels one of them
+    # back to v1 (the emulator never goes below v1): the token looks "current" but is not
+    put_text(stack, runtime, "a.txt", [b"a"])
+    put_text(stack, runtime, "b.txt", [b"b"])
+    stack.kms.rotate(stack.key_tag)
+    stack.kms.inject("lower-version", times=10, key_tag=stack.key_tag)
+    runtime.kms.max_attempts = 1
+
+    results = runtime.engine.rotate([ObjectRef(stack.bucket, "a.txt"), ObjectRef(stack.bucket, "b.txt")])
+
+    statuses = sorted((r.status, r.error.code if r.error else "") for r in results)
+    assert statuses == [(Status.FAILED, "kms-invalid-reply"), (Status.ROTATED, "")]
+    assert all(r.retryable for r in results if r.status is Status.FAILED)

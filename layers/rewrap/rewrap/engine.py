@@ -31,6 +31,7 @@ from rewrap.deadline import Deadline
 from rewrap.errors import (
     BucketNotAllowedError,
     ConfigError,
+    KmsInvalidReplyError,
     KmsRejectedError,
     ObjectRejectedError,
     OutOfTimeError,
@@ -303,6 +304,15 @@ class Engine:
                 else:
                     outcome.new[(key_tag, context, token)] = reply
                     self.versions.observe(key_tag, known_version(reply))
+        # Every reply for a key must reach the newest version seen for it: one left behind (say, the
+        # old version relabelled) would otherwise be reported "current". Retry it instead.
+        newest: dict[str, int] = {}
+        for (key_tag, _, _), reply in outcome.new.items():
+            newest[key_tag] = max(newest.get(key_tag, 0), known_version(reply))
+        for where, reply in list(outcome.new.items()):
+            if known_version(reply) < newest[where[0]]:
+                del outcome.new[where]
+                outcome.errors[where] = KmsInvalidReplyError("reply is below the key's newest version")
         return outcome
 
     def _call_kms(self, batch: tuple[str, str | None, list[str]], deadline: Deadline) -> list[str | RewrapError]:
