@@ -718,7 +718,7 @@ class Soak:
 
     def run_round(self, round_no: int) -> None:
         self.rotate_keys()
-        keys = self.corpus.keys()
+        keys = sorted(self.corpus.keys())  # seeding order varies with threads; slices must not
         phases = self._phases(round_no)
         for index, (faults, slice_) in enumerate(zip(phases, self._slices(keys, phases), strict=True)):
             route = "sqs" if (index + round_no) % 2 == 0 else "batch-ops"
