@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewrap.objects import S3Store
 from rewrap.observability import logger, metrics, tracer
 from rewrap.runtime import get_runtime, invoke_self_async
 from rewrap.sweep import sweep_event
@@ -20,7 +19,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         event,
         context,
         runtime.settings,
-        S3Store(runtime.s3),
+        runtime.store,
         runtime.rotate_queue,
         runtime.kms,
         invoke_self_async(runtime, context),

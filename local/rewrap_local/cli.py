@@ -211,7 +211,7 @@ def _runtime(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Settin
             runtime = build_runtime(settings) if kms else None
         if runtime is not None:
             stack.callback(runtime.kms.http.close)
-            yield settings, runtime, S3Store(runtime.s3)
+            yield settings, runtime, runtime.store
         else:
             yield settings, None, S3Store(_s3_client(settings))
 

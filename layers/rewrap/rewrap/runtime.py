@@ -18,6 +18,7 @@ from rewrap.secrets import SecretCredentials
 class Runtime:
     settings: Settings
     engine: Engine
+    store: S3Store  # the engine's S3 adapter, shared by reports and the sweep
     kms: NcpKmsClient
     s3: Any
     sqs: Any
@@ -55,9 +56,11 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
         max_attempts=settings.kms_max_attempts,
         rate_limiter=RateLimiter(settings.kms_rate_limit) if settings.kms_rate_limit > 0 else None,
     )
+    store = S3Store(s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes)
     return Runtime(
         settings=settings,
-        engine=Engine(settings, S3Store(s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes), kms),
+        engine=Engine(settings, store, kms),
+        store=store,
         kms=kms,
         s3=s3,
         sqs=sqs,

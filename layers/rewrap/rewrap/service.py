@@ -20,7 +20,6 @@ from rewrap.deadline import Deadline
 from rewrap.engine import ObjectResult, Status
 from rewrap.errors import RetryableError, RewrapError, UnsupportedEventError
 from rewrap.events import Invocation, Kind, Unit, parse
-from rewrap.objects import S3Store
 from rewrap.observability import logger, metrics
 from rewrap.reports import publish_report
 from rewrap.runtime import Runtime
@@ -51,7 +50,7 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     _observe(invocation, results, runtime, kms_before)
     if runtime.settings.report_prefix:
         records = [{**r.to_dict(), "route": str(invocation.kind)} for r in by_ref.values()]
-        publish_report(runtime.settings.report_prefix, S3Store(runtime.s3), context, "rotate", records)
+        publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
     if invocation.kind is Kind.SQS:
         return _sqs_response(invocation, by_ref, runtime)
     if invocation.kind is Kind.BATCH_OPERATIONS:
