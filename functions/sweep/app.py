@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewrap.observability import logger, metrics, tracer
+from rewrap.observability import logger, metrics, trace_handler
 from rewrap.runtime import get_runtime, invoke_self_async
 from rewrap.sweep import sweep_event
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
+@trace_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     runtime = get_runtime()
