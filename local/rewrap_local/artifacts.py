@@ -109,7 +109,7 @@ class BuiltFunction:
         foreign = {}
         for name, path in modules.items():
             real = os.path.realpath(path) if path else ""
-            from_stdlib = real.startswith(stdlib) and not real.startswith(os.path.join(stdlib, "site-packages"))
+            from_stdlib = real.startswith(stdlib) and not real.startswith(str(Path(stdlib) / "site-packages"))
             if path and not (real.startswith(shipped) or from_stdlib):
                 foreign[name] = path
         return foreign
@@ -127,7 +127,7 @@ def runtime_python() -> str:
     """Python 3.12, as Lambda runs it: this interpreter when it is 3.12, else pyenv's or the PATH's."""
     if sys.version_info[:2] == (3, 12):
         return sys.executable
-    pyenv = sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob("3.12*/bin/python3.12"), reverse=True)
+    pyenv = sorted(Path("~/.pyenv/versions").expanduser().glob("3.12*/bin/python3.12"), reverse=True)
     found = [str(p) for p in pyenv] + [p for p in [shutil.which("python3.12")] if p and "/shims/" not in p]
     if not found:
         raise ArtifactMissing("Python 3.12 (the Lambda runtime) is not installed")

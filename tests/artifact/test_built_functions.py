@@ -111,7 +111,9 @@ def test_built_functions_load_the_tracer_from_the_layer_when_tracing_is_on(stack
     }
     for name in ("rotate", "sweep"):
         function = BuiltFunction.find(name)
-        event: Any = {"bucket": stack.bucket, "keys": ["absent.txt"]} if name == "rotate" else {"targets": [stack.bucket]}
+        event: Any = (
+            {"targets": [stack.bucket]} if name == "sweep" else {"bucket": stack.bucket, "keys": ["absent.txt"]}
+        )
         invocation = function.invoke([event], {**stack.environment(), **tracing})
         assert invocation.modules["aws_xray_sdk"], name
         assert_only_shipped_modules(function, invocation)
