@@ -8,8 +8,15 @@ PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# SAM CLI and checkov pin their own boto3/click/pydantic: each gets a virtual environment of its own.
+SAM_CLI_VERSION := 1.170.0
+CHECKOV_VERSION := 3.3.30
+SAM := .venv-sam/bin/sam
+CHECKOV := .venv-checkov/bin/checkov
+# sam build finds the runtime's python3.12 on the PATH; the layer's makefile compiles with $(PYTHON).
+SAM_ENV := PATH="$(dir $(PYTHON)):$$PATH" PYTHON="$(PYTHON)" SAM_CLI_TELEMETRY=0
 
-.PHONY: help install test unit integration demo lint fmt bench soak clean
+.PHONY: help install package test unit integration artifact demo lint fmt bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,7 +29,22 @@ $(STAMP): pyproject.toml layers/rewrap/requirements.txt
 
 install: $(STAMP) ## create .venv and install rewrap with its dev tools
 
-test: $(STAMP) ## run every test (unit + integration against moto and the NCP KMS emulator)
+$(SAM): Makefile
+	test -x $@ || $(PYTHON) -m venv .venv-sam
+	.venv-sam/bin/python -m pip install --quiet --upgrade pip
+	.venv-sam/bin/python -m pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+$(CHECKOV): Makefile
+	test -x $@ || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --upgrade pip
+	.venv-checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+package: $(SAM) ## sam build: the deployable functions and layer in .aws-sam/build (what the artifact tests run)
+	$(SAM_ENV) $(SAM) build --template template.yaml
+
+test: $(STAMP) package ## run every test (unit, integration, and the built artifacts against the embedded stack)
 	$(BIN)/python -m pytest
 
 unit: $(STAMP) ## run the unit tests only
@@ -31,15 +53,20 @@ unit: $(STAMP) ## run the unit tests only
 integration: $(STAMP) ## run the integration tests only
 	$(BIN)/python -m pytest tests/integration
 
+artifact: $(STAMP) package ## build, then run the built functions in a clean Python 3.12 against the embedded stack
+	$(BIN)/python -m pytest tests/artifact
+
 demo: $(STAMP) ## rotate a seeded bucket end to end on the embedded stack (loopback only)
 	$(BIN)/python -m rewrap_local.demo
 
-lint: $(STAMP) ## ruff, format check and cfn-lint on the SAM template
+lint: $(STAMP) $(SAM) $(CHECKOV) ## ruff, format check, cfn-lint, sam validate --lint and checkov on the template
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
+	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
-bench: $(STAMP) ## throughput against a naive rotator and the S3 floor → docs/bench/ (about 6 minutes)
+bench: $(STAMP) package ## throughput against a naive rotator and the S3 floor → docs/bench/ (about 6 minutes)
 	$(BIN)/python -m rewrap_local.bench
 
 soak: $(STAMP) ## fault-injection soak: every fault alone and mixed, then converged; prints the report
@@ -50,4 +77,4 @@ fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## remove the virtual environment and build output
-	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam .pytest_cache .ruff_cache

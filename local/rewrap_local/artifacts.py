@@ -152,27 +152,33 @@ def clean_environment(extra: Mapping[str, str]) -> dict[str, str]:
 def cold_imports(
     function: BuiltFunction, runs: int, environment: Mapping[str, str], scratch: Path
 ) -> dict[str, dict[str, float]]:
-    """Median ``import app`` and bare ``import boto3`` seconds in fresh interpreters, with and without
-    the layer's compiled bytecode. The baseline is boto3 with bytecode, as the runtime image ships it."""
+    """Median seconds of the imports a cold start pays, each in a fresh interpreter, with and without the
+    layer's compiled bytecode. The baseline is a bare ``import boto3`` with bytecode, as the runtime image
+    ships its SDK. ``app`` imports boto3 only when the first invocation builds the runtime, so
+    ``app, boto3`` is the whole bill before the first request."""
     stripped = function.without_bytecode(scratch)
     env = clean_environment({"AWS_LAMBDA_FUNCTION_NAME": f"rewrap-{function.name}", **environment})
+    untraced, traced = {**env, "POWERTOOLS_TRACE_DISABLED": "true"}, {**env, "POWERTOOLS_TRACE_DISABLED": "false"}
     cases = {
-        "app_with_bytecode": (function, "app"),
-        "app_without_bytecode": (stripped, "app"),
-        "boto3_with_bytecode": (function, "boto3"),
-        "boto3_without_bytecode": (stripped, "boto3"),
+        "boto3_with_bytecode": (function, "boto3", untraced),
+        "boto3_without_bytecode": (stripped, "boto3", untraced),
+        "app_with_bytecode": (function, "app", untraced),
+        "app_without_bytecode": (stripped, "app", untraced),
+        "app_and_boto3_with_bytecode": (function, "app, boto3", untraced),
+        "app_and_boto3_without_bytecode": (stripped, "app, boto3", untraced),
+        "app_traced_with_bytecode": (function, "app, boto3", traced),
     }
     samples: dict[str, list[float]] = {case: [] for case in cases}
     for _ in range(runs):  # interleaved, so background noise hits every case alike
-        for case, (built, module) in cases.items():
-            samples[case].append(_import_seconds(built, module, env))
+        for case, (built, modules, case_env) in cases.items():
+            samples[case].append(_import_seconds(built, modules, case_env))
     return {case: {"median_s": statistics.median(values), "min_s": min(values)} for case, values in samples.items()}
 
 
-def _import_seconds(function: BuiltFunction, module: str, env: Mapping[str, str]) -> float:
+def _import_seconds(function: BuiltFunction, modules: str, env: Mapping[str, str]) -> float:
     code = (
         "import sys, time; sys.path[:0] = [sys.argv[1], sys.argv[2]]; t = time.perf_counter(); "
-        f"import {module}; print(time.perf_counter() - t)"
+        f"import {modules}; print(time.perf_counter() - t)"
     )
     done = subprocess.run(  # noqa: S603 (our own interpreter)
         [runtime_python(), "-I", "-S", "-B", "-c", code, str(function.function_dir), str(function.layer_dir)],
