@@ -54,9 +54,19 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 290_000
 
+# Record every AWS call the function makes (service, operation), to compare with its IAM role.
+import botocore.client
+from botocore import xform_name
+calls, make_api_call = set(), botocore.client.BaseClient._make_api_call
+def recording(self, operation_name, api_params):
+    calls.add((self.meta.service_model.service_name, xform_name(operation_name)))
+    return make_api_call(self, operation_name, api_params)
+botocore.client.BaseClient._make_api_call = recording
+
 results = [app.lambda_handler(event, Context()) for event in request["events"]]
 modules = {name: getattr(module, "__file__", None) for name, module in list(sys.modules.items())}
-print(json.dumps({"import_seconds": import_seconds, "results": results, "modules": modules}))
+reply = {"import_seconds": import_seconds, "results": results, "modules": modules, "calls": sorted(calls)}
+print(json.dumps(reply))
 """
 
 
@@ -101,7 +111,8 @@ class BuiltFunction:
         if done.returncode != 0:
             raise RuntimeError(f"built {self.name} function failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
         reply = json.loads(done.stdout.strip().splitlines()[-1])
-        return Invocation(reply["results"], reply["modules"], reply["import_seconds"], done.stderr)
+        calls = [(service, operation) for service, operation in reply["calls"]]
+        return Invocation(reply["results"], reply["modules"], calls, reply["import_seconds"], done.stderr)
 
     def foreign_modules(self, modules: Mapping[str, str | None]) -> dict[str, str]:
         """Loaded modules that came from neither the artifacts nor the interpreter's standard library."""
@@ -119,6 +130,7 @@ class BuiltFunction:
 class Invocation:
     results: list[Any]
     modules: dict[str, str | None]
+    calls: list[tuple[str, str]]  # (service, operation) of every AWS call made
     import_seconds: float
     log: str
 

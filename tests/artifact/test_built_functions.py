@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cfnlint.decode import cfn_yaml
 
 from rewrap.runtime import Runtime
 from rewrap.tokens import scan, token_version
 from rewrap_local.artifacts import BuiltFunction, Invocation
 from rewrap_local.payloads import load_event, s3_notification, sqs_event
 from rewrap_local.stack import LocalStack
+from tests.permissions import ROOT, actions_for, role_actions
 
 # Packages that exist only in the dev environment; the functions must never load one.
 DEV_ONLY = ("moto", "pytest", "_pytest", "rewrap_local", "werkzeug", "flask", "responses", "cryptography", "yaml")
@@ -49,10 +51,15 @@ def versions(stack: LocalStack, runtime: Runtime) -> dict[str, tuple[int, bytes]
     return out
 
 
-def assert_only_shipped_modules(function: BuiltFunction, invocation: Invocation) -> None:
+def assert_shipped_modules_and_granted_calls(function: BuiltFunction, invocation: Invocation) -> None:
     assert function.foreign_modules(invocation.modules) == {}
     loaded_dev_only = sorted(name for name in invocation.modules if name.split(".")[0] in DEV_ONLY)
     assert loaded_dev_only == []
+    # every AWS call the function made is one the template's role for it grants
+    template = json.loads(json.dumps(cfn_yaml.load(str(ROOT / "template.yaml"))))
+    role = {"rotate": "RotateFunctionRole", "sweep": "SweepFunctionRole"}[function.name]
+    assert invocation.calls, "no AWS call recorded"
+    assert actions_for(invocation.calls) - role_actions(template, role) == set(), invocation.calls
 
 
 def test_built_rotate_function_serves_s3_sqs_and_batch_operations(seeded: LocalStack, runtime: Runtime) -> None:
@@ -80,7 +87,7 @@ def test_built_rotate_function_serves_s3_sqs_and_batch_operations(seeded: LocalS
     assert sqs == {"batchItemFailures": []}
     assert [r["resultCode"] for r in bulk["results"]] == ["Succeeded"]
     assert versions(stack, runtime) == {key: (2, secret) for key, secret in SECRETS.items()}
-    assert_only_shipped_modules(function, invocation)
+    assert_shipped_modules_and_granted_calls(function, invocation)
     assert "aws_xray_sdk" not in invocation.modules  # tracing is off in this environment
 
 
@@ -98,7 +105,7 @@ def test_built_sweep_function_enqueues_a_page_of_keys(seeded: LocalStack) -> Non
             enqueued.update(json.loads(message["Body"])["keys"])
             sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
     assert enqueued == set(SECRETS)
-    assert_only_shipped_modules(function, invocation)
+    assert_shipped_modules_and_granted_calls(function, invocation)
 
 
 def test_built_functions_load_the_tracer_from_the_layer_when_tracing_is_on(stack: LocalStack) -> None:
@@ -116,4 +123,4 @@ def test_built_functions_load_the_tracer_from_the_layer_when_tracing_is_on(stack
         )
         invocation = function.invoke([event], {**stack.environment(), **tracing})
         assert invocation.modules["aws_xray_sdk"], name
-        assert_only_shipped_modules(function, invocation)
+        assert_shipped_modules_and_granted_calls(function, invocation)

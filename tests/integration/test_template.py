@@ -21,6 +21,8 @@ from cfnlint.api import ManualArgs, lint, lint_file
 from cfnlint.decode import cfn_yaml
 from samtranslator.translator.transform import transform
 
+from tests.permissions import PLATFORM_ACTIONS, actions_for, calls_in_shipped_code, role_actions
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
@@ -41,6 +43,8 @@ SAMPLE_PARAMETERS = {
     "ReportPrefix": "",
     "KmsKeyArns": [""],
     "AlarmTopicArn": "",
+    "Tracing": "PassThrough",
+    "RotateReservedConcurrency": "6",
 }
 
 
@@ -461,6 +465,18 @@ def test_no_managed_policies_and_no_star_resources_but_xray(cfn: dict[str, Any])
     assert checked >= 10
 
 
+def test_every_granted_action_is_used_by_the_shipped_code_or_by_lambda_itself(sam: dict[str, Any]) -> None:
+    calls = calls_in_shipped_code()
+    assert ("s3", "copy_object") in calls and ("lambda", "invoke") in calls  # the scan finds calls at all
+    used = actions_for(list(calls))
+    rotate, sweep = role_actions(sam, "RotateFunctionRole"), role_actions(sam, "SweepFunctionRole")
+    assert rotate - used - PLATFORM_ACTIONS == set()
+    assert sweep - used - PLATFORM_ACTIONS == set()
+    # and every call is granted, but the version listing of `rewrap census --versions`, which runs on
+    # the operator's own credentials, never in a function
+    assert used - (rotate | sweep) == {"s3:ListBucketVersions"}, calls
+
+
 def test_secret_statements_name_the_secret_parameter_only(cfn: dict[str, Any]) -> None:
     secret = [(role, s) for role, s in statements(cfn) if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
     # rotate calls re-encrypt; sweep probes each key's newest version with one encrypt call
@@ -558,6 +574,46 @@ def test_kms_keys_only_when_given_and_only_through_s3_and_secrets_manager(cfn: d
         "s3.ap-northeast-2.amazonaws.com",
         "secretsmanager.ap-northeast-2.amazonaws.com",
     ]
+
+
+def test_xray_permissions_and_sdk_only_with_tracing_on(cfn: dict[str, Any]) -> None:
+    for role in (role_of(cfn, "RotateFunction"), role_of(cfn, "SweepFunction")):
+        assert "XRayWrite" not in evaluated_statements(cfn, role)
+        assert set(evaluated_statements(cfn, role, Tracing="Active")["XRayWrite"]["Action"]) == XRAY_ACTIONS
+    for name in ("RotateFunction", "SweepFunction"):
+        variables = Evaluator(cfn, SAMPLE_PARAMETERS, "aws")(cfn["Resources"][name]["Properties"]["Environment"])
+        assert variables["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "true"
+        on = Evaluator(cfn, {**SAMPLE_PARAMETERS, "Tracing": "Active"}, "aws")
+        assert (
+            on(cfn["Resources"][name]["Properties"]["Environment"])["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "false"
+        )
+
+
+@pytest.mark.parametrize(("reserved", "rotate", "sweep"), [("6", "6", 1), ("0", None, None)])
+def test_reserved_concurrency_caps_every_path_and_keeps_one_sweep(
+    cfn: dict[str, Any], reserved: str, rotate: str | None, sweep: int | None
+) -> None:
+    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, "RotateReservedConcurrency": reserved}, "aws")
+    assert evaluate(cfn["Resources"]["RotateFunction"]["Properties"]).get("ReservedConcurrentExecutions") == rotate
+    assert evaluate(cfn["Resources"]["SweepFunction"]["Properties"]).get("ReservedConcurrentExecutions") == sweep
+
+
+def test_reserved_concurrency_defaults_cover_the_queue_and_stay_under_ncp_rate(sam: dict[str, Any]) -> None:
+    parameters = sam["Parameters"]
+    reserved = parameters["RotateReservedConcurrency"]["Default"]
+    assert reserved >= parameters["RotateMaxConcurrency"]["Default"]  # or the SQS mapping is throttled
+    assert reserved * parameters["KmsRateLimit"]["Default"] <= 200  # NCP KMS 1.0: about 200 requests/s
+
+
+def test_failed_async_sweep_invocations_land_in_a_queue_with_an_alarm(cfn: dict[str, Any]) -> None:
+    config = one(cfn, "AWS::Lambda::EventInvokeConfig")
+    assert config["FunctionName"] == {"Ref": "SweepFunction"}
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["SweepFailureQueue", "Arn"]}
+    sweep = evaluated_statements(cfn, role_of(cfn, "SweepFunction"))
+    assert sweep["ReportFailedAsyncInvocations"]["Resource"] == "<SweepFailureQueue.Arn>"
+    alarms = [a["Properties"] for a in of_type(cfn, "AWS::CloudWatch::Alarm").values()]
+    watched = [a["Dimensions"][0]["Value"] for a in alarms]
+    assert {"Fn::GetAtt": ["SweepFailureQueue", "QueueName"]} in watched
 
 
 # --------------------------------------------------------------------- alarms and outputs

@@ -1,0 +1,94 @@
+"""Which IAM actions each AWS call of the functions needs, and what the template's roles grant.
+
+Shared by the template test (every granted action is used somewhere in the shipped code) and the
+artifact test (every call the built functions actually made is granted to their role)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_CODE = [ROOT / "layers" / "rewrap" / "rewrap", ROOT / "functions"]
+
+_READ = {"s3:GetObject", "s3:GetObjectVersion"}
+_WRITE = {"s3:PutObject", "s3:PutObjectTagging"}  # tags are restated with the new object
+# (service, operation in boto3's snake_case) → the IAM actions it needs. Versioned reads and writes that
+# carry tags need the Version / Tagging variants too.
+CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
+    ("s3", "head_object"): _READ,
+    ("s3", "get_object"): _READ,
+    ("s3", "get_object_tagging"): {"s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
+    ("s3", "put_object"): _WRITE,
+    ("s3", "copy_object"): _READ | _WRITE | {"s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
+    ("s3", "create_multipart_upload"): _WRITE,
+    ("s3", "upload_part"): {"s3:PutObject"},
+    ("s3", "upload_part_copy"): _READ | {"s3:PutObject"},
+    ("s3", "complete_multipart_upload"): {"s3:PutObject"},
+    ("s3", "abort_multipart_upload"): {"s3:AbortMultipartUpload"},
+    ("s3", "list_objects_v2"): {"s3:ListBucket"},
+    ("s3", "list_object_versions"): {"s3:ListBucketVersions"},
+    ("sqs", "send_message"): {"sqs:SendMessage"},
+    ("sqs", "send_message_batch"): {"sqs:SendMessage"},
+    ("secretsmanager", "get_secret_value"): {"secretsmanager:GetSecretValue"},
+    ("lambda", "invoke"): {"lambda:InvokeFunction"},
+}
+# Calls made for the code by a library: a Powertools SecretsProvider reads the secret.
+LIBRARY_CALLS = {"SecretsProvider": ("secretsmanager", "get_secret_value")}
+# Granted for Lambda itself, not for a call in the code: its logs, X-Ray, the SQS event source mapping,
+# and AWS KMS used by S3 and Secrets Manager on the function's behalf.
+PLATFORM_ACTIONS = {
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+}
+
+
+def calls_in_shipped_code() -> dict[tuple[str, str], list[str]]:
+    """Every AWS call the shipped code makes (by method name), with where it is made."""
+    by_name = {operation: (service, operation) for service, operation in CALL_ACTIONS}
+    by_name.update(LIBRARY_CALLS)
+    found: dict[tuple[str, str], list[str]] = {}
+    for root in SHIPPED_CODE:
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
+                    name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+                    if name in by_name:
+                        where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                        found.setdefault(by_name[name], []).append(where)
+    return found
+
+
+def actions_for(calls: Iterator[tuple[str, str]] | list[tuple[str, str]]) -> set[str]:
+    needed: set[str] = set()
+    for call in calls:
+        needed |= CALL_ACTIONS[call]
+    return needed
+
+
+def role_actions(template: dict[str, Any], role: str) -> set[str]:
+    """Every action a role's inline policies can grant, whichever way their conditions go."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "Action":
+                    found.update([value] if isinstance(value, str) else value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(template["Resources"][role]["Properties"]["Policies"])
+    return found
