@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from cfnlint.decode import cfn_yaml
 
-from rewrap.config import DEFAULT_ENDPOINT, Settings, SweepTarget, check_endpoint
+from rewrap.config import DEFAULT_ENDPOINT, SETTINGS, Settings, SweepTarget, human_number, check_endpoint
 from rewrap.errors import ConfigError, PermanentError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -215,3 +221,62 @@ def test_no_sweep_targets_when_list_is_blank() -> None:
 def test_values_that_would_break_the_service_are_config_errors(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+# --- the one table of settings ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("REWRAP_CONCURRENCY", "1.9", "a whole number from 1 to 256"),
+        ("NCP_KMS_MAX_ATTEMPTS", "2.99", "a whole number from 1 to 20"),
+        ("REWRAP_SWEEP_PAGE_SIZE", "0", "from 1 to 1000"),
+        ("REWRAP_SEGMENT_BYTES", "1048576", "from 6 MiB to 5 GiB"),
+        ("NCP_KMS_API", "4.0", "one of 1.0, 2.0, v3"),
+    ],
+)
+def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(name: str, value: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    assert str(caught.value) == f"{name}={value!r} is not allowed: it must be {allowed}"
+
+
+def test_direct_construction_checks_types_and_bounds_from_the_same_table() -> None:
+    with pytest.raises(ConfigError, match="REWRAP_CONCURRENCY"):
+        Settings(concurrency=1.5)  # type: ignore[arg-type]  # a float where an integer belongs
+    with pytest.raises(ConfigError, match="REWRAP_SWEEP_PAGE_SIZE"):
+        Settings(sweep_page_size=0)
+
+
+def test_every_settings_field_has_exactly_one_row_in_the_table() -> None:
+    assert [f.name for f in fields(Settings)] == [s.name for s in SETTINGS]
+    assert len({s.variable for s in SETTINGS}) == len(SETTINGS)
+    assert Settings() == Settings(**{s.name: s.default for s in SETTINGS})
+
+
+def test_readme_configuration_table_lists_every_variable_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n### ", 1)[0]
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", readme, flags=re.MULTILINE))
+    assert set(rows) == {s.variable for s in SETTINGS}
+    for setting in SETTINGS:
+        if isinstance(setting.default, int | float) and not isinstance(setting.default, bool):
+            assert human_number(setting.default) in rows[setting.variable], setting.variable
+
+
+def test_template_environment_uses_known_variables_with_valid_values() -> None:
+    template = cfn_yaml.load(str(ROOT / "template.yaml"))
+    environments = [template["Globals"]["Function"]["Environment"]["Variables"]] + [
+        r["Properties"].get("Environment", {}).get("Variables", {})
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+    ]
+    by_variable = {s.variable: s for s in SETTINGS}
+    checked = 0
+    for variables in environments:
+        for name, value in variables.items():
+            if not name.startswith(("NCP_", "REWRAP_")):
+                continue
+            assert name in by_variable, name
+            if isinstance(value, str):  # a literal, not a parameter reference
+                by_variable[name].check(by_variable[name].read({name: value}))
+                checked += 1
+    assert checked >= 3

@@ -1,27 +1,37 @@
-"""Typed configuration, read from the environment once per container (never at import time)."""
+"""Typed configuration, read from the environment once per container (never at import time).
+
+``SETTINGS`` is the one table of every variable: its type, default, bounds and meaning. The loader,
+the validation of directly built ``Settings``, the README's configuration table and the template's
+environment are all checked against it."""
 
 from __future__ import annotations
 
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from rewrap.errors import ConfigError
 from rewrap.ncp.generations import DEFAULT_API, GENERATIONS
 
 DEFAULT_ENDPOINT = GENERATIONS[DEFAULT_API].default_endpoint
-# Upper bound for any numeric setting (S3's 5 TiB object limit is the largest meaningful value).
-MAX_SETTING = float(2**53)
 # The rotate function accepts at most this many keys per rotate request.
 MAX_KEYS_PER_REQUEST = 1000
+MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
 # Multipart parts must be ≥ 5 MiB; a segment may shrink a little to avoid cutting a token.
-MIN_MULTIPART_BYTES = 6 * 1024 * 1024
+MIN_MULTIPART_BYTES = 6 * MiB
+MAX_OBJECT_BYTES = 5 * TiB  # S3's own maximum
 LOOPBACK_NAMES = {"localhost"}
+
+Kind = Literal["text", "choice", "int", "float", "flag", "list", "set", "timestamp", "targets"]
+_INTEGER = re.compile(r"[0-9]+")
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
 
 @dataclass(frozen=True)
@@ -38,56 +48,224 @@ class SweepTarget:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One environment variable: the ``Settings`` field it fills, how it is read and what it allows."""
+
+    variable: str
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        raw = env.get(self.variable, "").strip()
+        if not raw:
+            return self.default
+        if self.kind in ("text", "choice"):
+            return raw.lower() if self.kind == "choice" else raw
+        if self.kind == "flag":
+            if raw.lower() not in _TRUE | _FALSE:
+                raise self.refused(raw, "true or false")
+            return raw.lower() in _TRUE
+        if self.kind in ("list", "set", "targets"):
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+            if self.kind == "targets":
+                return tuple(SweepTarget.parse(item) for item in items)
+            return frozenset(items) if self.kind == "set" else tuple(items)
+        if self.kind == "timestamp":
+            return _timestamp(self, raw)
+        return self._number(raw)
+
+    def _number(self, raw: str) -> int | float:
+        if self.kind == "int":
+            if not _INTEGER.fullmatch(raw):
+                raise self.refused(raw, f"a whole number {self.allowed()}")
+            return int(raw)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise self.refused(raw, f"a number {self.allowed()}") from None
+        if not math.isfinite(value):
+            raise self.refused(raw, f"a finite number {self.allowed()}")
+        return value
+
+    def check(self, value: Any) -> None:
+        """Bounds and choices, for values read from the environment and set directly alike."""
+        if self.kind == "choice" and value not in self.choices:
+            raise self.refused(value, "one of " + ", ".join(self.choices))
+        if self.kind in ("int", "float"):
+            if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise self.refused(value, f"a whole number {self.allowed()}")
+            if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+                raise self.refused(value, self.allowed())
+
+    def allowed(self) -> str:
+        return f"from {human_number(self.low)} to {human_number(self.high)}"
+
+    def refused(self, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.variable}={str(value)!r} is not allowed: it must be {allowed}")
+
+
+def human_number(number: float | None) -> str:
+    if number is None:
+        return "any"
+    for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB)):
+        if number >= size and number % size == 0:
+            return f"{int(number // size)} {unit}"
+    return f"{number:g}"
+
+
+def _timestamp(setting: Setting, raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise setting.refused(raw, "an ISO 8601 timestamp") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("NCP_KMS_KEY_TAG", "key_tag", "text", "", "default key tag (objects may override it)"),
+    Setting("NCP_KMS_SECRET_ID", "secret_id", "text", "", "Secrets Manager secret with the NCP credentials"),
+    Setting("NCP_KMS_ENDPOINT", "endpoint", "text", "", "NCP KMS base URL; empty: the generation's host"),
+    Setting(
+        "NCP_KMS_SIGNATURE_VERSION", "signature_version", "choice", "v2", "request signature", choices=("v1", "v2")
+    ),
+    Setting("NCP_KMS_API", "kms_api", "choice", DEFAULT_API, "NCP KMS API generation", choices=tuple(GENERATIONS)),
+    Setting("NCP_KMS_TIMEOUT_SECONDS", "kms_timeout_seconds", "float", 10.0, "per-request timeout", 0.1, 300),
+    Setting("NCP_KMS_MAX_ATTEMPTS", "kms_max_attempts", "int", 6, "attempts per KMS request", 1, 20),
+    Setting(
+        "NCP_KMS_RATE_LIMIT", "kms_rate_limit", "float", 50.0, "KMS requests/s per container; 0 = no limit", 0, 10_000
+    ),
+    Setting("REWRAP_BUCKETS", "buckets", "set", frozenset(), "allow-list of buckets"),
+    Setting("REWRAP_DRY_RUN", "dry_run", "flag", False, "report what would change, write nothing"),
+    Setting(
+        "REWRAP_MAX_OBJECT_BYTES",
+        "max_object_bytes",
+        "int",
+        MAX_OBJECT_BYTES,
+        "larger text objects are refused",
+        1,
+        MAX_OBJECT_BYTES,
+    ),
+    Setting(
+        "REWRAP_STREAM_THRESHOLD_BYTES",
+        "stream_threshold_bytes",
+        "int",
+        32 * MiB,
+        "larger text bodies are streamed",
+        1,
+        MAX_OBJECT_BYTES,
+    ),
+    Setting(
+        "REWRAP_SEGMENT_BYTES",
+        "segment_bytes",
+        "int",
+        16 * MiB,
+        "streamed segment = multipart part size",
+        MIN_MULTIPART_BYTES,
+        5 * GiB,
+    ),
+    Setting(
+        "REWRAP_MULTIPART_COPY_THRESHOLD_BYTES",
+        "multipart_copy_threshold_bytes",
+        "int",
+        5 * GiB,
+        "larger envelopes copy in parts",
+        MIN_MULTIPART_BYTES,
+        5 * GiB,
+    ),
+    Setting("REWRAP_VERIFY", "verify", "flag", False, "decrypt old and new tokens and compare before writing"),
+    Setting("REWRAP_TEXT_SUFFIXES", "text_suffixes", "list", (), "key suffixes that only ever hold text"),
+    Setting("REWRAP_CONCURRENCY", "concurrency", "int", 16, "parallel S3 and KMS requests per invocation", 1, 256),
+    Setting(
+        "REWRAP_VERSION_CACHE_SECONDS",
+        "version_cache_seconds",
+        "float",
+        60.0,
+        "trust in a seen newest version",
+        0,
+        86_400,
+    ),
+    Setting("REWRAP_SECRET_CACHE_SECONDS", "secret_cache_seconds", "float", 300.0, "NCP secret cache", 0, 86_400),
+    Setting("REWRAP_QUEUE_URL", "queue_url", "text", "", "the rotate queue"),
+    Setting("REWRAP_DEAD_LETTER_QUEUE_URL", "dead_letter_queue_url", "text", "", "where permanent failures are parked"),
+    Setting("REWRAP_SWEEP_TARGETS", "sweep_targets", "targets", (), "bucket or bucket/prefix entries to sweep"),
+    Setting(
+        "REWRAP_SWEEP_KEYS_PER_MESSAGE",
+        "sweep_keys_per_message",
+        "int",
+        100,
+        "keys per rotate request",
+        1,
+        MAX_KEYS_PER_REQUEST,
+    ),
+    Setting("REWRAP_SWEEP_PAGE_SIZE", "sweep_page_size", "int", 1000, "keys per listing page", 1, 1000),
+    Setting(
+        "REWRAP_SWEEP_MODIFIED_AFTER", "sweep_modified_after", "timestamp", None, "sweep only objects modified after"
+    ),
+    Setting(
+        "REWRAP_SWEEP_MODIFIED_BEFORE", "sweep_modified_before", "timestamp", None, "sweep only objects modified before"
+    ),
+    Setting(
+        "REWRAP_SWEEP_MAX_OBJECT_BYTES",
+        "sweep_max_object_bytes",
+        "int",
+        0,
+        "skip larger objects; 0 = no limit",
+        0,
+        MAX_OBJECT_BYTES,
+    ),
+    Setting("REWRAP_REPORT_PREFIX", "report_prefix", "text", "", "s3://bucket/prefix for audit reports"),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def _default(name: str) -> Any:
+    return field(default=BY_NAME[name].default)
+
+
+@dataclass(frozen=True)
 class Settings:
-    key_tag: str = ""
-    secret_id: str = ""
-    endpoint: str = ""  # empty: the default host of the API generation
-    signature_version: str = "v2"
-    kms_api: str = DEFAULT_API  # NCP KMS API generation: 1.0, 2.0 or v3 (rewrap.ncp.generations)
-    kms_timeout_seconds: float = 10.0
-    kms_max_attempts: int = 6
-    kms_rate_limit: float = 50.0  # requests per second per container; 0 = unlimited
-    buckets: frozenset[str] = field(default_factory=frozenset)
-    dry_run: bool = False
-    max_object_bytes: int = 5 * 1024**4  # S3's own maximum; lower it to refuse large objects
-    stream_threshold_bytes: int = 32 * 1024 * 1024  # larger text bodies are streamed in segments
-    segment_bytes: int = 16 * 1024 * 1024  # one streamed segment = one multipart part
-    multipart_copy_threshold_bytes: int = 5 * 1024**3  # CopyObject's limit; larger envelopes copy in parts
-    verify: bool = False
-    text_suffixes: tuple[str, ...] = ()  # keys known to be text: small ones are read with one GET
-    concurrency: int = 16
-    version_cache_seconds: float = 60.0
-    secret_cache_seconds: float = 300.0
-    queue_url: str = ""
-    dead_letter_queue_url: str = ""
-    sweep_targets: tuple[SweepTarget, ...] = ()
-    sweep_keys_per_message: int = 100
-    sweep_page_size: int = 1000  # keys per ListObjectsV2 page (S3's maximum)
-    sweep_modified_after: datetime | None = None
-    sweep_modified_before: datetime | None = None
-    sweep_max_object_bytes: int = 0  # 0 = no size filter
-    report_prefix: str = ""
+    key_tag: str = _default("key_tag")
+    secret_id: str = _default("secret_id")
+    endpoint: str = _default("endpoint")  # empty: the default host of the API generation
+    signature_version: str = _default("signature_version")
+    kms_api: str = _default("kms_api")  # NCP KMS API generation: 1.0, 2.0 or v3 (rewrap.ncp.generations)
+    kms_timeout_seconds: float = _default("kms_timeout_seconds")
+    kms_max_attempts: int = _default("kms_max_attempts")
+    kms_rate_limit: float = _default("kms_rate_limit")  # requests per second per container; 0 = unlimited
+    buckets: frozenset[str] = _default("buckets")
+    dry_run: bool = _default("dry_run")
+    max_object_bytes: int = _default("max_object_bytes")
+    stream_threshold_bytes: int = _default("stream_threshold_bytes")
+    segment_bytes: int = _default("segment_bytes")  # one streamed segment = one multipart part
+    multipart_copy_threshold_bytes: int = _default("multipart_copy_threshold_bytes")
+    verify: bool = _default("verify")
+    text_suffixes: tuple[str, ...] = _default("text_suffixes")
+    concurrency: int = _default("concurrency")
+    version_cache_seconds: float = _default("version_cache_seconds")
+    secret_cache_seconds: float = _default("secret_cache_seconds")
+    queue_url: str = _default("queue_url")
+    dead_letter_queue_url: str = _default("dead_letter_queue_url")
+    sweep_targets: tuple[SweepTarget, ...] = _default("sweep_targets")
+    sweep_keys_per_message: int = _default("sweep_keys_per_message")
+    sweep_page_size: int = _default("sweep_page_size")
+    sweep_modified_after: datetime | None = _default("sweep_modified_after")
+    sweep_modified_before: datetime | None = _default("sweep_modified_before")
+    sweep_max_object_bytes: int = _default("sweep_max_object_bytes")
+    report_prefix: str = _default("report_prefix")
 
     def __post_init__(self) -> None:
-        if self.signature_version not in ("v1", "v2"):
-            raise ConfigError("NCP_KMS_SIGNATURE_VERSION must be v1 or v2")
-        self._check_kms_api()
-        check_endpoint(self.endpoint)
-        if self.kms_timeout_seconds < 0.1:
-            raise ConfigError("NCP_KMS_TIMEOUT_SECONDS must be at least 0.1")
-        if not 1 <= self.sweep_keys_per_message <= MAX_KEYS_PER_REQUEST:
-            raise ConfigError(f"REWRAP_SWEEP_KEYS_PER_MESSAGE must be from 1 to {MAX_KEYS_PER_REQUEST}")
-        if self.concurrency < 1 or self.kms_max_attempts < 1 or self.max_object_bytes < 1:
-            raise ConfigError("REWRAP_CONCURRENCY, NCP_KMS_MAX_ATTEMPTS, REWRAP_MAX_OBJECT_BYTES must be ≥ 1")
-        if min(self.segment_bytes, self.multipart_copy_threshold_bytes) < MIN_MULTIPART_BYTES:
-            raise ConfigError("REWRAP_SEGMENT_BYTES and REWRAP_MULTIPART_COPY_THRESHOLD_BYTES must be ≥ 6 MiB")
-
-    def _check_kms_api(self) -> None:
-        generation = GENERATIONS.get(self.kms_api)
-        if generation is None:
-            raise ConfigError(f"NCP_KMS_API must be one of {', '.join(GENERATIONS)}")
+        for setting in SETTINGS:
+            setting.check(getattr(self, setting.name))
+        generation = GENERATIONS[self.kms_api]
         if not self.endpoint:
             object.__setattr__(self, "endpoint", generation.default_endpoint)
+        object.__setattr__(self, "endpoint", self.endpoint.rstrip("/"))
+        check_endpoint(self.endpoint)
         if self.signature_version not in generation.signatures:
             raise ConfigError(f"NCP_KMS_API={self.kms_api} takes NCP_KMS_SIGNATURE_VERSION v2 only")
 
@@ -97,37 +275,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        reader = _Reader(env)
-        return cls(
-            key_tag=reader.text("NCP_KMS_KEY_TAG"),
-            secret_id=reader.text("NCP_KMS_SECRET_ID"),
-            endpoint=reader.text("NCP_KMS_ENDPOINT").rstrip("/"),
-            signature_version=reader.text("NCP_KMS_SIGNATURE_VERSION", "v2").lower(),
-            kms_api=reader.text("NCP_KMS_API", DEFAULT_API).lower(),
-            kms_timeout_seconds=reader.number("NCP_KMS_TIMEOUT_SECONDS", 10.0),
-            kms_max_attempts=int(reader.number("NCP_KMS_MAX_ATTEMPTS", 6)),
-            kms_rate_limit=reader.number("NCP_KMS_RATE_LIMIT", 50.0),
-            buckets=frozenset(reader.items("REWRAP_BUCKETS")),
-            dry_run=reader.flag("REWRAP_DRY_RUN"),
-            max_object_bytes=int(reader.number("REWRAP_MAX_OBJECT_BYTES", 5 * 1024**4)),
-            stream_threshold_bytes=int(reader.number("REWRAP_STREAM_THRESHOLD_BYTES", 32 * 1024 * 1024)),
-            segment_bytes=int(reader.number("REWRAP_SEGMENT_BYTES", 16 * 1024 * 1024)),
-            multipart_copy_threshold_bytes=int(reader.number("REWRAP_MULTIPART_COPY_THRESHOLD_BYTES", 5 * 1024**3)),
-            verify=reader.flag("REWRAP_VERIFY"),
-            text_suffixes=tuple(reader.items("REWRAP_TEXT_SUFFIXES")),
-            concurrency=int(reader.number("REWRAP_CONCURRENCY", 16)),
-            version_cache_seconds=reader.number("REWRAP_VERSION_CACHE_SECONDS", 60.0),
-            secret_cache_seconds=reader.number("REWRAP_SECRET_CACHE_SECONDS", 300.0),
-            queue_url=reader.text("REWRAP_QUEUE_URL"),
-            dead_letter_queue_url=reader.text("REWRAP_DEAD_LETTER_QUEUE_URL"),
-            sweep_targets=tuple(SweepTarget.parse(t) for t in reader.items("REWRAP_SWEEP_TARGETS")),
-            sweep_keys_per_message=int(reader.number("REWRAP_SWEEP_KEYS_PER_MESSAGE", 100)),
-            sweep_page_size=int(reader.number("REWRAP_SWEEP_PAGE_SIZE", 1000)),
-            sweep_modified_after=reader.timestamp("REWRAP_SWEEP_MODIFIED_AFTER"),
-            sweep_modified_before=reader.timestamp("REWRAP_SWEEP_MODIFIED_BEFORE"),
-            sweep_max_object_bytes=int(reader.number("REWRAP_SWEEP_MAX_OBJECT_BYTES", 0)),
-            report_prefix=reader.text("REWRAP_REPORT_PREFIX"),
-        )
+        return cls(**{setting.name: setting.read(env) for setting in SETTINGS})
 
 
 def check_endpoint(endpoint: str) -> None:
@@ -150,45 +298,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str, default: str = "") -> str:
-        return self.env.get(name, "").strip() or default
-
-    def items(self, name: str) -> list[str]:
-        return [item.strip() for item in self.text(name).split(",") if item.strip()]
-
-    def flag(self, name: str) -> bool:
-        value = self.text(name, "false").lower()
-        if value not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigError(f"{name} must be true or false")
-        return value in ("true", "1", "yes")
-
-    def timestamp(self, name: str) -> datetime | None:
-        raw = self.text(name)
-        if not raw:
-            return None
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"{name} must be an ISO 8601 timestamp") from None
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-    def number(self, name: str, default: float) -> float:
-        raw = self.text(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number") from None
-        if not math.isfinite(value) or value < 0 or value > MAX_SETTING:
-            raise ConfigError(f"{name} must be a finite number from 0 to {MAX_SETTING:g}")
-        return value
 
 
 @lru_cache(maxsize=1)
