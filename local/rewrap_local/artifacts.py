@@ -98,11 +98,12 @@ class BuiltFunction:
 
     def invoke(self, events: Sequence[Mapping[str, Any]], environment: Mapping[str, str]) -> Invocation:
         """Import the handler in a clean interpreter and call it with each event, in one container."""
-        request = {"function_name": f"rewrap-{self.name}", "events": list(events)}
+        function_name = f"rewrap-{self.name}"
+        request = {"function_name": function_name, "events": list(events)}
         done = subprocess.run(  # noqa: S603 (our own interpreter and script)
             [runtime_python(), "-I", "-S", "-B", "-c", _RUNNER, str(self.function_dir), str(self.layer_dir)],
             input=json.dumps(request),
-            env=clean_environment({"AWS_LAMBDA_FUNCTION_NAME": request["function_name"], **environment}),
+            env=clean_environment({"AWS_LAMBDA_FUNCTION_NAME": function_name, **environment}),
             capture_output=True,
             text=True,
             timeout=300,
