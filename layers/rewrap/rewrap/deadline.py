@@ -1,18 +1,33 @@
-"""Time budgets: every wait and every request is bounded by the invocation's remaining time."""
+"""Time budgets: every wait and every request is bounded by the invocation's remaining time.
+
+Both take a ``Clock`` (monotonic seconds and a sleep), so tests drive time by hand instead of
+asserting on the wall clock of a busy machine."""
 
 from __future__ import annotations
 
 import math
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Clock:
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+SYSTEM_CLOCK = Clock()
 
 
 class Deadline:
     """A point in monotonic time; ``None`` seconds means no limit (command line, tests)."""
 
-    def __init__(self, seconds: float | None = None) -> None:
-        self._at = math.inf if seconds is None else time.monotonic() + seconds
+    def __init__(self, seconds: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
+        self._at = math.inf if seconds is None else clock.now() + seconds
 
     @classmethod
     def from_lambda_context(cls, context: Any, reserve_seconds: float = 5.0) -> Deadline:
@@ -23,7 +38,7 @@ class Deadline:
         return cls(max(0.0, getter() / 1000.0 - reserve_seconds))
 
     def remaining(self) -> float:
-        return max(0.0, self._at - time.monotonic())
+        return max(0.0, self._at - self.clock.now())
 
     def expired(self, margin: float = 0.0) -> bool:
         return self.remaining() <= margin
@@ -32,11 +47,12 @@ class Deadline:
 class RateLimiter:
     """Token bucket shared by all threads of a container, so a fleet backs off before NCP throttles."""
 
-    def __init__(self, per_second: float, burst: float | None = None) -> None:
+    def __init__(self, per_second: float, burst: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.per_second = per_second
         self.capacity = burst if burst is not None else max(1.0, per_second)
+        self.clock = clock
         self._tokens = self.capacity
-        self._updated = time.monotonic()
+        self._updated = clock.now()
         self._lock = threading.Lock()
 
     def acquire(self, deadline: Deadline) -> bool:
@@ -45,7 +61,7 @@ class RateLimiter:
             return True
         while True:
             with self._lock:
-                now = time.monotonic()
+                now = self.clock.now()
                 self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.per_second)
                 self._updated = now
                 if self._tokens >= 1:
@@ -54,4 +70,4 @@ class RateLimiter:
                 wait = (1 - self._tokens) / self.per_second
             if wait >= deadline.remaining():
                 return False
-            time.sleep(wait)
+            self.clock.sleep(wait)
