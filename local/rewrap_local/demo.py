@@ -55,8 +55,7 @@ def main() -> int:
 
 
 def _run(stack: LocalStack) -> bool:
-    from functions.rotate.app import lambda_handler as rotate
-    from functions.sweep.app import lambda_handler as sweep
+    from rewrap.handlers import rotate, sweep
 
     runtime = get_runtime()
     s3 = stack.client("s3")
@@ -115,7 +114,7 @@ def _run(stack: LocalStack) -> bool:
         tokens = sum(len(s.plaintexts) + (1 if s.data_key else 0) for s in seeded)
         print(f"    all {len(seeded)} objects verified: {tokens} tokens at v{version}, plaintext unchanged")
 
-    from rewrap_local.cli import main as rewrap_cli
+    from rewrap_cli.main import main as rewrap_cli
 
     command = ["census", f"s3://{stack.bucket}/", "--min-version", str(version), "--quiet"]
     print(f"\n[5] before disabling the old versions: rewrap {' '.join(command[:-1])}")

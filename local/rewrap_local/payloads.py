@@ -12,7 +12,9 @@ from urllib.parse import quote_plus
 
 from rewrap_local.lambda_context import LambdaContext
 
-EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+_HERE = Path(__file__).resolve().parent
+# Installed, the sample events ship inside this package; in the repository they are its events/ folder.
+EVENTS_DIR = _HERE / "events" if (_HERE / "events").is_dir() else _HERE.parents[1] / "events"
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

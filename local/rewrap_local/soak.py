@@ -970,7 +970,7 @@ class Soak:
 
     def invoke(self, event: dict[str, Any], route: str) -> dict[str, Any] | None:
         """The real rotate handler, with this invocation's faults; None when it crashed."""
-        from functions.rotate.app import lambda_handler
+        from rewrap.handlers import rotate as lambda_handler
 
         fault = self._invocation_faults.pop(0) if self._invocation_faults else None
         context = LambdaContext()

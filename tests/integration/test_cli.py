@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+import rewrap_cli.main as cli
 from rewrap.reports import CENSUS_COLUMNS
-from rewrap_local import cli
 from rewrap_local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,11 +281,11 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_installed_script_and_module_run_against_the_stack(handler_env: LocalStack, tmp_path: Path) -> None:
     stack = handler_env
     seed(stack, count=1)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/rewrap", "local"))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/rewrap", "local", "cli"))}
     script = Path(sys.executable).parent / "rewrap"
     assert script.exists(), "run: .venv/bin/pip install -e '.[dev]'"
     report = tmp_path / "census.jsonl"
-    for command in ([str(script)], [sys.executable, "-m", "rewrap_local.cli"]):
+    for command in ([str(script)], [sys.executable, "-m", "rewrap_cli"]):
         done = subprocess.run(  # noqa: S603 - our own entry points
             [*command, "census", f"s3://{stack.bucket}/docs/", "--min-version", "1", "--report", str(report)],
             env=env,
@@ -301,7 +301,7 @@ def test_installed_script_and_module_run_against_the_stack(handler_env: LocalSta
 
 def test_rotate_local_starts_the_embedded_stack(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "rewrap_local.cli", "rotate", "s3://local-check/", "--local"],
+        [sys.executable, "-m", "rewrap_cli", "rotate", "s3://local-check/", "--local"],
         capture_output=True,
         text=True,
         timeout=120,

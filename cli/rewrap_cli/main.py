@@ -2,8 +2,8 @@
 
   rewrap census s3://bucket/prefix [--versions] [--min-version N] [--key-tag T] [--report FILE]
   rewrap rotate s3://bucket/prefix [--dry-run] [--concurrency N] [--rate R] [--report FILE] [--local]
-  rewrap emulator ...       the local NCP KMS emulator (python -m rewrap_local.emulator)
-  rewrap demo               the end-to-end demo on the embedded stack (make demo)
+  rewrap emulator ...       the local NCP KMS emulator (needs the local extra)
+  rewrap demo               the end-to-end demo on the embedded stack (needs the local extra)
 
 ``rotate`` runs the Lambda's engine from a laptop or CI job: AWS through the default credential
 chain, NCP with the same environment variables as the functions (NCP_KMS_KEY_TAG,
@@ -60,14 +60,16 @@ _HINTS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # These two own their arguments; they are listed in --help below.
-    if args[:1] == ["emulator"]:
+    if args[:1] in (["emulator"], ["demo"]):
+        try:
+            require_local_extra(f"rewrap {args[0]}")
+        except LocalExtraMissing as missing:
+            print(f"rewrap: {missing}", file=sys.stderr)
+            return NOTHING_DONE
+        from rewrap_local.demo import main as demo_main
         from rewrap_local.emulator import main as emulator_main
 
-        return emulator_main(args[1:])
-    if args[:1] == ["demo"]:
-        from rewrap_local.demo import main as demo_main
-
-        return demo_main()
+        return emulator_main(args[1:]) if args[0] == "emulator" else demo_main()
     options = _parser().parse_args(args)
     logging.basicConfig(level=logging.DEBUG if options.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -92,6 +94,22 @@ def _explain(exc: BaseException) -> str:
         hint = _HINTS.get(exc.code)
         return f"{text}: {hint}" if hint else text
     return f"unexpected {type(exc).__name__}: {exc} (run again with --verbose for the traceback)"
+
+
+class LocalExtraMissing(ConfigError):
+    """The embedded stack is an optional part of the package."""
+
+
+def require_local_extra(what: str) -> None:
+    """The embedded stack (moto, the emulator's cryptography) comes with the optional ``local`` extra."""
+    try:
+        import cryptography  # noqa: F401
+        import moto.server  # noqa: F401
+    except ModuleNotFoundError as missing:
+        raise LocalExtraMissing(
+            f"{what} needs the embedded stack, which is not installed ({missing.name} is missing): "
+            "pip install 'rewrap[local]' (from a checkout: pip install '.[local]')"
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -200,6 +218,7 @@ def _runtime(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Settin
     target: SweepTarget = options.target
     with ExitStack() as stack:
         if options.local:
+            require_local_extra("--local")
             from rewrap_local.stack import local_stack
 
             print(f"starting the embedded stack (moto + NCP KMS emulator) for s3://{target.bucket}", file=sys.stderr)

@@ -1,0 +1,38 @@
+"""The two Lambda entry points, wiring only: the deployed ``functions/*/app.py`` re-export them, and
+the demo and tests call the same objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rewrap.observability import logger, metrics, trace_handler
+from rewrap.runtime import get_runtime, invoke_self_async
+from rewrap.service import rotate_event
+from rewrap.sweep import sweep_event
+
+
+@logger.inject_lambda_context(log_event=False)
+@trace_handler
+@metrics.log_metrics
+def rotate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Every trigger route (S3, SQS, SNS→SQS, EventBridge, S3 Batch Operations, direct requests) → the
+    rotation engine → the response that route expects."""
+    return rotate_event(event, context, get_runtime())
+
+
+@logger.inject_lambda_context(log_event=False)
+@trace_handler
+@metrics.log_metrics
+def sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """On a schedule (or by hand): list the sweep targets and enqueue rotate requests; hand over to a
+    follow-up invocation when the listing outlasts this one."""
+    runtime = get_runtime()
+    return sweep_event(
+        event,
+        context,
+        runtime.settings,
+        runtime.store,
+        runtime.rotate_queue,
+        runtime.kms,
+        invoke_self_async(runtime, context),
+    )
