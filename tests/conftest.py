@@ -4,10 +4,8 @@ test gets its own bucket, key, secret and queues on them, so tests never see eac
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from rewrap.runtime import Runtime, reset_runtime
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import LocalStack, environment, provision, running_servers
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
 _buckets = itertools.count(1)
 
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
@@ -66,7 +63,3 @@ def handler_env(stack: LocalStack) -> Iterator[LocalStack]:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
-
-
-def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())

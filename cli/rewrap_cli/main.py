@@ -37,7 +37,7 @@ from rewrap.errors import ConfigError, RewrapError
 from rewrap.objects import S3Store
 from rewrap.ports import ObjectRef
 from rewrap.reports import CENSUS_COLUMNS, ROTATE_COLUMNS, Format, ReportFile
-from rewrap.runtime import Runtime, build_runtime
+from rewrap.runtime import Runtime, aws_client_config, build_runtime
 from rewrap.service import summarize
 from rewrap.sweep import probe_newest_versions
 
@@ -267,10 +267,8 @@ def _overrides(settings: Settings, options: argparse.Namespace) -> Settings:
 
 def _s3_client(settings: Settings) -> Any:
     import boto3
-    from botocore.config import Config
 
-    config = Config(max_pool_connections=settings.concurrency + 4, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.session.Session().client("s3", config=config)
+    return boto3.session.Session().client("s3", config=aws_client_config(settings.concurrency))
 
 
 # --------------------------------------------------------------------------- census

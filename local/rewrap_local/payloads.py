@@ -20,7 +20,9 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS_DIR / name).read_text())
+    """A sample payload from ``events/`` (the one loader of the demo, the soak and the tests)."""
+    loaded: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
+    return loaded
 
 
 def s3_notification(bucket: str, keys: Iterable[str], template: str = "s3-put.json") -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,9 @@ import pytest
 from rewrap.errors import UnsupportedEventError
 from rewrap.events import MAX_KEYS_PER_REQUEST, Kind, message_refs, parse
 from rewrap.ports import ObjectRef
+from rewrap_local.payloads import EVENTS_DIR, load_event
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENTS = EVENTS_DIR
 BUCKET = "rewrap-demo-bucket"
 UNICODE_KEY = "docs/hello world+ünï.env"  # encoded in notifications as docs/hello+world%2B%C3%BCn%C3%AF.env
 
@@ -22,8 +22,7 @@ def ref(key: str, version_id: str | None = None) -> ObjectRef:
     return ObjectRef(BUCKET, key, version_id)
 
 
-def load(name: str) -> Any:
-    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+load = load_event
 
 
 # file → (kind, [(unit id, refs, note)])

@@ -27,18 +27,24 @@ class Runtime:
     rotate_queue: RotateQueue | None
 
 
-def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str | None = None) -> Runtime:
-    """``endpoint_url`` points every AWS client elsewhere (the local moto server); AWS_ENDPOINT_URL works too."""
-    import boto3
+def aws_client_config(concurrency: int) -> Any:
+    """The one botocore configuration of every AWS client rewrap makes (functions and CLI alike)."""
     from botocore.config import Config
 
-    session = session or boto3.session.Session()
-    config = Config(
-        max_pool_connections=settings.concurrency + 4,
+    return Config(
+        max_pool_connections=concurrency + 4,
         retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=3,
         read_timeout=30,
     )
+
+
+def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str | None = None) -> Runtime:
+    """``endpoint_url`` points every AWS client elsewhere (the local moto server); AWS_ENDPOINT_URL works too."""
+    import boto3
+
+    session = session or boto3.session.Session()
+    config = aws_client_config(settings.concurrency)
     s3 = session.client("s3", config=config, endpoint_url=endpoint_url)
     sqs = session.client("sqs", config=config, endpoint_url=endpoint_url)
     credentials = SecretCredentials(
