@@ -12,6 +12,7 @@ from rewrap.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
 MESSAGE_LIMIT_BYTES = 250_000  # below SQS's 256 KiB, leaving room for attributes
@@ -33,19 +34,27 @@ class RotateQueue:
         bodies = list(_request_bodies(bucket, keys, keys_per_message, dict(extra or {})))
         calls = 0
         for start in range(0, len(bodies), SEND_BATCH_LIMIT):
-            entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + SEND_BATCH_LIMIT])]
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + SEND_BATCH_LIMIT])
+            ]
             calls += 1
-            try:
-                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
-            except (ClientError, BotoCoreError) as exc:
-                raise QueueError(f"SendMessageBatch failed ({type(exc).__name__})") from None
-            failed = [entries[int(f["Id"])] for f in response.get("Failed", [])]
+            failed = self._send_batch(entries)
             if failed:  # retry once what SQS refused, then give up loudly
                 calls += 1
-                retry = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=failed)  # type: ignore[arg-type]
-                if retry.get("Failed"):
-                    raise QueueError(f"SQS refused {len(retry['Failed'])} rotate requests")
+                if self._send_batch(failed):
+                    raise QueueError(f"SQS refused {len(failed)} rotate requests twice")
         return len(bodies), calls
+
+    def _send_batch(
+        self, entries: list[SendMessageBatchRequestEntryTypeDef]
+    ) -> list[SendMessageBatchRequestEntryTypeDef]:
+        """The entries SQS refused; a failed call itself is a retryable ``QueueError``."""
+        try:
+            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueError(f"SendMessageBatch failed ({type(exc).__name__})") from None
+        by_id = {entry["Id"]: entry for entry in entries}
+        return [by_id[failure["Id"]] for failure in response.get("Failed", [])]
 
 
 def _request_bodies(bucket: str, keys: Sequence[str], keys_per_message: int, extra: dict[str, Any]) -> Iterator[str]:
