@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from rewrap.census import Census, CensusTaker, RescueList, version_states, with_
 from rewrap.engine import Status, isolate
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
 from rewrap.ncp.client import NcpKmsClient
+from rewrap.ncp.generations import ASSUMPTIONS
 from rewrap.ncp.signing import Credentials, token_expiry
 from rewrap.ports import ObjectRef
 from rewrap.runtime import Runtime
@@ -512,3 +514,11 @@ def test_v1_without_api_key_is_a_configuration_error_found_when_the_runtime_is_b
 
     assert not caught.value.retryable and caught.value.code == "config"
     assert kms_requests(stack) == before
+
+
+# --- 8. assumptions in one place ----------------------------------------------------------------------
+def test_every_assumption_is_in_the_readme_table_with_its_source() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for number, (assumption, source) in enumerate(ASSUMPTIONS, 1):
+        assert f"| {number} | {assumption} | {source} |" in readme, assumption
+    assert len(ASSUMPTIONS) >= 10
