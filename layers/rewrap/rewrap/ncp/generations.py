@@ -421,7 +421,7 @@ def request_error(status: int, payload: Any, reply: ReplyInfo | None = None) -> 
     elif code in WRONG_REGION_CODES:
         error = KmsWrongRegionError(f"the key is region-isolated and this is not its region's host ({where})")
     elif status == 404:
-        error = KmsRejectedError(f"key tag or path not found ({where})")
+        error = KmsRejectedError(f"key tag not found ({where})")
     else:
         error = KmsRejectedError(f"NCP KMS refused the request ({where}: {error_message(payload)})")
     error.http_status, error.error_code = status, code
