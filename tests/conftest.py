@@ -33,9 +33,11 @@ def servers() -> Iterator[tuple[str, Any]]:
 def stack(servers: tuple[str, Any]) -> Iterator[LocalStack]:
     moto_url, kms = servers
     kms.clear_faults()
+    kms.reset_switches()
     kms.set_latency(0)
     yield provision(moto_url, kms, bucket=f"rewrap-test-{next(_buckets)}")
     kms.clear_faults()
+    kms.reset_switches()
 
 
 @pytest.fixture

@@ -55,6 +55,25 @@ request after authentication; ``short-reply``, ``extra-item``, ``bad-pattern``, 
 ``corrupt`` rewrite a successful reply (they wait in the queue while the matching requests fail).
 On a single-string reply ``short-reply`` drops the field and ``extra-item`` turns it into a 2-item array.
 
+Where NCP's pages disagree, the emulator accepts both readings by default, and a switch makes it serve
+only one, so the client's fallbacks are tested against a server that does not forgive
+(:meth:`KmsEmulator.reset_switches` restores the defaults):
+
+* ``re_encrypt_spelling``: ``"reencrypt"`` or ``"re-encrypt"`` serves only that 1.0/2.0 path (the other
+  answers 404, gateway code 300); None (default) serves both.
+* ``v3_re_encrypt_field``: the name of the v3 re-encrypt result, single and batch (``newCiphertext``,
+  default, or ``ciphertext``).
+* ``arrays_2_0``: False makes 2.0 refuse array bodies with 400 ``INVALID_REQUEST`` "Invalid type:
+  ciphertext must be a String" (the Korean 2.0 table types it String only).
+* ``clock_offset``: seconds the emulator's clock is off (its ``Date`` header and the 5-minute check).
+
+Key states (:meth:`KmsEmulator.set_key_state`): ``ENABLED``, ``DISABLED`` or ``REVOKED`` (deletion
+pending); key info shows them (2.0 ``ENABLE``/``DISABLE``/``REVOKE``). A key not enabled refuses every
+crypto call: 1.0/2.0 400 ``UNPROCESSABLE_ENTITY`` "Invalid status" (as a disabled version does; 1.0 has
+no key info to tell them apart), v3 409 ``KeyNotEnabled``. Tokens from :meth:`KmsEmulator.issue_token`
+are JWT-shaped with an optional ``exp`` claim; an expired one is refused (401). Every reply carries
+``x-ncp-request-id``.
+
 Run it: ``python -m rewrap_local.emulator --port 8787 --access-key K --secret-key S``.
 """
 
@@ -76,6 +95,7 @@ import struct
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,6 +162,7 @@ _CRYPTO_SEGMENTS: dict[str, dict[str, tuple[str, bool]]] = {
         "batch-re-encrypt": ("re-encrypt", True),
     },
 }
+_RE_ENCRYPT_SPELLINGS = frozenset({"re-encrypt", "reencrypt"})
 _ACTION_ALIASES = {segment: action for table in _CRYPTO_SEGMENTS.values() for segment, (action, _) in table.items()}
 _CRYPTO_ACTIONS = frozenset(_ACTION_ALIASES.values())
 REGIONS = ("global", *REGION_HOSTS)
@@ -181,16 +202,23 @@ class EmulatorError(Exception):
     """A request KMS would reject; ``status``/``code`` are what the HTTP API answers with."""
 
     def __init__(
-        self, message: str, *, status: int = 400, code: str = "INVALID_REQUEST", field: str | None = None
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str = "INVALID_REQUEST",
+        field: str | None = None,
+        v3: tuple[str, int] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.field = field  # v3: the request field of the wrong JSON type (whole request refused)
+        self.v3_error = v3  # v3 errorCode and status, when they differ from the code's usual ones
 
     def v3(self) -> tuple[int, dict[str, Any]]:
         """Status and v3 error object."""
-        code, status = _V3_ERRORS.get(self.code, ("InvalidParameter", self.status))
+        code, status = self.v3_error or _V3_ERRORS.get(self.code, ("InvalidParameter", self.status))
         error: dict[str, Any] = {"errorCode": code, "message": str(self)}
         if self.field is not None:
             error["fieldErrors"] = [{"field": self.field, "message": str(self)}]
@@ -199,6 +227,10 @@ class EmulatorError(Exception):
 
 def _invalid_status() -> EmulatorError:
     return EmulatorError("Invalid status", code="UNPROCESSABLE_ENTITY")
+
+
+def _key_not_enabled(key: _Key) -> EmulatorError:
+    return EmulatorError("Invalid status", code="UNPROCESSABLE_ENTITY", v3=("KeyNotEnabled", 409))
 
 
 def _not_found() -> EmulatorError:
@@ -265,6 +297,7 @@ class _Key:
     aeads: list[AESGCM] = field(default_factory=list)
     disabled: set[int] = field(default_factory=set)
     rotated_ms: list[int] = field(default_factory=list)
+    status: str = "ENABLED"  # ENABLED, DISABLED or REVOKED (v3 names; 2.0 drops the trailing D)
 
     @property
     def current(self) -> int:
@@ -299,6 +332,7 @@ class _Route:
     auth: str  # "v1", "v2", "token" or "v2|token"
     batch: bool = False
     version: str | None = None  # v3 versions/{version}
+    segment: str | None = None  # the crypto path segment as requested
 
 
 @dataclass
@@ -346,7 +380,8 @@ class KmsEmulator:
         self._lock = threading.RLock()
         self._keys: dict[str, _Key] = {}
         self._credentials: dict[str, _Secret] = {}
-        self._tokens: dict[str, str] = {}  # ocapi token -> key tag it was issued for
+        self._tokens: dict[str, tuple[str, float | None]] = {}  # ocapi token -> (key tag, exp)
+        self.reset_switches()
         self._region = "global"
         self.region = region
         self._faults: list[_Fault] = []
@@ -355,6 +390,17 @@ class KmsEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+
+    def reset_switches(self) -> None:
+        """Back to accepting every documented reading (see the module docstring)."""
+        self.re_encrypt_spelling: str | None = None
+        self.v3_re_encrypt_field = "newCiphertext"
+        self.arrays_2_0 = True
+        self.clock_offset = 0.0
+
+    def now(self) -> float:
+        """The emulator's clock (Unix seconds), ``clock_offset`` included."""
+        return time.time() + self.clock_offset
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self, host: str = "127.0.0.1", port: int = 0) -> KmsEmulator:
@@ -418,12 +464,22 @@ class KmsEmulator:
         with self._lock:
             self._credentials.pop(access_key, None)
 
-    def issue_token(self, tag: str) -> str:
-        """An ``x-ncp-ocapi-token`` for the crypto calls of one key (2.0 and v3 token auth)."""
+    def issue_token(self, tag: str, expires_in: float | None = None) -> str:
+        """An ``x-ncp-ocapi-token`` for the crypto calls of one key (2.0 and v3 token auth): a JWT-shaped
+        access token, with an ``exp`` claim ``expires_in`` seconds from now when given."""
         key = self._key(tag)
-        token = f"ocapi.{self._rng.getrandbits(192):048x}"
+        exp = int(self.now() + expires_in) if expires_in is not None else None
+        claims = {"sub": key.tag, **({"exp": exp} if exp is not None else {})}
+        token = ".".join(
+            base64.urlsafe_b64encode(part).decode().rstrip("=")
+            for part in (
+                json.dumps({"alg": "HS256", "typ": "JWT"}).encode(),
+                json.dumps(claims).encode(),
+                self._rng.randbytes(32),
+            )
+        )
         with self._lock:
-            self._tokens[token] = key.tag
+            self._tokens[token] = (key.tag, exp)
         return token
 
     def revoke_token(self, token: str) -> None:
@@ -494,6 +550,14 @@ class KmsEmulator:
 
     def is_convergent(self, tag: str) -> bool:
         return self._key(tag).convergent
+
+    def set_key_state(self, tag: str, state: str) -> None:
+        """``ENABLED``, ``DISABLED`` or ``REVOKED`` (deletion requested)."""
+        if state not in ("ENABLED", "DISABLED", "REVOKED"):
+            raise ValueError("state must be ENABLED, DISABLED or REVOKED")
+        key = self._key(tag)
+        with self._lock:
+            key.status = state
 
     def disable_version(self, tag: str, version: int) -> None:
         key = self._key(tag)
@@ -650,8 +714,10 @@ class KmsEmulator:
         token = headers.get(OCAPI_AUTH_HEADER)
         if "token" in route.auth and (token is not None or route.auth == "token"):
             with self._lock:
-                owner = self._tokens.get(token or "")
-            return owner is not None and owner.lower() == route.tag.lower()
+                owner, exp = self._tokens.get(token or "", ("", None))
+            if exp is not None and self.now() >= exp:
+                return False
+            return bool(owner) and owner.lower() == route.tag.lower()
         return self._signature_valid(method, uri, headers, "v1" if route.auth == "v1" else "v2")
 
     def _signature_valid(self, method: str, uri: str, headers: Any, version: str) -> bool:
@@ -668,7 +734,7 @@ class KmsEmulator:
             timestamp_ms = int(timestamp)
         except ValueError:
             return False
-        if abs(time.time() * 1000 - timestamp_ms) >= CLOCK_SKEW_MS:
+        if abs(self.now() * 1000 - timestamp_ms) >= CLOCK_SKEW_MS:
             return False
         api_key = None
         if version == "v1":
@@ -780,6 +846,9 @@ class KmsEmulator:
     def _handle(self, handler: _Handler, method: str, body: bytes) -> None:
         uri = handler.path  # exactly as received, query included: that is what was signed
         route = self._route(method, urlsplit(uri).path)
+        strict = self.re_encrypt_spelling
+        if route is not None and strict and route.segment in _RE_ENCRYPT_SPELLINGS and route.segment != strict:
+            route = None  # strict: only one spelling lives here
         if route is None:
             handler.reply_json(404, _NOT_FOUND)
             return
@@ -809,14 +878,14 @@ class KmsEmulator:
         if match := _LEGACY_ROUTE.fullmatch(path):
             signature, tag, segment = match.groups()
             found = _CRYPTO_SEGMENTS["1.0"].get(segment)
-            return _Route("1.0", tag, found[0], signature) if found and method == "POST" else None
+            return _Route("1.0", tag, found[0], signature, segment=segment) if found and method == "POST" else None
         if match := _V2_ROUTE.fullmatch(path):
             tag, segment = match.groups()
             admin = {(None, "GET"): "key-info", ("versions", "GET"): "versions", ("rotate", "POST"): "rotate"}
             if (segment, method) in admin:
                 return _Route("2.0", tag, admin[(segment, method)], "v2")
             found = _CRYPTO_SEGMENTS["2.0"].get(segment or "")
-            return _Route("2.0", tag, found[0], "v2|token") if found and method == "POST" else None
+            return _Route("2.0", tag, found[0], "v2|token", segment=segment) if found and method == "POST" else None
         if match := _V3_ROUTE.fullmatch(path):
             token, tag, segment, version = match.groups()
             if not token and segment == "versions" and version is not None and method in ("GET", "PATCH"):
@@ -861,6 +930,12 @@ class KmsEmulator:
     def _crypto(self, route: _Route, key: _Key, raw: bytes) -> tuple[int, dict[str, Any]]:
         v3_default_key = route.api == "v3" and route.action == "createCustomKey" and not raw.strip()
         body = {} if v3_default_key else _json_object(raw)  # v3 issue-custom-key may omit its body
+        if key.status != "ENABLED":
+            raise _key_not_enabled(key)
+        if route.api == "2.0" and not self.arrays_2_0:
+            name = "plaintext" if route.action == "encrypt" else "ciphertext"
+            if isinstance(body.get(name), list):
+                raise EmulatorError(f"Invalid type: {name} must be a String")
         if route.batch:
             return self._batch(route, key, body)
         if route.api == "v3":  # single-item endpoints take one string
@@ -879,6 +954,8 @@ class KmsEmulator:
         data = reply.data()
         if "key_version" in data:
             data["keyVersion"] = data.pop("key_version")
+        if route.action == "re-encrypt" and "newCiphertext" in data:
+            data[self.v3_re_encrypt_field] = data.pop("newCiphertext")
         return 200, data
 
     def _crypto_reply(self, key: _Key, action: str, body: dict[str, Any]) -> _Reply:
@@ -916,7 +993,7 @@ class KmsEmulator:
                 failures[index] = err
         if failures:
             return _failure_reply(failures)
-        field = {"encrypt": "ciphertext", "decrypt": "plaintext", "re-encrypt": "newCiphertext"}[route.action]
+        field = {"encrypt": "ciphertext", "decrypt": "plaintext", "re-encrypt": self.v3_re_encrypt_field}[route.action]
         items, plaintexts, versions = (list(column) for column in zip(*outcomes, strict=True))
         reply = _Reply(key, contexts[0], field, items, True, plaintexts, versions, route.action != "decrypt")
         post = self._take_fault(route.action, pre=False, tag=route.tag)
@@ -969,7 +1046,7 @@ class KmsEmulator:
                 "currentVersion": key.current,
                 "isConvergent": key.convergent,
                 "keyType": "AES256",
-                "status": "ENABLE",
+                "status": key.status.removesuffix("D"),
                 "baseUrl": f"https://{REGION_HOSTS.get(key_region(key.tag) or '', 'ocapi.ncloud.com')}",
             }
 
@@ -979,7 +1056,7 @@ class KmsEmulator:
                 return 200, {
                     "keyTag": key.tag,
                     "keyType": "AES256",
-                    "status": "ENABLED",
+                    "status": key.status,
                     "currentVersion": key.current,
                     "isConvergent": key.convergent,
                 }
@@ -1080,6 +1157,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # request lines and headers are never logged
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return super().date_time_string(self.server.emulator.now() if timestamp is None else timestamp)
+
     def _dispatch(self) -> None:
         body = self._read_body()
         if body is None:
@@ -1143,6 +1223,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.emulator.stats._status(status)
         try:
             self.send_response(status)
+            self.send_header("x-ncp-request-id", str(uuid.uuid4()))
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             for name, value in (headers or {}).items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import os
 import signal
@@ -719,3 +720,80 @@ def test_region_isolated_keys_answer_only_on_their_region(client: httpx.Client, 
     assert v3(client, emu.create_key(), "encrypt", body).status_code == 200  # global keys work everywhere
     with pytest.raises(ValueError, match="region"):
         emu.region = "eu"
+
+
+# --- strict switches, key states, tokens with exp, request ids (where the docs disagree) ---------------
+@pytest.mark.parametrize("spelling", ["reencrypt", "re-encrypt"])
+def test_strict_spelling_serves_one_re_encrypt_path(
+    client: httpx.Client, emu: KmsEmulator, tag: str, spelling: str
+) -> None:
+    token = emu.encrypt(tag, b"p")
+    emu.re_encrypt_spelling = spelling
+    other = "re-encrypt" if spelling == "reencrypt" else "reencrypt"
+
+    for base in (f"/keys/v2/{tag}", f"/kms/v1/keys/{tag}"):
+        assert call(client, f"{base}/{spelling}", {"ciphertext": token}).status_code == 200
+        missing = call(client, f"{base}/{other}", {"ciphertext": token})
+        assert (missing.status_code, missing.json()) == (404, NOT_FOUND)
+    emu.reset_switches()
+    assert call(client, f"/keys/v2/{tag}/{other}", {"ciphertext": token}).status_code == 200
+
+
+@pytest.mark.parametrize("field", ["newCiphertext", "ciphertext"])
+def test_v3_re_encrypt_result_field_switch(client: httpx.Client, emu: KmsEmulator, tag: str, field: str) -> None:
+    token = emu.encrypt(tag, b"p")
+    emu.v3_re_encrypt_field = field
+
+    single = v3(client, tag, "re-encrypt", {"ciphertext": token}).json()
+    batch = v3(client, tag, "batch-re-encrypt", {"requests": [{"ciphertext": token}]}).json()
+
+    assert list(single) == [field] and is_token(single[field])
+    assert list(batch["results"]["0"]) == [field]
+
+
+def test_2_0_without_arrays_refuses_an_array_body(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    token = emu.encrypt(tag, b"p")
+    emu.arrays_2_0 = False
+
+    refused = call(client, f"/kms/v1/keys/{tag}/re-encrypt", {"ciphertext": [token, token]})
+    single = call(client, f"/kms/v1/keys/{tag}/re-encrypt", {"ciphertext": token})
+
+    assert refused.status_code == 400 and "Invalid type" in refused.json()["msg"]
+    assert single.status_code == 200
+    assert ok_data(kms(client, tag, "re-encrypt", {"ciphertext": [token, token]}))  # 1.0 keeps arrays
+
+
+@pytest.mark.parametrize(("state", "v2_state"), [("DISABLED", "DISABLE"), ("REVOKED", "REVOKE")])
+def test_a_key_not_enabled_refuses_crypto_and_shows_its_state(
+    client: httpx.Client, emu: KmsEmulator, tag: str, state: str, v2_state: str
+) -> None:
+    token = emu.encrypt(tag, b"p")
+    emu.set_key_state(tag, state)
+
+    assert rejected(kms(client, tag, "reencrypt", {"ciphertext": token}), "UNPROCESSABLE_ENTITY") == "Invalid status"
+    v3_error(v3(client, tag, "re-encrypt", {"ciphertext": token}), 409, "KeyNotEnabled")
+    assert call(client, f"/kms/v1/keys/{tag}", method="GET").json()["data"]["status"] == v2_state
+    assert call(client, f"/kms/v3/keys/{tag}", method="GET").json()["status"] == state
+    emu.set_key_state(tag, "ENABLED")
+    assert ok_data(kms(client, tag, "reencrypt", {"ciphertext": token}))
+
+
+def test_tokens_are_jwts_and_refused_after_their_exp(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    plaintext = {"plaintext": b64(b"p")}
+    lasting, expired = emu.issue_token(tag, expires_in=600), emu.issue_token(tag, expires_in=-1)
+    claims = json.loads(base64.urlsafe_b64decode(lasting.split(".")[1] + "=="))
+
+    assert claims["sub"] == tag and claims["exp"] > time.time() + 500
+    assert v3(client, tag, "encrypt", plaintext, token=lasting).status_code == 200
+    assert v3(client, tag, "encrypt", plaintext, token=expired).status_code == 401
+
+
+def test_replies_carry_a_request_id_and_the_emulator_clock(client: httpx.Client, emu: KmsEmulator, tag: str) -> None:
+    first = kms(client, tag, "encrypt", {"plaintext": b64(b"p")})
+    emu.clock_offset = 3600
+    skewed = kms(client, tag, "encrypt", {"plaintext": b64(b"p")})
+
+    assert first.headers["x-ncp-request-id"] != skewed.headers["x-ncp-request-id"]
+    assert skewed.status_code == 401  # our timestamp is an hour behind the emulator's clock
+    date = email.utils.parsedate_to_datetime(skewed.headers["Date"]).timestamp()
+    assert abs(date - (time.time() + 3600)) < 5

@@ -40,7 +40,7 @@ from rewrap_local.stack import ACCESS_KEY, API_KEY, SECRET_KEY, LocalStack
 
 APIS = ["1.0", "2.0", "v3"]
 RE_ENCRYPT_PATHS = {
-    "1.0": "/keys/v2/{tag}/re-encrypt",
+    "1.0": "/keys/v2/{tag}/reencrypt",
     "2.0": "/kms/v1/keys/{tag}/re-encrypt",
     "v3": "/kms/v3/keys/{tag}/batch-re-encrypt",
 }
@@ -230,14 +230,18 @@ def test_v3_partial_batch_fails_only_the_objects_whose_tokens_failed(
     # When all six tokens go out in one batch
     v1, v2, mixed = runtime.engine.rotate(refs(stack, "v1.txt", "v2.txt", "mixed.txt"))
 
-    # Then the batch named the three v1 items (409, one cause), the other three went again and rotated
-    assert stack.kms.stats.requests == {"re-encrypt": 2}
-    assert stack.kms.stats.statuses == {409: 1, 200: 1}
+    # Then the batch named the three v1 items (409, one cause), the other three went again and rotated;
+    # key and version info told why the three failed
+    assert stack.kms.stats.requests == {"re-encrypt": 2, "key-info": 1, "version": 1}
+    assert stack.kms.stats.statuses == {409: 1, 200: 3}
     assert (v2.status, v2.rotated_tokens, v2.new_version) == (Status.ROTATED, 2, 3)
     assert [stack.kms.decrypt(tag, t.text) for t in scan(body_of(stack, "v2.txt"))[0]] == [b"mid-1", b"mid-2"]
     for failed in (v1, mixed):
         assert failed.status is Status.FAILED and failed.error is not None
-        assert not failed.retryable and failed.error.code == "kms-rejected"
+        assert not failed.retryable and failed.error.code == "kms-version-disabled"
+        assert failed.error.reason.startswith(
+            "kms-version-disabled: v1 is disabled; re-enable it to re-wrap these objects"
+        )
         assert "KeyVersionDisabled" in failed.error.reason
     assert {key: body_of(stack, key) for key in ("v1.txt", "mixed.txt")} == before
 
@@ -350,15 +354,13 @@ def test_token_of_another_key_is_refused(stack: LocalStack) -> None:
 
 
 def test_token_only_secret_cannot_speak_1_0(stack: LocalStack, make_runtime: RuntimeFactory) -> None:
-    runtime, sent = make_runtime("1.0", secret_id=token_secret(stack, stack.kms.issue_token(stack.key_tag)))
-    put(stack, "token.txt", encrypt_all(stack.kms, stack.key_tag, [b"a"]))
-    stack.kms.rotate(stack.key_tag)
+    # A configuration mistake is found when the runtime is built, before any object is read
+    before = stack.kms.stats.snapshot()["requests"]
+    with pytest.raises(ConfigError, match="takes no token auth") as caught:
+        make_runtime("1.0", secret_id=token_secret(stack, stack.kms.issue_token(stack.key_tag)))
 
-    (result,) = runtime.engine.rotate(refs(stack, "token.txt"))
-
-    assert result.status is Status.FAILED and result.error is not None
-    assert result.error.code == "secret-invalid" and not result.retryable
-    assert sent == []
+    assert not caught.value.retryable and caught.value.code == "config"
+    assert stack.kms.stats.snapshot()["requests"] == before
 
 
 def test_secret_with_a_token() -> None:

@@ -154,7 +154,7 @@ def test_round_trip_string_form(kms: LocalStack, make_client: ClientFactory) -> 
         {"ciphertext": new},
     ]
     assert [r.url.path for r in recorder.requests] == [
-        f"/keys/v2/{kms.key_tag}/{action}" for action in ("encrypt", "re-encrypt", "decrypt", "decrypt")
+        f"/keys/v2/{kms.key_tag}/{action}" for action in ("encrypt", "reencrypt", "decrypt", "decrypt")
     ]
     assert client.stats.requests == 4
     assert client.stats.retries == 0
@@ -237,7 +237,7 @@ def test_signature_v1(kms: LocalStack, make_client: ClientFactory) -> None:
 
     assert token_version(new) == 2
     [request] = recorder.requests
-    assert request.url.path == f"/keys/v1/{kms.key_tag}/re-encrypt"
+    assert request.url.path == f"/keys/v1/{kms.key_tag}/reencrypt"
     assert request.headers["x-ncp-apigw-api-key"] == API_KEY
     assert "x-ncp-apigw-signature-v1" in request.headers
     assert "x-ncp-apigw-signature-v2" not in request.headers
@@ -395,16 +395,18 @@ def test_disabled_version_is_rejected_once(kms: LocalStack, make_client: ClientF
     assert (client.stats.requests, client.stats.retries) == (1, 0)
 
 
-def test_unknown_key_tag_is_rejected_once(kms: LocalStack, make_client: ClientFactory) -> None:
+def test_unknown_key_tag_is_rejected_once_per_spelling(kms: LocalStack, make_client: ClientFactory) -> None:
+    # An unknown key and a misspelt path both answer the gateway's 404 code 300: each spelling once
     client = make_client()
     tokens = old_tokens(kms, [b"a"])
 
     with pytest.raises(KmsRejectedError) as caught:
         client.re_encrypt("f" * 64, tokens)
 
-    assert not caught.value.retryable
-    assert kms.kms.stats.requests["re-encrypt"] == 1
+    assert not caught.value.retryable and "not found" in caught.value.reason
+    assert kms.kms.stats.requests["re-encrypt"] == 2
     assert client.stats.retries == 0
+    assert client._segments == {}  # neither answered, so nothing is remembered
 
 
 def test_token_of_another_key_is_rejected(kms: LocalStack, wired: NcpKmsClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rewrap.errors import ConfigError
 from rewrap.ncp.signing import (
     ACCESS_KEY_HEADER,
     API_KEY_HEADER,
@@ -85,9 +86,10 @@ def test_default_version_is_v2() -> None:
 def test_v1_without_api_key_is_refused(api_key: str | None) -> None:
     credentials = Credentials("access-key", "secret-key", api_key)
 
-    with pytest.raises(ValueError, match="apiKey") as caught:
+    with pytest.raises(ConfigError, match="apiKey") as caught:
         signed_headers("POST", "/keys/v1/my-key/encrypt", TS, credentials, "v1")
     assert "secret-key" not in str(caught.value)
+    assert not caught.value.retryable and caught.value.code == "config"  # a mistake to fix, not to retry
 
 
 def test_signature_depends_on_every_input() -> None:

@@ -3,13 +3,15 @@ tokens and in objects. It answers "what still depends on version N?" before N is
 
 Envelopes are judged from their HEAD (the body is never read, as in the engine); text bodies are
 streamed and scanned in token-safe segments, so memory stays bounded whatever the object size.
-Nothing is written and NCP KMS is never called: a census needs S3 read access only.
+Nothing is written and NCP KMS is never called: a census needs S3 read access only. Where KMS key info
+is available, :func:`version_states` tells each version's state and :class:`RescueList` collects the
+objects on a disabled version (read-only calls, made only when asked for).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +19,7 @@ from typing import Any
 
 from rewrap.engine import CONTEXT_METADATA, KEY_TAG_METADATA
 from rewrap.errors import ObjectChangedError, RewrapError
+from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
 from rewrap.objects import Listed, S3Store
 from rewrap.ports import ObjectRef
 from rewrap.tokens import is_token, scan, token_safe_segments, token_version
@@ -231,3 +234,50 @@ class CensusTaker:
             size += len(segment)
         kind = Kind.TEXT if found or malformed else Kind.NO_TOKENS
         return ObjectCensus(ref, kind, key_tag, noncurrent, dict(found), malformed, size)
+
+
+# --- version states (issue 12): a helper the census can call when KMS key info is available ---------
+def version_states(kms: Any, key_tags: Iterable[str]) -> dict[str, dict[int, str]]:
+    """Per key tag, version → ``enabled`` / ``disabled``, where the KMS API generation tells these
+    credentials (2.0, v3 with a signature); a key it cannot tell about is left out. Read only."""
+    out: dict[str, dict[int, str]] = {}
+    for key_tag in key_tags:
+        try:
+            info = kms.key_info(key_tag)
+            states = kms.version_states(key_tag, set(range(1, info.current_version + 1))) if info else None
+        except RewrapError:
+            continue
+        if states:
+            out[key_tag] = {
+                v: "enabled" if s in ENABLED_STATES else STATE_WORDS.get(s, s.lower()) for v, s in states.items()
+            }
+    return out
+
+
+@dataclass
+class RescueList:
+    """An ``on_object`` hook collecting the objects holding a token on a version that is not enabled:
+    they cannot be decrypted (nor re-wrapped) until that version is enabled again."""
+
+    states: dict[str, dict[int, str]]
+    objects: list[ObjectCensus] = field(default_factory=list)
+
+    def __call__(self, item: ObjectCensus) -> None:
+        known = self.states.get(item.key_tag, {})
+        if any(known.get(v, "enabled") != "enabled" for v in item.versions):
+            self.objects.append(item)
+
+
+def with_version_states(summary: dict[str, Any], states: dict[str, dict[int, str]]) -> dict[str, Any]:
+    """``Census.to_dict()`` with each version's state next to its counts and the disabled versions that
+    still hold tokens (``rescueVersions``)."""
+    rescue: dict[str, list[int]] = {}
+    for key_tag, versions in summary.get("keys", {}).items():
+        known = states.get(key_tag, {})
+        for name, counts in versions.items():
+            state = known.get(int(name[1:]))
+            if state is not None:
+                counts["state"] = state
+                if state != "enabled" and counts["tokens"]:
+                    rescue.setdefault(key_tag, []).append(int(name[1:]))
+    return {**summary, "rescueVersions": rescue}

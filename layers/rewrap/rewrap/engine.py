@@ -17,6 +17,7 @@ import binascii
 import functools
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -32,7 +33,9 @@ from rewrap.errors import (
     BucketNotAllowedError,
     ConfigError,
     KmsInvalidReplyError,
+    KmsKeyDisabledError,
     KmsRejectedError,
+    KmsWrongRegionError,
     ObjectRejectedError,
     OutOfTimeError,
     PartialBatchError,
@@ -322,8 +325,8 @@ class Engine:
             replies = self._verify(key_tag, context, chunk, replies, deadline)
         return replies
 
-    @staticmethod
     def _isolated(
+        self,
         call: Callable[[str, list[str], str | None, Deadline], Sequence[R]],
         key_tag: str,
         context: str | None,
@@ -331,23 +334,40 @@ class Engine:
         deadline: Deadline,
     ) -> list[R | RewrapError]:
         """``call`` on ``items``, one outcome per item. KMS refuses a whole list for one bad item (a
-        token of another key, an unknown or disabled version), which would fail every object sharing
-        the request: then bisect, within a small request budget, so only the offending items fail."""
-        budget = 4 * len(items).bit_length()
+        token of another key, an unknown or disabled version); the refusal must fail only that item's
+        objects. A refused list is first explained by the key's state (a disabled key fails them all,
+        a disabled version its own items), then searched (:func:`isolate`)."""
 
-        def attempt(part: list[str]) -> list[R | RewrapError]:
-            nonlocal budget
+        def attempt(part: list[str]) -> list[R | RewrapError] | KmsRejectedError:
             try:
                 return list(call(key_tag, part, context, deadline))
             except PartialBatchError as partial:  # some items failed: only their objects fail
                 return partial.results  # type: ignore[return-value]
+            except (KmsKeyDisabledError, KmsWrongRegionError):
+                raise  # the key's state, not an item's: every item fails with it
             except KmsRejectedError as refusal:
-                if len(part) == 1 or budget <= 0:
-                    return [refusal] * len(part)
-                budget -= 2
-                return attempt(part[: len(part) // 2]) + attempt(part[len(part) // 2 :])
+                return refusal
 
-        return attempt(items)
+        first = attempt(items)
+        explain = getattr(self.kms, "explain_refusal", None)
+        if not isinstance(first, KmsRejectedError):
+            out: list[R | RewrapError | None] = list(first)
+        else:
+            disabled = explain(key_tag, [known_version(t) for t in items], first, deadline) if explain else {}
+            out = [disabled.get(known_version(t)) for t in items]
+            rest = [i for i, outcome in enumerate(out) if outcome is None]
+            if rest:
+                searched = isolate(attempt, [items[i] for i in rest], None if disabled else first)
+                for i, outcome in zip(rest, searched, strict=True):
+                    out[i] = outcome
+        # Items refused one by one (found by the search, or named by a v3 batch): a disabled version?
+        refused = {known_version(t): o for t, o in zip(items, out, strict=True) if type(o) is KmsRejectedError}
+        if explain and refused:
+            for version, refusal in refused.items():
+                disabled = explain(key_tag, [version], refusal, deadline)
+                if disabled:
+                    out = [disabled.get(version, o) if type(o) is KmsRejectedError else o for o in out]
+        return out  # type: ignore[return-value]  # every index was filled
 
     def _verify(
         self, key_tag: str, context: str | None, sent: list[str], replies: list[str | RewrapError], deadline: Deadline
@@ -533,6 +553,89 @@ def _malformed(malformed: list[Malformed], offset: int = 0) -> ObjectRejectedErr
     return ObjectRejectedError(
         f"{len(malformed)} malformed ncpkms token(s); first at byte {offset + first.start}: {first.reason}",
         code="malformed-token",
+    )
+
+
+# Requests a search for refused items may spend beyond the first: about one per item, never more than
+# sending each item alone would cost.
+ISOLATION_EXTRA_REQUESTS = 8
+
+
+def isolate(
+    attempt: Callable[[list[str]], list[R | RewrapError] | KmsRejectedError],
+    items: list[str],
+    refusal: KmsRejectedError | None = None,
+) -> list[R | RewrapError]:
+    """Per item of ``items``: its outcome. ``attempt(part)`` sends ``part`` in one request and answers
+    one outcome per item, or the refusal when KMS refused the list as a whole; ``refusal`` is the
+    answer already received for all of ``items``.
+
+    A refused list holds at least one refused item; a list that passes holds none (and is re-wrapped
+    already, so every request does useful work). The search is generalized binary splitting (Hwang):
+    send the next group of 2^a unresolved items, sized for the refusal rate seen so far; halve a
+    refused group until its refused item is found. An item fails only when it was refused alone or
+    as the last unresolved item of a refused list. A refusal that names no item gives one bit per
+    request, so 72 items holding 12 refused ones take about 51 requests (the information bound is 44).
+    When the budget is spent the unresolved items fail retryably: a later attempt, with fewer
+    neighbours, resolves them."""
+    first = refusal or attempt(items)
+    if not isinstance(first, KmsRejectedError):
+        return first
+    out: dict[int, R | RewrapError] = {}
+    budget = len(items) + ISOLATION_EXTRA_REQUESTS
+    pool = list(range(len(items)))
+    refused = passed = 0
+    last_refusal = first
+    pool_refused = True  # the pool as a whole holds a refused item (it was refused as a whole)
+
+    def send(part: list[int]) -> bool:
+        nonlocal budget, last_refusal
+        budget -= 1
+        answer = attempt([items[i] for i in part])
+        if isinstance(answer, KmsRejectedError):
+            last_refusal = answer
+            return False
+        out.update(zip(part, answer, strict=True))
+        return True
+
+    if len(items) == 1:
+        return [first]
+    try:
+        while pool and budget > 0:
+            rate = (refused + 0.4) / (refused + passed + 4)  # a prior of 1 in 10 before anything is seen
+            expected = max(1.0, rate * len(pool))
+            size = min(len(pool), 2 ** max(0, int(math.log2(max(1.0, (len(pool) - expected + 1) / expected)))))
+            group = pool[:size]
+            if not (pool_refused and size == len(pool)) and send(group):
+                passed += size
+                pool = pool[size:]
+                continue
+            while len(group) > 1 and budget > 0:  # ``group`` holds a refused item: halve until found
+                left = group[: len(group) // 2]
+                if send(left):
+                    passed += len(left)
+                    pool = [i for i in pool if i not in left]
+                    group = group[len(group) // 2 :]
+                else:
+                    group = left
+            if len(group) == 1:
+                out[group[0]] = last_refusal
+                refused += 1
+                pool.remove(group[0])
+                pool_refused = False
+    except RewrapError as error:  # a request-level failure (throttled, out of time, auth): not a refusal
+        for i in pool:
+            out.setdefault(i, error)
+    for i in range(len(items)):
+        out.setdefault(i, _unresolved(len(items)))
+    return [out[i] for i in range(len(items))]
+
+
+def _unresolved(count: int) -> RewrapError:
+    return RetryableError(
+        f"KMS refused a request of {count} items holding this token and the search for the refused ones "
+        "ran out of requests; not refused itself, it is retried",
+        code="kms-isolation-pending",
     )
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 class RewrapError(Exception):
     retryable: bool = False
     code: str = "error"
+    # What NCP answered, when the error stands for a reply (its reason names them too).
+    http_status: int | None = None
+    error_code: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -105,6 +108,24 @@ class KmsRejectedError(PermanentError):
     """KMS refused the request: bad ciphertext, disabled key or version, bad request."""
 
     code = "kms-rejected"
+
+
+class KmsKeyDisabledError(KmsRejectedError):
+    """The key is disabled, revoked or pending deletion: nothing of this key rotates until it is enabled."""
+
+    code = "kms-key-disabled"
+
+
+class KmsVersionDisabledError(KmsRejectedError):
+    """The token's key version is disabled: it cannot be decrypted or re-wrapped until re-enabled."""
+
+    code = "kms-version-disabled"
+
+
+class KmsTokenExpiredError(KmsAuthError):
+    """The ocapi access token for the key has expired; the secret needs a fresh one."""
+
+    code = "kms-token-expired"
 
 
 class KmsWrongRegionError(KmsRejectedError):

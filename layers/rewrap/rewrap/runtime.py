@@ -62,6 +62,7 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
         max_attempts=settings.kms_max_attempts,
         rate_limiter=RateLimiter(settings.kms_rate_limit) if settings.kms_rate_limit > 0 else None,
     )
+    kms.check_configuration()  # a configuration the secret contradicts fails here, before any object is read
     store = S3Store(s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes)
     return Runtime(
         settings=settings,

@@ -1,7 +1,8 @@
 """NCP credentials from AWS Secrets Manager, cached through Powertools parameters.
 
-The secret is JSON ``{"accessKey": …, "secretKey": …, "apiKey": …?}``, or ``{"ocapiToken": …}`` for
-token auth (API 2.0 / v3; both kinds may be present, then requests are signed). Its values never appear in
+The secret is JSON ``{"accessKey": …, "secretKey": …, "apiKey": …?}``, or for token auth (API 2.0 / v3)
+``{"ocapiToken": …}`` and/or ``{"ocapiTokens": {"<keyTag>": "<token>", …}}`` (NCP issues access tokens per
+key). Both kinds may be present; then requests are signed. Its values never appear in
 errors or logs; only the failure class does.
 """
 
@@ -79,13 +80,18 @@ def parse_credentials(value: Any) -> Credentials:
     token = value.get("ocapiToken")
     if token is not None and not (isinstance(token, str) and token):
         raise CredentialsInvalidError("the NCP secret's ocapiToken must be a non-empty string")
-    if token and access_key is None and secret_key is None:
-        return Credentials(ocapi_token=token)  # token auth only (API 2.0 / v3)
+    tokens = value.get("ocapiTokens", {})
+    if not (isinstance(tokens, dict) and all(isinstance(t, str) and t for t in tokens.values())):
+        raise CredentialsInvalidError("the NCP secret's ocapiTokens must map key tags to non-empty strings")
+    if (token or tokens) and access_key is None and secret_key is None:
+        return Credentials(ocapi_token=token, ocapi_tokens=dict(tokens))  # token auth only (API 2.0 / v3)
     if not (isinstance(access_key, str) and access_key and isinstance(secret_key, str) and secret_key):
-        raise CredentialsInvalidError("the NCP secret needs string fields accessKey and secretKey (or ocapiToken)")
+        raise CredentialsInvalidError(
+            "the NCP secret needs string fields accessKey and secretKey (or ocapiToken / ocapiTokens)"
+        )
     if api_key is not None and not isinstance(api_key, str):
         raise CredentialsInvalidError("the NCP secret's apiKey must be a string")
-    return Credentials(access_key, secret_key, api_key or None, token or None)
+    return Credentials(access_key, secret_key, api_key or None, token or None, dict(tokens))
 
 
 def _classify(exc: Exception) -> Exception:

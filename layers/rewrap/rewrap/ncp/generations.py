@@ -12,13 +12,15 @@
   (``{"requests": [{ciphertext, context?}]}``, atomic, results and failures keyed by request index);
   bare success bodies; errors ``{"error": {"errorCode", "message", "fieldErrors"?}}`` or ``{"failures": {...}}``.
 
-Facts come from ``reference/ncp-kms-api.md``. The public docs leave some details open; the choices made
-for them are the ``ASSUMPTION`` comments below (each also listed in the README section "NCP KMS API
-generations"). Correct them here and client, emulator and README stay in line.
+Facts come from ``reference/ncp-kms-api.md``. The public docs leave some details open or disagree; the
+choices made for them are listed with their sources in :data:`ASSUMPTIONS` (and the README table of the
+section "NCP KMS API generations"), and marked ``ASSUMPTION`` where they are applied. Correct them here
+and client, emulator and README stay in line.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +59,91 @@ RETRYABLE_ITEM_CODES: Mapping[str, type[RewrapError]] = {
     "ServiceUnavailable": KmsUnavailableError,
     "GatewayTimeout": KmsUnavailableError,
 }
+# The gateway's "Not Found Exception" (404, code 300): also what a misspelt path gets, so a path with
+# another documented spelling is tried once with that one (documented: API Gateway error table).
+PATH_NOT_FOUND_CODE = "300"
+# ASSUMPTION: the headers naming a request for NCP support. v3 documents x-ncp-request-id on every
+# status; the API Gateway's trace header name is not documented (x-ncp-trace-id is our guess).
+REQUEST_ID_HEADERS = ("x-ncp-request-id", "x-ncp-trace-id")
+# documented: a request timestamp 5 minutes or more off the gateway's clock is refused (401, code 200).
+CLOCK_SKEW_SECONDS = 300
+# ASSUMPTION: the codes of a refusal caused by a key's or a version's state. 1.0 documents
+# UNPROCESSABLE_ENTITY "Invalid status"; the 2.0 and v3 codes are not documented (2.0 and v3 are asked
+# for key info instead, so only 1.0 depends on this).
+STATE_REFUSAL_CODES = frozenset({"UNPROCESSABLE_ENTITY", "KeyVersionDisabled", "KeyDisabled", "KeyNotEnabled"})
+# documented key states: 2.0 ENABLE | DISABLE | REVOKE, v3 ENABLED | DISABLED | REVOKED (REVOKE(D):
+# deletion requested, destroyed 72 hours later unless cancelled); versions ENABLE(D) | DISABLE(D).
+ENABLED_STATES = frozenset({"ENABLE", "ENABLED"})
+STATE_WORDS: Mapping[str, str] = {
+    "DISABLE": "disabled",
+    "DISABLED": "disabled",
+    "REVOKE": "revoked (deletion pending; destroyed 72 hours after the request unless cancelled)",
+    "REVOKED": "revoked (deletion pending; destroyed 72 hours after the request unless cancelled)",
+}
+# ASSUMPTION: how a 2.0 endpoint that takes no arrays says so: a 400 whose message names an invalid
+# type (the Korean 2.0 table types ciphertext as String only; no error text is documented).
+ARRAY_REFUSAL_RE = re.compile(r"invalid type|type mismatch|must be a string|string expected|not a string|array", re.I)
+
+
+# Every assumption that remains, with what supports it (reference/ncp-kms-api.md sections). The README
+# table "Assumptions" lists the same entries; tests/integration/test_ncp_answers.py keeps them in step.
+ASSUMPTIONS: tuple[tuple[str, str], ...] = (
+    (
+        "1.0 re-encrypt is sent as reencrypt first, re-encrypt on a 404 code 300",
+        "ko/ja/gov and the newest en page (2026-09-17) say reencrypt, the seed page re-encrypt (§1.1, §8)",
+    ),
+    (
+        "2.0 re-encrypt is sent as re-encrypt first, reencrypt on a 404 code 300",
+        "both spellings listed (§1.1); 2.0 paths spell words apart (create-custom-key, get-pub-key)",
+    ),
+    (
+        "2.0 arrays follow 1.0's 32 KB combined limit; a 400 naming an invalid type turns on one item per request",
+        "en token page shows arrays, the ko 2.0 table String only (§3.3, §8); no 2.0 limit documented (§4)",
+    ),
+    (
+        "v3 batches have no combined size limit besides 1-100 items",
+        "1-100 items documented (§3.3, §4); each token at most 43,746 characters",
+    ),
+    (
+        "v3 success bodies use 2.0's field names without the envelope; a re-encrypt result named "
+        "ciphertext is taken too",
+        "field names undocumented (§3.1, §3.3, §8); the token pattern and version checks guard the value",
+    ),
+    (
+        'v3 batch results are {"results": {"0": {...}}}; issue-custom-key answers keyVersion',
+        "index keys documented (§8), item field names not",
+    ),
+    (
+        "v3 batch-encrypt is POST .../batch-encrypt",
+        "by analogy with batch-decrypt, batch-re-encrypt and the token API batchEncryptWithToken (§1.1)",
+    ),
+    (
+        "a region-isolated key on another region's host answers 400 REGION_MISMATCH / RegionMismatch",
+        "only the 400 is documented (§1); global keys are taken to work on regional hosts",
+    ),
+    (
+        "v3 item errorCodes TooManyRequests, InternalServerError, ServiceUnavailable, GatewayTimeout are retryable",
+        "the v3 errorCode table is not documented (§5.3)",
+    ),
+    (
+        "key and version states come from key info (2.0, v3 with a signature); 1.0 and token auth read "
+        "UNPROCESSABLE_ENTITY and probe with an encrypt",
+        "states documented (§3.6, §6); 1.0 documents UNPROCESSABLE_ENTITY Invalid status (§5.1); the error for "
+        "a disabled key is not (§6); there is no getKey with a token (§8)",
+    ),
+    (
+        "the request id is x-ncp-request-id, or x-ncp-trace-id from the gateway",
+        "x-ncp-request-id documented for v3 (§2.1); the gateway's trace header name is not",
+    ),
+    (
+        "ocapi access tokens are JWTs whose exp claim tells their expiry",
+        "tokens are per key and expire (§2.4, §8); the claim is read, never verified (NCP verifies)",
+    ),
+    (
+        "2.0 error bodies look like 1.0's ({code, msg}) or the gateway's ({error: {...}})",
+        "2.0 error table not retrieved (§5.2); openbao parses both shapes (§8)",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -103,17 +190,40 @@ class Generation:
     actions: Mapping[str, str]  # operation → path segment (one item, or an array on 1.0/2.0)
     batch_actions: Mapping[str, str] = field(default_factory=dict)  # operation → segment for a ``requests`` list
     bare_envelope: bool = False  # v3: the success body is the data itself
-    key_info: bool = False  # ``GET {base}/{keyTag}`` tells the current version
+    key_info: bool = False  # ``GET {base}/{keyTag}`` tells the current version and the key's state
     custom_key_version_fields: tuple[str, ...] = ("key_version",)
+    # operation → other documented spellings of its path segment, tried on a "Not Found" (code 300)
+    other_spellings: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # operation → further reply field names accepted for its result
+    reply_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # version states: "list" (one GET for every version, 2.0) or "each" (one GET per version, v3)
+    version_info: str | None = None
 
     @property
     def token_auth(self) -> bool:
         return self.ocapi_auth_base is not None
 
     # --- requests -----------------------------------------------------------------------------------
-    def path(self, operation: str, key_tag: str, *, signature: str, token: bool = False, batch: bool = False) -> str:
-        segment = (self.batch_actions if batch else self.actions)[operation]
+    def path(
+        self,
+        operation: str,
+        key_tag: str,
+        *,
+        signature: str,
+        token: bool = False,
+        batch: bool = False,
+        segment: str | None = None,
+    ) -> str:
+        segment = segment or (self.batch_actions if batch else self.actions)[operation]
         return f"{self.key_path(key_tag, signature=signature, token=token)}/{segment}"
+
+    def spellings(self, operation: str) -> tuple[str, ...]:
+        """The path segments of ``operation`` (one item or array form), the primary source's first."""
+        return (self.actions[operation], *self.other_spellings.get(operation, ()))
+
+    def versions_path(self, key_tag: str, version: int | None = None) -> str:
+        path = f"{self.key_path(key_tag)}/versions"
+        return f"{path}/{version}" if self.version_info == "each" else path
 
     def key_path(self, key_tag: str, *, signature: str = "v2", token: bool = False) -> str:
         base = self.ocapi_auth_base if token and self.ocapi_auth_base else self.base
@@ -130,13 +240,13 @@ class Generation:
         return bool(self.batch_actions) and count > 1
 
     # --- replies ------------------------------------------------------------------------------------
-    def unwrap(self, status: int, payload: Any, *, batch: bool = False, retry_after: float | None = None) -> dict:
+    def unwrap(self, status: int, payload: Any, *, batch: bool = False, reply: ReplyInfo | None = None) -> dict:
         """The reply's data, or the error it stands for (``ItemFailures`` for a v3 batch's failures)."""
         if status < 400:
             return self._success_data(status, payload)
         if batch and isinstance(payload, dict) and isinstance(payload.get("failures"), dict):
-            raise ItemFailures(item_errors(payload["failures"], status))
-        raise request_error(status, payload, retry_after)
+            raise ItemFailures(item_errors(payload["failures"], status, reply))
+        raise request_error(status, payload, reply)
 
     def _success_data(self, status: int, payload: Any) -> dict:
         if not isinstance(payload, dict):
@@ -156,8 +266,8 @@ class Generation:
             if not isinstance(results, dict) or set(results) != {str(i) for i in range(count)}:
                 got = len(results) if isinstance(results, dict) else type(results).__name__
                 raise KmsInvalidReplyError(f"batch reply holds {got} results for {count} sent")
-            return [_field(results[str(i)], operation) for i in range(count)]
-        value = _field(data, operation)
+            return [self._field(results[str(i)], operation) for i in range(count)]
+        value = self._field(data, operation)
         if self.batch_actions and not isinstance(value, str):  # v3 single-item endpoints answer one string
             raise KmsInvalidReplyError(f"reply {operation.reply_field} is not a string")
         items = [value] if isinstance(value, str) else value
@@ -166,8 +276,28 @@ class Generation:
             raise KmsInvalidReplyError(f"reply holds {got} items for {count} sent")
         return items
 
+    def _field(self, data: Any, operation: Operation) -> Any:
+        if isinstance(data, dict):
+            names = (operation.reply_field, operation.reply_list_field, *self.reply_aliases.get(operation.name, ()))
+            for name in names:
+                if name in data:
+                    return data[name]
+        raise KmsInvalidReplyError(f"reply has no {operation.reply_field}")
+
+    def version_states_from(self, data: dict) -> dict[int, str]:
+        """Version → state from a versions reply: 2.0 ``versionList`` or one v3 version."""
+        entries = data.get("versionList") if self.version_info == "list" else [data]
+        states: dict[int, str] = {}
+        for entry in entries if isinstance(entries, list) else ():
+            version, status = (entry.get("version"), entry.get("status")) if isinstance(entry, dict) else (0, 0)
+            if isinstance(version, int) and isinstance(status, str):
+                states[version] = status
+        if not states:
+            raise KmsInvalidReplyError("version info holds no version states")
+        return states
+
     def key_info_from(self, key_tag: str, data: dict) -> KeyInfo:
-        # 2.0 documents data.currentVersion. ASSUMPTION: v3 getKey names it currentVersion too.
+        # 2.0 documents data.currentVersion; v3 getKey names it currentVersion too (second reading).
         version = data.get("currentVersion")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise KmsInvalidReplyError("key info holds no current version")
@@ -184,12 +314,15 @@ GENERATIONS: Mapping[str, Generation] = {
         max_items=None,
         base="/keys/{sig}",
         ocapi_auth_base=None,
+        # The Korean, Japanese, gov and newest English (2026-09-17) pages spell it reencrypt; the seed
+        # page and some English HTML revisions re-encrypt. Both are tried (second reading, §8).
         actions={
             "encrypt": "encrypt",
             "decrypt": "decrypt",
-            "re-encrypt": "re-encrypt",
+            "re-encrypt": "reencrypt",
             "custom-key": "createCustomKey",
         },
+        other_spellings={"re-encrypt": ("re-encrypt",)},
     ),
     "2.0": Generation(
         name="2.0",
@@ -206,7 +339,10 @@ GENERATIONS: Mapping[str, Generation] = {
             "re-encrypt": "re-encrypt",
             "custom-key": "create-custom-key",
         },
+        # Both spellings are listed for 2.0; its paths spell words apart (create-custom-key, get-pub-key).
+        other_spellings={"re-encrypt": ("reencrypt",)},
         key_info=True,
+        version_info="list",  # documented: GET /kms/v1/keys/{keyTag}/versions → data.versionList
     ),
     "v3": Generation(
         name="v3",
@@ -227,10 +363,13 @@ GENERATIONS: Mapping[str, Generation] = {
         # (the token API batchEncryptWithToken exists).
         batch_actions={"encrypt": "batch-encrypt", "decrypt": "batch-decrypt", "re-encrypt": "batch-re-encrypt"},
         # ASSUMPTION: v3 success bodies use 2.0's data field names (ciphertext, plaintext, newCiphertext),
-        # issue-custom-key answers keyVersion.
+        # issue-custom-key answers keyVersion. A re-encrypt result named ciphertext is taken too: the token
+        # pattern and version checks guard the value whatever its name.
         bare_envelope=True,
         key_info=True,
         custom_key_version_fields=("keyVersion", "key_version"),
+        reply_aliases={"re-encrypt": ("ciphertext",)},
+        version_info="each",  # documented: GET /kms/v3/keys/{keyTag}/versions/{version} → {version, status}
     ),
 }
 
@@ -243,25 +382,56 @@ def generation(name: str) -> Generation:
 
 
 # --- errors -----------------------------------------------------------------------------------------
-def request_error(status: int, payload: Any, retry_after: float | None = None) -> RewrapError:
-    """The error class of a failed request, the same for every generation (by HTTP status first)."""
+@dataclass(frozen=True)
+class ReplyInfo:
+    """What a failed reply's headers tell an operator: NCP's request id, the server's clock."""
+
+    request_id: str | None = None
+    retry_after: float | None = None
+    clock_skew_seconds: float | None = None  # server Date minus the local clock, when a Date came back
+
+    def suffix(self) -> str:
+        return f", request id {self.request_id}" if self.request_id else ""
+
+
+def request_error(status: int, payload: Any, reply: ReplyInfo | None = None) -> RewrapError:
+    """The error class of a failed request, the same for every generation (by HTTP status first). Its
+    reason names the HTTP status, NCP's error code and the request id (for NCP support)."""
+    reply = reply or ReplyInfo()
     code = error_code(payload)
+    where = f"HTTP {status}, code {code}{reply.suffix()}"
+    error: RewrapError
     if status in (401, 403):
-        return KmsAuthError(f"NCP rejected the credentials (HTTP {status}, code {code})")
-    if status == 429:
-        return KmsThrottledError(f"NCP throttled the request (code {code})", retry_after=retry_after)
-    if status >= 500:
-        return KmsUnavailableError(f"NCP KMS answered HTTP {status} (code {code})")
-    if code in WRONG_REGION_CODES:
-        return KmsWrongRegionError(f"the key is region-isolated and this is not its region's host ({code})")
-    if status == 404:
-        return KmsRejectedError(f"key tag not found (HTTP 404, code {code})")
-    return KmsRejectedError(f"NCP KMS refused the request (HTTP {status}, {code}: {error_message(payload)})")
+        skew = reply.clock_skew_seconds
+        if skew is not None and abs(skew) >= CLOCK_SKEW_SECONDS:
+            side = "ahead of" if skew > 0 else "behind"
+            error = KmsAuthError(
+                f"NCP rejected the request signature: clock skew, NCP's clock is {abs(skew):.0f} s {side} this "
+                f"one and NCP refuses timestamps 5 minutes or more off; fix the clock ({where})"
+            )
+        else:
+            error = KmsAuthError(
+                f"NCP rejected the credentials: check accessKey/secretKey (and apiKey for signature v1) or the "
+                f"ocapi token, and the key's permissions ({where})"
+            )
+    elif status == 429:
+        error = KmsThrottledError(f"NCP throttled the request ({where})", retry_after=reply.retry_after)
+    elif status >= 500:
+        error = KmsUnavailableError(f"NCP KMS answered {where}")
+    elif code in WRONG_REGION_CODES:
+        error = KmsWrongRegionError(f"the key is region-isolated and this is not its region's host ({where})")
+    elif status == 404:
+        error = KmsRejectedError(f"key tag not found ({where})")
+    else:
+        error = KmsRejectedError(f"NCP KMS refused the request ({where}: {error_message(payload)})")
+    error.http_status, error.error_code = status, code
+    return error
 
 
-def item_errors(failures: dict[str, Any], status: int) -> dict[int, RewrapError]:
+def item_errors(failures: dict[str, Any], status: int, reply: ReplyInfo | None = None) -> dict[int, RewrapError]:
     """A v3 ``failures`` map as request index → error. An item is classified by its errorCode; an unknown
     code takes the class of the response's status (a single cause sets the status; several make it 400)."""
+    reply = reply or ReplyInfo()
     errors: dict[int, RewrapError] = {}
     for key, failure in failures.items():
         if not (isinstance(key, str) and key.isdigit() and (key == "0" or key[0] != "0")):
@@ -270,10 +440,18 @@ def item_errors(failures: dict[str, Any], status: int) -> dict[int, RewrapError]
         code = error_code(body)
         error_class = RETRYABLE_ITEM_CODES.get(code)
         if error_class is not None:
-            errors[int(key)] = error_class(f"NCP KMS could not process this item now ({code}: {error_message(body)})")
+            errors[int(key)] = error_class(
+                f"NCP KMS could not process this item now ({code}: {error_message(body)}{reply.suffix()})"
+            )
+            errors[int(key)].error_code = code
         else:
-            errors[int(key)] = request_error(status if status >= 400 else 400, body)
+            errors[int(key)] = request_error(status if status >= 400 else 400, body, reply)
     return errors
+
+
+def refuses_arrays(error: RewrapError) -> bool:
+    """Whether a refusal of an array request says the endpoint takes one string only (ARRAY_REFUSAL_RE)."""
+    return error.http_status == 400 and bool(ARRAY_REFUSAL_RE.search(str(error)))
 
 
 def error_code(payload: Any) -> str:
@@ -292,14 +470,6 @@ def error_message(payload: Any) -> str:
         suffix = f" [{', '.join(map(str, fields))}]" if fields else ""
         return (str(message)[:160] + suffix)[:240]
     return ""
-
-
-def _field(data: Any, operation: Operation) -> Any:
-    if isinstance(data, dict):
-        for name in (operation.reply_field, operation.reply_list_field):
-            if name in data:
-                return data[name]
-    raise KmsInvalidReplyError(f"reply has no {operation.reply_field}")
 
 
 # --- regions and hosts ------------------------------------------------------------------------------
