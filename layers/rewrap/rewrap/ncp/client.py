@@ -212,7 +212,7 @@ class NcpKmsClient:
         version = next((data[f] for f in self.generation.custom_key_version_fields if data.get(f)), None)
         plain = data.get("plaintext")
         return DataKey(
-            ciphertext=ciphertext,  # type: ignore[arg-type]
+            ciphertext=ciphertext,
             key_version=int(version or match.group(1)),
             plaintext=base64.b64decode(plain) if plain else None,
         )
@@ -252,7 +252,7 @@ class NcpKmsClient:
         states: dict[int, str] = {}
         for version in sorted(versions or ()):
             path = gen.versions_path(key_tag, version)
-            data = self._exchange("GET", lambda _t, p=path: p, None, deadline, key_tag=key_tag)
+            data = self._exchange("GET", _always(path), None, deadline, key_tag=key_tag)
             states.update(gen.version_states_from(data))
         return states
 
@@ -352,7 +352,8 @@ class NcpKmsClient:
         out: list[T | RewrapError] = []
         for chunk in self.batches(items):
             try:
-                out.extend(self._send_chunk(operation, key_tag, chunk, context, deadline, check))
+                answered = self._send_chunk(operation, key_tag, chunk, context, deadline, check)
+                out.extend(answered)
             except RewrapError as error:
                 if len(chunk) == 1 and len(items) > 1 and _refuses_item(error):
                     out.append(error)  # one item per request: this refusal is the item's own
@@ -412,8 +413,8 @@ class NcpKmsClient:
                 failed = {pending[i]: error for i, error in failures.errors.items() if i < len(pending)}
                 if not failed:
                     raise KmsInvalidReplyError("batch failures name no item that was sent") from None
-                for index, error in failed.items():
-                    results[index] = error
+                for index, failure in failed.items():
+                    results[index] = failure
                 pending = [i for i in pending if i not in failed]
                 continue
             except RewrapError as error:
@@ -704,3 +705,8 @@ def validate_re_encrypt_reply(sent: Sequence[str], replies: Sequence[Any]) -> No
         old_version = int(TOKEN_RE.fullmatch(old).group(1))  # type: ignore[union-attr]
         if int(new_match.group(1)) < old_version:
             raise KmsInvalidReplyError("reply holds a token at a lower key version than sent")
+
+
+def _always(path: str) -> Callable[[Any], str]:
+    """A path builder that ignores the auth token (the path does not depend on it)."""
+    return lambda _token: path

@@ -253,9 +253,10 @@ class Generation:
             raise KmsInvalidReplyError(f"NCP KMS answered HTTP {status} with a body that is not JSON")
         if self.bare_envelope:
             return payload
-        if payload.get("code") != "SUCCESS" or not isinstance(payload.get("data"), dict):
+        data = payload.get("data")
+        if payload.get("code") != "SUCCESS" or not isinstance(data, dict):
             raise KmsRejectedError(f"NCP KMS answered {error_code(payload)}: {error_message(payload)}")
-        return payload["data"]
+        return data
 
     def items(self, operation: Operation, data: dict, count: int, *, batch: bool) -> list[Any]:
         """The result items of a successful reply, in request order (``count`` were sent)."""
@@ -464,7 +465,8 @@ def error_code(payload: Any) -> str:
 
 def error_message(payload: Any) -> str:
     if isinstance(payload, dict):
-        error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+        raw = payload.get("error")
+        error: dict[str, Any] = raw if isinstance(raw, dict) else {}
         message = payload.get("msg") or error.get("message") or ""
         fields = [f.get("field") for f in error.get("fieldErrors") or () if isinstance(f, dict)]
         suffix = f" [{', '.join(map(str, fields))}]" if fields else ""
