@@ -2,26 +2,8 @@
 
 from __future__ import annotations
 
-from rewrap.deadline import Clock, Deadline, RateLimiter
-
-
-class ManualClock:
-    """Time moves only when something sleeps (or the test advances it)."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.t += seconds
-
-    @property
-    def clock(self) -> Clock:
-        return Clock(now=self.now, sleep=self.sleep)
+from rewrap.deadline import Deadline, RateLimiter
+from tests.clocks import ManualClock
 
 
 def test_deadline_counts_down_with_its_clock() -> None:

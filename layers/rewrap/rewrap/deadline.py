@@ -15,11 +15,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Clock:
-    now: Callable[[], float] = time.monotonic
+    now: Callable[[], float] = time.monotonic  # for intervals and budgets
     sleep: Callable[[float], None] = time.sleep
+    wall: Callable[[], float] = time.time  # for what others read: signatures, token expiry, Date headers
 
 
 SYSTEM_CLOCK = Clock()
+_EPSILON = 1e-9
 
 
 class Deadline:
@@ -64,8 +66,8 @@ class RateLimiter:
                 now = self.clock.now()
                 self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.per_second)
                 self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - _EPSILON:  # after a sleep the refill may fall short by a rounding error
+                    self._tokens = max(0.0, self._tokens - 1)
                     return True
                 wait = (1 - self._tokens) / self.per_second
             if wait >= deadline.remaining():

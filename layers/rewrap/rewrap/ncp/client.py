@@ -21,7 +21,6 @@ import json
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from rewrap.deadline import Deadline, RateLimiter
+from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline, RateLimiter
 from rewrap.errors import (
     ConfigError,
     CredentialsInvalidError,
@@ -126,6 +125,7 @@ class NcpKmsClient:
         backoff_base: float = 0.1,
         backoff_cap: float = 5.0,
         list_limit: int | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         try:
             self.generation: Generation = generation(api)
@@ -143,6 +143,7 @@ class NcpKmsClient:
         self.http = http or new_http_client(timeout)
         self.max_attempts = max_attempts
         self.rate_limiter = rate_limiter
+        self.clock = clock
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.list_limit = list_limit or self.generation.list_limit_bytes
@@ -268,9 +269,9 @@ class NcpKmsClient:
             if self.generation.key_info and self.credentials.get().can_sign:
                 states = self._states(key_tag, distinct, deadline)
             elif refusal.error_code in STATE_REFUSAL_CODES:
-                if self._probed.get(key_tag, 0.0) < time.monotonic():
+                if self._probed.get(key_tag, 0.0) < self.clock.now():
                     self._probe(key_tag, deadline)  # raises when the key itself is not enabled
-                    self._probed[key_tag] = time.monotonic() + STATE_CACHE_SECONDS
+                    self._probed[key_tag] = self.clock.now() + STATE_CACHE_SECONDS
                 states = {next(iter(distinct)): "DISABLED"} if len(distinct) == 1 else {}
             else:
                 return {}
@@ -286,7 +287,7 @@ class NcpKmsClient:
         }
 
     def _states(self, key_tag: str, versions: set[int], deadline: Deadline | None) -> dict[int, str]:
-        now = time.monotonic()
+        now = self.clock.now()
         cached = self._key_states.get(key_tag)
         if cached is not None and cached[0] > now and versions <= set(cached[2]):
             return cached[2]
@@ -310,7 +311,7 @@ class NcpKmsClient:
                 f"NCP key {key_tag[:12]}… is disabled or pending deletion (revoked): it refuses even to encrypt "
                 f"({error}); enable it (or cancel its deletion) to re-wrap its objects"
             )
-            self._disabled_keys[key_tag] = (time.monotonic() + STATE_CACHE_SECONDS, disabled)
+            self._disabled_keys[key_tag] = (self.clock.now() + STATE_CACHE_SECONDS, disabled)
             raise disabled from None
         return token
 
@@ -323,13 +324,13 @@ class NcpKmsClient:
             f"NCP key {key_tag[:12]}… is {state} (key info status {info.status}); nothing of this key can be "
             "re-wrapped until it is enabled again"
         )
-        self._disabled_keys[key_tag] = (time.monotonic() + STATE_CACHE_SECONDS, disabled)
+        self._disabled_keys[key_tag] = (self.clock.now() + STATE_CACHE_SECONDS, disabled)
         raise disabled
 
     def _check_key_enabled(self, key_tag: str) -> None:
         known = self._disabled_keys.get(key_tag)
         if known is not None:
-            if known[0] > time.monotonic():
+            if known[0] > self.clock.now():
                 raise known[1]
             self._disabled_keys.pop(key_tag, None)
 
@@ -543,7 +544,7 @@ class NcpKmsClient:
                 if pause + min(self.timeout, 1.0) >= deadline.remaining():
                     raise
                 self._count(retries=1)
-                time.sleep(pause)
+                self.clock.sleep(pause)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         jitter = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
@@ -580,14 +581,16 @@ class NcpKmsClient:
             payload = None
         if response.status_code < 400:
             return self.generation.unwrap(response.status_code, payload)
-        return self.generation.unwrap(response.status_code, payload, batch=batch, reply=_reply_info(response))
+        return self.generation.unwrap(
+            response.status_code, payload, batch=batch, reply=_reply_info(response, self.clock.wall())
+        )
 
     def _authenticated(self, method: str, path_for: Callable[[bool], str], key_tag: str) -> tuple[str, dict[str, str]]:
         """The path and auth headers: a signature when the secret has a key pair, else the key's ocapi token."""
         credentials = self.credentials.get()
         if credentials.can_sign:
             path = path_for(False)
-            timestamp = int(time.time() * 1000)
+            timestamp = int(self.clock.wall() * 1000)
             return path, signed_headers(method, path, timestamp, credentials, self.signature_version)  # type: ignore[arg-type]
         if credentials.has_tokens and self.generation.token_auth:
             return path_for(True), {OCAPI_AUTH_HEADER: self._fresh_token(credentials, key_tag)}
@@ -597,11 +600,11 @@ class NcpKmsClient:
         """The key's ocapi token; one near its ``exp`` makes the secret be read again first."""
         token = credentials.token_for(key_tag)
         expiry = token_expiry(token) if token else None
-        now = time.time()
+        now = self.clock.wall()
         if token is None or (expiry is not None and expiry - now < TOKEN_REFRESH_SECONDS):
             last = self._token_reread.get(key_tag, 0.0)
-            if token is None or time.monotonic() - last >= TOKEN_REREAD_SECONDS or expiry <= now:  # type: ignore[operator]
-                self._token_reread[key_tag] = time.monotonic()
+            if token is None or self.clock.now() - last >= TOKEN_REREAD_SECONDS or expiry <= now:  # type: ignore[operator]
+                self._token_reread[key_tag] = self.clock.now()
                 token = self.credentials.get(refresh=True).token_for(key_tag)
                 expiry = token_expiry(token) if token else None
         if token is None:
@@ -630,12 +633,12 @@ def new_http_client(timeout: float, max_connections: int = 32) -> httpx.Client:
     )
 
 
-def _reply_info(response: httpx.Response) -> ReplyInfo:
+def _reply_info(response: httpx.Response, wall_now: float) -> ReplyInfo:
     request_id = next((response.headers[h] for h in REQUEST_ID_HEADERS if response.headers.get(h)), None)
     skew = None
     if response.status_code in (401, 403) and response.headers.get("Date"):
         try:
-            skew = parsedate_to_datetime(response.headers["Date"]).timestamp() - time.time()
+            skew = parsedate_to_datetime(response.headers["Date"]).timestamp() - wall_now
         except (TypeError, ValueError):
             skew = None
     return ReplyInfo(request_id=request_id, retry_after=_retry_after(response), clock_skew_seconds=skew)
