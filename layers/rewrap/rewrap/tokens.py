@@ -213,9 +213,8 @@ def _read_candidate(data: bytes, start: int) -> tuple[str, int, list[_Unit], int
                 cut_short = i
             break
         char = unit[0]
-        if phase == "prefix":
-            if len(units) == len(_PREFIX):
-                phase = "version"
+        if phase == "prefix" and len(units) == len(_PREFIX):
+            phase = "version"
         if phase == "version":
             if char == ":":
                 phase = "body"
