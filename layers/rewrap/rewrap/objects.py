@@ -211,6 +211,13 @@ class S3Store:
                 rewrite.copy_range(start, min(start + part, head.size))
             return rewrite.complete()
 
+    def bucket_versioning(self, bucket: str) -> str | None:
+        """ "Enabled", "Suspended", "" (never enabled), or None when S3 will not say."""
+        try:
+            return str(self.client.get_bucket_versioning(Bucket=bucket).get("Status", ""))
+        except (ClientError, BotoCoreError):
+            return None
+
     def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Write an object of our own (a report), refusing to overwrite one that exists."""
         try:
