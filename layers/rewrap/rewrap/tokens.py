@@ -51,14 +51,16 @@ class Style:
     forms: tuple[tuple[str, bytes], ...]
     percent: bool
     upper: bool
+    everything: bool = False  # every character was escaped: escape every character of the new one
 
     def encode(self, token: str) -> bytes:
         forms = dict(self.forms)
         out = []
         for char in token:
             raw = forms.get(char)
-            if raw is None and self.percent and char in "+/=:":
-                raw = (f"%{ord(char):02X}" if self.upper else f"%{ord(char):02x}").encode()
+            if raw is None and (self.everything or (self.percent and char in "+/=:")):
+                digits = f"{ord(char):02X}" if self.upper else f"{ord(char):02x}"
+                raw = (f"%{digits}" if self.percent else f"\\u00{digits}").encode()
             out.append(raw if raw is not None else char.encode())
         return b"".join(out)
 
@@ -256,9 +258,10 @@ def _style(units: list[_Unit]) -> tuple[bool, Style | None]:
     if set(forms.values()) == {_ESCAPED_SLASH}:
         return True, None
     percent = any(raw.startswith(b"%") for raw in forms.values())
-    upper = any(any(c in b"ABCDEF" for c in raw[1:]) for raw in forms.values() if raw.startswith(b"%"))
-    upper = upper or not any(any(c in b"abcdef" for c in raw[1:]) for raw in forms.values() if raw.startswith(b"%"))
-    return False, Style(tuple(sorted(forms.items())), percent, upper)
+    hex_digits = b"".join(raw[2:] if raw.startswith(b"\\u") else raw[1:] for raw in forms.values() if len(raw) > 2)
+    upper = any(c in b"ABCDEF" for c in hex_digits) or not any(c in b"abcdef" for c in hex_digits)
+    everything = all(len(raw) > 1 for _, raw in units)
+    return False, Style(tuple(sorted(forms.items())), percent, upper, everything)
 
 
 def splice(data: bytes, found: Iterable[Found], replacements: Mapping[str, str]) -> bytes:
@@ -329,21 +332,26 @@ def _safe_cut(buffer: bytearray, target: int, reach: int) -> int:
     cut never turns "%20" into an incomplete "%2"."""
     window_start = max(0, target - reach)
     window = bytes(buffer[window_start : target + reach])
-    for start, end in _runs(window):
+    for start, end in _runs(window, target - window_start):
         start, end = window_start + start, window_start + end
         if start < target < end:
             return start if start > 0 else end
     return target
 
 
-def _runs(window: bytes) -> Iterator[tuple[int, int]]:
-    """Spans of token-like runs in ``window``: candidates (with a following escape) and prefixes."""
+def _runs(window: bytes, before: int) -> Iterator[tuple[int, int]]:
+    """Spans of token-like runs starting before ``before`` in ``window``: candidates (with an escape
+    right after them) and prefixes."""
     if may_hold_escaped(window):
         for match in _ESCAPED_PREFIX_RE.finditer(window):
+            if match.start() >= before:
+                return
             candidate = _read_candidate(window, match.start())
             end = match.end() if candidate is None else candidate[1]
             yield match.start(), min(len(window), max(match.end(), end) + 6)
         return
     for pattern in (_CANDIDATE_RE, _PREFIX_RE):
         for match in pattern.finditer(window):
+            if match.start() >= before:
+                break
             yield match.start(), match.end()
