@@ -30,9 +30,8 @@ def dotnet(token: str) -> str:
     return token.replace("+", "\\u002B").replace("=", "\\u003D").replace("/", "\\/")
 
 
-def percent(token: str, upper: bool = True) -> str:
-    out = "".join(f"%{ord(c):02X}" if c in ":+/=" else c for c in token)
-    return out if upper else out.lower().replace("ncpkms", "ncpkms")  # hex digits in lower case
+def percent(token: str) -> str:
+    return "".join(f"%{ord(c):02X}" if c in ":+/=" else c for c in token)
 
 
 def pct_lower(token: str) -> str:
@@ -72,7 +71,7 @@ def seed_corpus(stack: LocalStack, runtime: Runtime) -> dict[str, dict[str, Any]
         "c/both.txt": {"Body": f"inner={t[10]}\n".encode(), "Metadata": {"wrapped-key": t[11]}},
         # adversarial neighbours and mixed escapings in one file
         "c/mixed.txt": {
-            "Body": (f"AAAA{t[12]}AAAA {percent(t[13])}%20{dotnet(t[12])}\\n{t[13].replace('/', '\\/')}").encode()
+            "Body": (f"AAAA{t[12]}AAAA {percent(t[13])}%20{dotnet(t[12])}\\n" + t[13].replace("/", "\\/")).encode()
         },
         "c/plain.txt": {"Body": b"no secrets here 100% \\u0041"},
     }
@@ -123,7 +122,7 @@ def test_every_form_is_rotated_in_place_and_the_census_proves_it(
     assert code == 0, out
     assert "rotated" in out and "failed" in out
 
-    for key, args in corpus.items():
+    for key in corpus:
         text, metadata, head = decoded(stack, key)
         old_text, old_metadata, old_head = before[key]
         shape, new_tokens = skeleton(text)
@@ -134,7 +133,7 @@ def test_every_form_is_rotated_in_place_and_the_census_proves_it(
         if old_tokens:
             assert runtime.kms.decrypt(stack.key_tag, new_tokens) == runtime.kms.decrypt(stack.key_tag, old_tokens)
         for name, value in old_metadata.items():
-            value_shape, value_tokens = skeleton(value.encode())
+            value_shape = skeleton(value.encode())[0]
             assert skeleton(metadata[name].encode())[0] == value_shape, (key, name)
             assert all(v.startswith("ncpkms:v2:") for v in skeleton(metadata[name].encode())[1])
         assert head.get("ContentEncoding") == old_head.get("ContentEncoding"), key
