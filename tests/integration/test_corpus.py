@@ -255,3 +255,19 @@ def test_large_gzip_streams_multi_member_and_keeps_the_decoded_content(stack: Lo
     after = gzip.decompress(stack.client("s3").get_object(Bucket=stack.bucket, Key="big.ndjson.gz")["Body"].read())
     assert skeleton(after)[0] == skeleton(text)[0]
     assert {t.version for t in scan(after)[0]} == {2}
+
+
+def test_large_utf16_body_streams_and_keeps_its_bom(stack: LocalStack, runtime: Runtime) -> None:
+    tokens = runtime.kms.encrypt(stack.key_tag, [f"w{i}".encode() for i in range(20)])
+    text = "".join(f"{i}: {tokens[i % 20]} — ünïcödé {'x' * 300}\r\n" for i in range(4000))
+    body = "\ufeff".encode("utf-16-be") + text.encode("utf-16-be")
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="wide.txt", Body=body)
+    stack.kms.rotate(stack.key_tag)
+    runtime.engine.settings = stack.settings(stream_threshold_bytes=64 * 1024, segment_bytes=6 * 1024 * 1024)
+    (result,) = runtime.engine.rotate([ObjectRef(stack.bucket, "wide.txt")])
+    assert result.status is Status.ROTATED and result.rotated_tokens == 4000, result
+    after = stack.client("s3").get_object(Bucket=stack.bucket, Key="wide.txt")["Body"].read()
+    assert after.startswith(b"\xfe\xff")
+    decoded_after = after[2:].decode("utf-16-be").encode()
+    assert skeleton(decoded_after)[0] == skeleton(text.encode())[0]
+    assert {t.version for t in scan(decoded_after)[0]} == {2}
