@@ -9,8 +9,9 @@ same seeded state (objects at key version 1, one rotation done in the emulator):
 * **rewrap**: the real engine, ``runtime.engine.rotate(refs)`` in batches of one rotate request;
 * **naive**: sequential; per object GET, one re-encrypt request per token, PUT (envelopes: HEAD, one
   re-encrypt, copy with REPLACE); measured on a stratified sample when the full set would take long;
-* **floor**: only the S3 requests that cannot be avoided (rotating text GET+PUT, envelope HEAD+COPY,
-  current text GET, current envelope HEAD), at rewrap's concurrency, no KMS at all.
+* **floor**: only the S3 requests that cannot be avoided (rotating text GET+PUT, envelope GET+COPY,
+  current text GET, current envelope GET: an envelope's body may hold tokens too), at rewrap's
+  concurrency, no KMS at all.
 
 Figures are printed, appended to ``<out>/results.jsonl``, tabulated in ``<out>/latest.md`` and charted
 in ``<out>/throughput.png``. The exit status is non-zero only when the benchmark itself breaks (a crash
@@ -659,8 +660,9 @@ def run_floor(bench: Bench, items: Sequence[Item]) -> dict[str, Any]:
     s3, meter = bench.metered_client()
 
     def one(item: Item) -> None:
-        if item.envelope:
-            head = s3.head_object(Bucket=BUCKET, Key=item.key)
+        if item.envelope:  # its body is read too: it may hold tokens of its own
+            head = s3.get_object(Bucket=BUCKET, Key=item.key)
+            head["Body"].read()
             if not item.current:
                 s3.copy_object(
                     Bucket=BUCKET,
@@ -1064,7 +1066,9 @@ def verdicts(
 ) -> list[dict[str, Any]]:
     mixed, ndjson, envelope = sets["mixed"], sets["ndjson"], sets["envelope"]
     again = mixed["current_again"]
-    env_bytes = envelope["rewrap"]["bytes_read"] + envelope["rewrap"]["bytes_written"]
+    # Envelope bodies are read once (they may hold tokens of their own) and never written when only
+    # the metadata changed.
+    env_ok = envelope["rewrap"]["bytes_written"] == 0 and envelope["rewrap"]["bytes_read"] <= envelope["bytes"]
     out = [
         {
             "target": "≥ 20x naive throughput on the mixed set",
@@ -1086,8 +1090,8 @@ def verdicts(
             f"({again['tokens']} tokens); S3 {again['s3_requests_per_object']} requests/object",
         },
         {
-            "target": "envelope objects: 0 body bytes read or written",
-            "pass": env_bytes == 0,
+            "target": "envelope objects: body read at most once, 0 body bytes written",
+            "pass": env_ok,
             "figures": f"{envelope['rewrap']['bytes_read']} B read, {envelope['rewrap']['bytes_written']} B written "
             f"for {envelope['bytes'] // MiB} MiB of bodies; ops {envelope['rewrap']['s3_ops']}",
         },
