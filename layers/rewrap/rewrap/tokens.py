@@ -40,6 +40,10 @@ def _any_form(char: str) -> bytes:
 # and .NET escape "=" and "+", URLs and form bodies %-encode ":" "/" "+" "="). Bodies holding no
 # "\\u" and no "%" cannot hold such a form, and keep the plain scan's speed.
 _ESCAPED_PREFIX_RE = re.compile(b"".join(_any_form(c) for c in "ncpkms:v"))
+# The same with "ncpkms" written plainly: a literal start keeps the search fast. Exact where no
+# letter of the prefix can be escaped (no \\u006x, \\u007x, %6x, %7x in the data).
+_ESCAPED_SEPARATORS_RE = re.compile(b"ncpkms" + _any_form(":") + _any_form("v"))
+_LETTER_ESCAPES = (b"\\u006", b"\\u007", b"%6", b"%7")
 _PREFIX = "ncpkms:v"
 
 
@@ -139,33 +143,37 @@ def scan(data: bytes, base_offset: int = 0) -> tuple[list[Found], list[Malformed
     found: list[Found] = []
     malformed: list[Malformed] = []
     for match in _CANDIDATE_RE.finditer(data):
-        raw = match.group(0)
-        escaped = _ESCAPED_SLASH in raw
-        text = (raw.replace(_ESCAPED_SLASH, b"/") if escaped else raw).decode("ascii")
-        start = base_offset + match.start()
-        problem = _check(text)
-        if problem is None:
-            found.append(Found(text, int(match.group(1)), start, base_offset + match.end(), escaped))
-        else:
-            malformed.append(Malformed(start, problem))
+        _take_plain(match, base_offset, found, malformed)
     return found, malformed
+
+
+def _take_plain(match: re.Match[bytes], base_offset: int, found: list[Found], malformed: list[Malformed]) -> None:
+    """A candidate written plainly (escaped slashes at most): a token, or a malformed one."""
+    raw = match.group(0)
+    escaped = _ESCAPED_SLASH in raw
+    text = (raw.replace(_ESCAPED_SLASH, b"/") if escaped else raw).decode("ascii")
+    start = base_offset + match.start()
+    problem = _check(text)
+    if problem is None:
+        found.append(Found(text, int(match.group(1)), start, base_offset + match.end(), escaped))
+    else:
+        malformed.append(Malformed(start, problem))
 
 
 def _scan_escaped(data: bytes, base_offset: int) -> tuple[list[Found], list[Malformed]]:
     found: list[Found] = []
     malformed: list[Malformed] = []
     position = 0
+    prefix_re = _prefix_re(data)
     while True:
-        match = _ESCAPED_PREFIX_RE.search(data, position)
+        match = prefix_re.search(data, position)
         if match is None:
             return found, malformed
         plain = _CANDIDATE_RE.match(data, match.start())
         if plain is not None and data[plain.end() : plain.end() + 1] not in (b"\\", b"%"):
             raw = plain.group(0)
-            if b"%" not in raw and b"\\u" not in raw:  # written plainly: as fast as the plain scan
-                found_one, bad_one = scan(raw, base_offset + plain.start())
-                found += found_one
-                malformed += bad_one
+            if b"%" not in raw and b"\\u" not in raw:  # written plainly: the plain scan's steps
+                _take_plain(plain, base_offset, found, malformed)
                 position = plain.end()
                 continue
         candidate = _read_candidate(data, match.start())
@@ -250,6 +258,10 @@ def _read_candidate(data: bytes, start: int) -> tuple[str, int, list[_Unit], int
     if phase in ("prefix", "version"):
         return None
     return "".join(c for c, _ in units), i, units, cut_short
+
+
+def _prefix_re(data: bytes) -> re.Pattern[bytes]:
+    return _ESCAPED_PREFIX_RE if any(e in data for e in _LETTER_ESCAPES) else _ESCAPED_SEPARATORS_RE
 
 
 def _starts_prefix(data: bytes, i: int) -> bool:
@@ -352,7 +364,7 @@ def _runs(window: bytes, before: int) -> Iterator[tuple[int, int]]:
     """Spans of token-like runs starting before ``before`` in ``window``: candidates (with an escape
     right after them) and prefixes."""
     if may_hold_escaped(window):
-        for match in _ESCAPED_PREFIX_RE.finditer(window):
+        for match in _prefix_re(window).finditer(window):
             if match.start() >= before:
                 return
             candidate = _read_candidate(window, match.start())
