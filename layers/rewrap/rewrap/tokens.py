@@ -332,7 +332,7 @@ def token_safe_segments(chunks: Iterable[bytes], target: int) -> Iterator[tuple[
     offset = 0
     for chunk in chunks:
         buffer += chunk
-        while len(buffer) >= target + (reach := _reach(buffer)):
+        while len(buffer) >= target + _MAX_RAW_TOKEN and len(buffer) >= target + (reach := _reach(buffer, target)):
             cut = _safe_cut(buffer, target, reach)
             yield offset, bytes(buffer[:cut])
             del buffer[:cut]
@@ -341,8 +341,11 @@ def token_safe_segments(chunks: Iterable[bytes], target: int) -> Iterator[tuple[
         yield offset, bytes(buffer)
 
 
-def _reach(buffer: bytearray) -> int:
-    return _MAX_RAW_ESCAPED_TOKEN if may_hold_escaped(buffer) else _MAX_RAW_TOKEN
+def _reach(buffer: bytearray, target: int) -> int:
+    """How far around ``target`` a token may reach: farther where escapes occur near it."""
+    start = max(0, target - _MAX_RAW_ESCAPED_TOKEN)
+    escaped = buffer.find(b"%", start) >= 0 or buffer.find(b"\\u", start) >= 0
+    return _MAX_RAW_ESCAPED_TOKEN if escaped else _MAX_RAW_TOKEN
 
 
 def _safe_cut(buffer: bytearray, target: int, reach: int) -> int:
