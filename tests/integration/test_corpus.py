@@ -271,3 +271,20 @@ def test_large_utf16_body_streams_and_keeps_its_bom(stack: LocalStack, runtime: 
     decoded_after = after[2:].decode("utf-16-be").encode()
     assert skeleton(decoded_after)[0] == skeleton(text.encode())[0]
     assert {t.version for t in scan(decoded_after)[0]} == {2}
+
+
+def test_small_gzip_bodies_that_inflate_past_the_memory_budget_are_streamed(
+    stack: LocalStack, runtime: Runtime
+) -> None:
+    tokens = runtime.kms.encrypt(stack.key_tag, [b"a", b"b"])
+    text = "".join(f"{tokens[i % 2]} {'z' * 1000}\n" for i in range(3000)).encode()  # ~3 MiB
+    s3 = stack.client("s3")
+    for key in ("g1.gz", "g2.gz"):
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=gzip.compress(text))  # ~50 KiB each
+    stack.kms.rotate(stack.key_tag)
+    runtime.engine.memory_budget_bytes = 4 * 1024 * 1024  # room for one decoded body, not two
+    results = runtime.engine.rotate([ObjectRef(stack.bucket, "g1.gz"), ObjectRef(stack.bucket, "g2.gz")])
+    assert [(r.status, r.rotated_tokens) for r in results] == [(Status.ROTATED, 3000)] * 2
+    for key in ("g1.gz", "g2.gz"):
+        after = gzip.decompress(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
+        assert skeleton(after)[0] == skeleton(text)[0] and {t.version for t in scan(after)[0]} == {2}

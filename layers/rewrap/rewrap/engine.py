@@ -227,6 +227,7 @@ class Engine:
         self.kms = kms
         self.versions = version_cache or VersionCache(settings.version_cache_seconds)
         self.memory_budget_bytes = memory_budget_bytes
+        self._decoded = _Allowance(memory_budget_bytes)
 
     def rotate(
         self, refs: Sequence[ObjectRef], *, deadline: Deadline | None = None, dry_run: bool | None = None
@@ -238,9 +239,12 @@ class Engine:
         results: dict[ObjectRef, ObjectResult] = {}
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap") as pool:
             run = _Runner(pool)
+            self._decoded = _Allowance(self.memory_budget_bytes)
             works = _settle(run.each(self._inspect, unique, deadline), results)
             streamed = [w for w in works if self._streams(w)]
             for wave in self._waves([w for w in works if not self._streams(w)]):
+                # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
+                self._decoded = _Allowance(self.memory_budget_bytes - sum(w.head.size for w in wave))
                 ready = _settle(run.each(self._load_body, wave, deadline), results)
                 streamed += [w for w in ready if w.restream]
                 ready = [w for w in ready if not w.restream]
@@ -345,7 +349,8 @@ class Engine:
                 for part in chunks:
                     parts.append(part)
                     size += len(part)
-                    if size > self.settings.stream_threshold_bytes:
+                    if size > self.settings.stream_threshold_bytes or not self._decoded.take(len(part)):
+                        self._decoded.give(size - len(part))
                         work.restream = True
                         return work
                 text = b"".join(parts)
@@ -578,6 +583,25 @@ class Engine:
 
 
 _Group = tuple[str, str | None]  # (key tag, context)
+
+
+class _Allowance:
+    """Bytes that decoded bodies may still take in memory, shared by a wave's threads."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if size > self.left:
+                return False
+            self.left -= size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.left += size
 
 
 @dataclass
