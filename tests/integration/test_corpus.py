@@ -288,3 +288,56 @@ def test_small_gzip_bodies_that_inflate_past_the_memory_budget_are_streamed(
     for key in ("g1.gz", "g2.gz"):
         after = gzip.decompress(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
         assert skeleton(after)[0] == skeleton(text)[0] and {t.version for t in scan(after)[0]} == {2}
+
+
+WRITINGS = {
+    "plain": lambda t: t,
+    "gson": gson,
+    "dotnet": dotnet,
+    "percent": percent,
+    "percent lower": pct_lower,
+}
+CONTAINERS = {
+    "bytes": lambda text: (text, {}),
+    "utf-16-le": lambda text: (b"\xff\xfe" + text.decode().encode("utf-16-le"), {}),
+    "utf-32-be": lambda text: (b"\x00\x00\xfe\xff" + text.decode().encode("utf-32-be"), {}),
+    "gzip": lambda text: (gzip.compress(text), {"ContentEncoding": "gzip"}),
+    "gzip members": lambda text: (gzip.compress(text[:7]) + gzip.compress(text[7:]), {}),
+}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_property_rotating_then_decoding_keeps_every_other_byte_and_every_plaintext(
+    stack: LocalStack, runtime: Runtime, seed: int
+) -> None:
+    """Random bodies in every writing and container: after rotation every token is at the new
+    version with the same plaintext (asked of the emulator) and every other decoded byte is unchanged."""
+    import random
+
+    rng = random.Random(seed)
+    s3 = stack.client("s3")
+    originals: dict[str, tuple[bytes, list[str]]] = {}
+    for container, pack in CONTAINERS.items():
+        for writing, write in WRITINGS.items():
+            tokens = runtime.kms.encrypt(stack.key_tag, [rng.randbytes(rng.randint(1, 40)) for _ in range(8)])
+            # before a token anything goes; after one, only what ends it (else it is part of the token)
+            before = ["AAAA", "=", "%", "100% ", "\\u0041", "\\n", " ", "+/", "é", "ncpkms:v", ""]
+            after = [" ", "\\n", '\\"', "é", ",", "%20", "\\u0020"]
+            text = "".join(rng.choice(before) + write(t) + rng.choice(after) for t in tokens).encode()
+            body, extra = pack(text)
+            key = f"p/{container}/{writing}"
+            s3.put_object(Bucket=stack.bucket, Key=key, Body=body, **extra)
+            originals[key] = (text, tokens)
+    stack.kms.rotate(stack.key_tag)
+
+    results = runtime.engine.rotate([ObjectRef(stack.bucket, key) for key in originals])
+
+    for result in results:
+        key = result.ref.key
+        text, tokens = originals[key]
+        assert result.status is Status.ROTATED and result.rotated_tokens == len(tokens), (key, result)
+        after, _, _ = decoded(stack, key)
+        shape, new_tokens = skeleton(after)
+        assert shape == skeleton(text)[0], key
+        assert all(t.startswith(f"ncpkms:v{result.new_version}:") for t in new_tokens) and result.new_version == 2
+        assert runtime.kms.decrypt(stack.key_tag, new_tokens) == runtime.kms.decrypt(stack.key_tag, tokens), key
