@@ -1,7 +1,9 @@
 """``rewrap`` — the operator's command line, from "key rotated" to "old version disabled".
 
   rewrap census s3://bucket/prefix [--versions] [--min-version N] [--key-tag T] [--report FILE]
+                [--exclude-prefix P]... [--exclude-suffix S]...
   rewrap rotate s3://bucket/prefix [--dry-run] [--concurrency N] [--rate R] [--report FILE] [--local]
+                [--exclude-prefix P]... [--exclude-suffix S]...
   rewrap emulator ...       the local NCP KMS emulator (needs the local extra)
   rewrap demo               the end-to-end demo on the embedded stack (needs the local extra)
 
@@ -9,10 +11,10 @@
 chain, NCP with the same environment variables as the functions (NCP_KMS_KEY_TAG,
 NCP_KMS_SECRET_ID, NCP_KMS_ENDPOINT, …), or the embedded stack with ``--local``.
 
-Exit codes: 0 done (rotate: every object rotated or current; census: nothing older than
---min-version); 1 partly (rotate: some objects failed; census: older tokens remain or some
-objects could not be read); 2 nothing could be done (configuration, credentials, bucket refused
-or unlisted, every object failed).
+Exit codes: 0 done (rotate: every object rotated or current; census: SAFE, proven that nothing
+is older than --min-version); 1 partly (rotate: some objects failed, were opaque or unreadable;
+census: NOT SAFE or UNKNOWN); 2 nothing could be done (configuration, credentials, bucket refused
+or unlisted, every object failed; census: nothing could be read).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import IO, Any
 from rewrap.census import Census, CensusTaker, ObjectCensus
 from rewrap.config import Settings, SweepTarget
 from rewrap.deadline import Deadline
-from rewrap.engine import ObjectResult, Status
+from rewrap.engine import UNSEEN, ObjectResult, Status
 from rewrap.errors import ConfigError, RewrapError
 from rewrap.objects import S3Store
 from rewrap.ports import ObjectRef
@@ -44,6 +46,8 @@ from rewrap.sweep import probe_newest_versions
 OK, PARTIAL, NOTHING_DONE = 0, 1, 2
 # Objects handed to the engine at once: enough to batch KMS requests well, small enough to report often.
 BATCH_OBJECTS = 250
+# Example objects listed per status in the rotate summary.
+EXAMPLES = 10
 # Hints by error code: what the operator can do about it.
 _HINTS = {
     "s3-denied": "check that your AWS identity may list and read the bucket",
@@ -120,20 +124,39 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--report", type=Path, metavar="FILE", help="one line per object")
     common.add_argument("--format", choices=("json", "csv"), help="report format (default: by FILE suffix, json)")
     common.add_argument("--local", action="store_true", help="use the embedded stack (moto + emulator, loopback)")
+    common.add_argument(
+        "--exclude-prefix",
+        action="append",
+        default=[],
+        metavar="P",
+        help="skip keys starting with P (from the bucket root; repeatable); the census verdict names it",
+    )
+    common.add_argument(
+        "--exclude-suffix",
+        action="append",
+        default=[],
+        metavar="S",
+        help="skip keys ending with S, e.g. .jpg (repeatable); the census verdict names it",
+    )
     common.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
 
     parser = argparse.ArgumentParser(
         prog="rewrap",
         description="Operator tools for rewrap: from a rotated NCP KMS key to a disabled old version.",
-        epilog="Exit codes: 0 done, 1 partly (failures, or older tokens remain), 2 nothing could be done.",
+        epilog="Exit codes: 0 done (census: SAFE), 1 partly (census: NOT SAFE or UNKNOWN), 2 nothing could be done.",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     census = commands.add_parser(
         "census", parents=[common], help="count tokens and objects per key version (read only)"
     )
     census.add_argument("--versions", action="store_true", help="include noncurrent object versions")
-    census.add_argument("--min-version", type=_positive, metavar="N", help="exit 1 while a token older than vN remains")
+    census.add_argument(
+        "--min-version",
+        type=_positive,
+        metavar="N",
+        help="verdict: SAFE (exit 0) only if proven nothing is older than vN",
+    )
     census.set_defaults(run=run_census)
     rotate = commands.add_parser("rotate", parents=[common], help="re-wrap every token to the newest key version")
     rotate.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
@@ -276,7 +299,12 @@ def run_census(options: argparse.Namespace) -> int:
     with _runtime(options, kms=False) as (settings, _, store), _report(options, CENSUS_COLUMNS) as report:
         target: SweepTarget = options.target
         judged = options.key_tag or settings.key_tag or None
-        census = Census(min_version=options.min_version, key_tag=judged)
+        census = Census(
+            min_version=options.min_version,
+            key_tag=judged,
+            exclude_prefixes=tuple(options.exclude_prefix),
+            exclude_suffixes=tuple(options.exclude_suffix),
+        )
         taker = CensusTaker(store, default_key_tag=settings.key_tag, concurrency=settings.concurrency)
         progress = Progress(sys.stderr, enabled=not options.quiet)
 
@@ -287,10 +315,11 @@ def run_census(options: argparse.Namespace) -> int:
 
         taker.run(target.bucket, target.prefix, census, versions=options.versions, on_object=seen)
         elapsed = progress.finish()
+        judgement = census.judge()
+        if report is not None:
+            report.write({"record": "verdict", "kind": "verdict", "reason": judgement.lines[0], **judgement.to_dict()})
     _print_census(options, census, elapsed)
-    if census.objects and census.failed == census.objects:
-        return NOTHING_DONE
-    return PARTIAL if census.stale_tokens or census.failed else OK
+    return judgement.exit_code
 
 
 def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -> None:
@@ -307,41 +336,22 @@ def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -
     _table(("key tag", "version", "tokens", "objects", "noncurrent"), rows or [("—", "—", "0", "0", "0")])
     kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(census.kinds.items()))
     print(f"  objects by kind: {kinds or 'none'}; noncurrent versions {census.noncurrent_objects:,}")
-    if census.malformed_objects:
-        print(f"  {census.malformed_objects:,} objects hold malformed ncpkms tokens (rotate reports them)")
-    for item in census.failures:
-        print(f"  unreadable: {item.ref}: {item.error.reason if item.error else ''}")
-    if census.failed > len(census.failures):
-        print(f"  … {census.failed - len(census.failures):,} more unreadable objects (see --report)")
-    if census.min_version is None:
-        return
-    which = f"key {census.key_tag}" if census.key_tag else "every key"
-    if census.stale_tokens:
+    if census.stale_noncurrent_objects:
         print(
-            f"  NOT SAFE: {census.stale_tokens:,} tokens in {census.stale_objects:,} objects are older than "
-            f"v{census.min_version} ({which}); rotate them before disabling those versions"
+            f"  {census.stale_noncurrent_objects:,} objects with older tokens are noncurrent versions, which cannot be "
+            "rotated (S3 versions are immutable): expire them (lifecycle NoncurrentVersionExpiration) or delete them"
         )
-        if census.stale_noncurrent_objects:
-            print(
-                f"  {census.stale_noncurrent_objects:,} of them are noncurrent versions, which cannot be rotated "
-                "(S3 versions are immutable): expire them (lifecycle NoncurrentVersionExpiration) or delete them"
-            )
-        for item in census.stale_examples:
-            versions = ", ".join(
-                f"v{v}: {n} tokens" for v, n in sorted(item.versions.items()) if v < census.min_version
-            )
-            flag = " (noncurrent)" if item.noncurrent else ""
-            print(f"    {item.ref}{flag}: {versions}")
-        if census.stale_objects > len(census.stale_examples):
-            print(f"    … and {census.stale_objects - len(census.stale_examples):,} more (see --report)")
-    elif census.failed:
-        print(
-            f"  UNKNOWN: {census.failed:,} objects could not be read; "
-            f"nothing older than v{census.min_version} in the others"
-        )
-    else:
-        note = "" if options.versions else " (current versions only: add --versions for noncurrent ones)"
-        print(f"  OK: nothing older than v{census.min_version} remains ({which}){note}")
+    if census.stale_examples:
+        print("  objects with older tokens (first few):")
+    for item in census.stale_examples:
+        assert census.min_version is not None
+        versions = ", ".join(f"v{v}: {n} tokens" for v, n in sorted(item.versions.items()) if v < census.min_version)
+        print(f"    {item.ref}{' (noncurrent)' if item.noncurrent else ''}: {versions}")
+    if census.stale_objects > len(census.stale_examples):
+        print(f"    … and {census.stale_objects - len(census.stale_examples):,} more (see --report)")
+    # The verdict comes last: it is the line an operator acts on.
+    for line in census.judge().lines:
+        print(line if line.startswith(" ") else f"  {line}")
 
 
 # --------------------------------------------------------------------------- rotate
@@ -351,10 +361,17 @@ class _Tally:
     tokens: Counter[str] = field(default_factory=Counter)  # tokens per status
     before: Counter[int] = field(default_factory=Counter)  # objects per key version
     after: Counter[int] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)  # opaque, unreadable, failed: the first few
+    excluded: int = 0
 
     def add(self, results: list[ObjectResult]) -> None:
         self.counts.update(summarize(results))
         for result in results:
+            if result.status in (*UNSEEN, Status.FAILED):
+                shown = self.examples.setdefault(str(result.status), [])
+                reason = result.error.reason if result.error is not None else result.reason
+                if len(shown) < EXAMPLES:
+                    shown.append(f"{result.ref}: {reason}")
             self.tokens[str(result.status)] += result.tokens
             self.before.update(result.old_versions)
             if result.status in (Status.ROTATED, Status.WOULD_ROTATE) and result.new_version is not None:
@@ -388,8 +405,10 @@ def run_rotate(options: argparse.Namespace) -> int:
                     raise
                 listing_error = error
                 break
-            for start in range(0, len(page), BATCH_OBJECTS):
-                refs = [ObjectRef(target.bucket, item.key) for item in page[start : start + BATCH_OBJECTS]]
+            kept = [item for item in page if not _excluded(options, item.key)]
+            tally.excluded += len(page) - len(kept)
+            for start in range(0, len(kept), BATCH_OBJECTS):
+                refs = [ObjectRef(target.bucket, item.key) for item in kept[start : start + BATCH_OBJECTS]]
                 results = runtime.engine.rotate(refs, dry_run=settings.dry_run)
                 tally.add(results)
                 if report is not None:
@@ -401,12 +420,17 @@ def run_rotate(options: argparse.Namespace) -> int:
         elapsed = progress.finish()
     _print_rotate(options, tally, runtime.kms.stats.snapshot(), elapsed, settings.dry_run)
     total, failed = tally.counts["total"], tally.counts[str(Status.FAILED)]
+    unseen = sum(tally.counts[str(s)] for s in UNSEEN)
     if listing_error is not None:
         print(f"rewrap: listing stopped early: {_explain(listing_error)}", file=sys.stderr)
         return PARTIAL
     if total and failed == total:
         return NOTHING_DONE
-    return PARTIAL if failed else OK
+    return PARTIAL if failed or unseen else OK
+
+
+def _excluded(options: argparse.Namespace, key: str) -> bool:
+    return key.startswith(tuple(options.exclude_prefix)) or key.endswith(tuple(options.exclude_suffix))
 
 
 def _print_rotate(options: argparse.Namespace, tally: _Tally, kms: dict[str, int], elapsed: float, dry: bool) -> None:
@@ -431,6 +455,20 @@ def _print_rotate(options: argparse.Namespace, tally: _Tally, kms: dict[str, int
     after = "after (would be)" if dry else "after"
     print(f"  objects per key version: before {spread(tally.before)} → {after} {spread(tally.after)}")
     print(f"  NCP KMS: {kms['requests']:,} requests, {kms['retries']:,} retries")
+    if tally.excluded:
+        print(f"  excluded by the operator, not read: {tally.excluded:,} objects")
+    for status in (*UNSEEN, Status.FAILED):
+        examples = tally.examples.get(str(status), [])
+        if examples:
+            what = {
+                Status.OPAQUE: "opaque (could hold tokens rewrap cannot read; handle them by hand)",
+                Status.UNREADABLE: "unreadable (restore, grant access or decrypt them, then run again)",
+                Status.FAILED: "failed",
+            }[status]
+            print(f"  {what}:")
+            print("\n".join(f"    {line}" for line in examples))
+            if tally.counts[str(status)] > len(examples):
+                print(f"    … and {tally.counts[str(status)] - len(examples):,} more (see --report)")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

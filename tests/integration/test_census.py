@@ -50,7 +50,7 @@ def seeded(stack: LocalStack) -> dict[str, Any]:
     # written at v1: doc.json is overwritten at v2 below, gone.txt is deleted (both leave noncurrent v1 versions)
     put(Bucket=bucket, Key="data/doc.json", Body=json.dumps({"a": v1[0], "b": [v1[1], v1[1]]}).encode())
     put(Bucket=bucket, Key="data/gone.txt", Body=v1[2].encode())
-    # an envelope: its metadata token counts, a token-like text in its body does not (never read)
+    # an envelope: its metadata token counts, and so does the token in its body
     put(Bucket=bucket, Key="data/env.bin", Body=b"\x00ncpkms:v9:AAAA\xff", Metadata={"wrapped-key": v1[3]})
     put(Bucket=bucket, Key="data/other-key.txt", Body=f"x={other_v1}\n".encode(), Metadata={"ncpkms-key-tag": other})
     put(Bucket=bucket, Key="data/plain.txt", Body=b"nothing here\n")
@@ -86,8 +86,8 @@ def test_counts_are_exact_for_current_objects(stack: LocalStack, seeded: dict[st
     assert big == {1: 400, 2: 400}
     assert len(seeded["big"]) > 4096 + 2 * 43_746  # the scan is cut into segments
     assert counts(census) == {
-        # doc.json (3 at v2) + big (400 at v2); env.bin (1) + broken.txt (1) + big (400) at v1
-        stack.key_tag: {1: (402, 3, 0), 2: (403, 2, 0)},
+        # doc.json (3 at v2) + big (400 at v2); env.bin (1) + broken.txt (1) + big (400) at v1; env.bin's body
+        stack.key_tag: {1: (402, 3, 0), 2: (403, 2, 0), 9: (1, 1, 0)},
         seeded["other"]: {1: (1, 1, 0)},
     }
     assert census.kinds == {Kind.TEXT: 4, Kind.ENVELOPE: 1, Kind.NO_TOKENS: 1}
@@ -103,7 +103,7 @@ def test_versions_add_noncurrent_versions_and_flag_them(stack: LocalStack, seede
     census = taker.run(stack.bucket, "data/", Census(min_version=2), versions=True, on_object=seen.append)
     assert counts(census) == {
         # + the old doc.json (3 at v1) and the deleted gone.txt (1 at v1), both noncurrent
-        stack.key_tag: {1: (406, 5, 2), 2: (403, 2, 0)},
+        stack.key_tag: {1: (406, 5, 2), 2: (403, 2, 0), 9: (1, 1, 0)},
         seeded["other"]: {1: (1, 1, 0)},
     }
     assert (census.objects, census.noncurrent_objects) == (8, 2)
@@ -130,8 +130,8 @@ def test_objects_without_a_key_tag_are_labelled_and_the_report_record_is_complet
         "noncurrent": False,
         "keyTag": DEFAULT_KEY_LABEL,
         "kind": "envelope",
-        "tokens": 1,
-        "versions": {"v1": 1},
+        "tokens": 2,
+        "versions": {"v1": 1, "v9": 1},
         "malformed": 0,
     }
 
@@ -158,6 +158,9 @@ class FakeStore:
     def list_page(self, bucket: str, prefix: str, token: str | None, max_keys: int) -> tuple[list[Listed], None]:
         now = datetime.now(UTC)
         return [Listed(k, len(b), now) for k, b in sorted(self.bodies.items())], None
+
+    def bucket_versioning(self, bucket: str) -> str:
+        return ""
 
     def head(self, ref: ObjectRef) -> ObjectHead:
         return ObjectHead(etag='"e"', size=len(self.bodies[ref.key]), metadata={})

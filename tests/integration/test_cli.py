@@ -65,6 +65,9 @@ def test_census_rotate_census_from_rotated_key_to_safe_to_disable(
     assert "NOT SAFE: 16 tokens in 6 objects are older than v2" in out
     assert f"s3://{stack.bucket}/docs/4.env: v1: 5 tokens" in out
     rows = list(csv.DictReader((tmp_path / "before.csv").open()))
+    *rows, verdict = rows  # the verdict is the report's last record
+    assert verdict["kind"] == "verdict"
+    assert verdict["reason"].startswith("NOT SAFE: 16 tokens in 6 objects are older than v2 (key ")
     assert [r["key"] for r in rows] == sorted(r["key"] for r in rows)  # listing order
     by_key = {r["key"]: r for r in rows}
     assert by_key["docs/4.env"]["versions"] == "v1=5"
@@ -99,8 +102,11 @@ def test_census_rotate_census_from_rotated_key_to_safe_to_disable(
     # the census now says v1 can go
     code, out, _ = run(capsys, "census", target, "--min-version", "2", "--report", str(tmp_path / "after.jsonl"))
     assert code == 0
-    assert "OK: nothing older than v2 remains" in out
-    assert all(set(r["versions"]) <= {"v2"} for r in lines(tmp_path / "after.jsonl"))
+    assert out.rstrip().splitlines()[-1].startswith(f"  SAFE: nothing under {target} is older than v2 (key ")
+    assert out.rstrip().endswith("(bucket not versioned)")
+    *records, verdict = lines(tmp_path / "after.jsonl")
+    assert all(set(r["versions"]) <= {"v2"} for r in records)
+    assert (verdict["verdict"], verdict["exitCode"]) == ("SAFE", 0)
     assert stack.key_tag in out and " v2 " in out
 
 
@@ -152,10 +158,11 @@ def test_some_objects_failed_exit_1_every_object_failed_exit_2(
     assert code == 2
     assert table_of(out)["failed"] == ["1", "0"]
 
-    # the census counts the malformed token apart and still answers (exit 0: no v1 token left in docs/)
+    # a malformed token might be an old one: the census cannot prove docs/ safe (exit 1, UNKNOWN)
     code, out, _ = run(capsys, "census", f"s3://{stack.bucket}/docs/", "--min-version", "2")
-    assert code == 0
-    assert "1 objects hold malformed ncpkms tokens" in out
+    assert code == 1
+    assert "UNKNOWN: cannot prove it: nothing older than v2" in out
+    assert "  malformed: 1 objects" in out and f"s3://{stack.bucket}/docs/broken.txt: 1 malformed" in out
 
 
 def test_noncurrent_versions_are_counted_only_with_versions(
@@ -169,9 +176,11 @@ def test_noncurrent_versions_are_counted_only_with_versions(
     target = f"s3://{stack.bucket}/docs/"
     assert run(capsys, "rotate", target)[0] == 0
 
+    # a versioned bucket without --versions: the noncurrent versions were not looked at
     code, out, _ = run(capsys, "census", target, "--min-version", "2")
-    assert code == 0
-    assert "add --versions for noncurrent ones" in out
+    assert code == 1
+    assert "UNKNOWN: cannot prove it" in out
+    assert "noncurrent not scanned: bucket versioning is Enabled" in out
 
     code, out, _ = run(
         capsys, "census", target, "--min-version", "2", "--versions", "--report", str(tmp_path / "v.jsonl")
@@ -179,8 +188,9 @@ def test_noncurrent_versions_are_counted_only_with_versions(
     assert code == 1
     assert "(current and noncurrent versions)" in out
     assert "NOT SAFE: 4 tokens in 3 objects are older than v2" in out  # the versions the rotation replaced
-    assert "3 of them are noncurrent versions, which cannot be rotated" in out
-    old = [r for r in lines(tmp_path / "v.jsonl") if r["noncurrent"]]
+    assert "  v1: 4 tokens in 3 objects (3 noncurrent)" in out
+    assert "3 objects with older tokens are noncurrent versions, which cannot be rotated" in out
+    old = [r for r in lines(tmp_path / "v.jsonl") if r.get("noncurrent")]
     assert sorted((r["key"], r["versions"]) for r in old) == [
         ("docs/0.env", {"v1": 1}),
         ("docs/1.env", {"v1": 2}),
@@ -295,8 +305,8 @@ def test_installed_script_and_module_run_against_the_stack(handler_env: LocalSta
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        assert "OK: nothing older than v1 remains" in done.stdout
-        assert len(report.read_text().splitlines()) == 3
+        assert "SAFE: nothing under" in done.stdout
+        assert len(report.read_text().splitlines()) == 3 + 1  # three objects, then the verdict
 
 
 def test_rotate_local_starts_the_embedded_stack(tmp_path: Path) -> None:

@@ -272,3 +272,33 @@ def test_direct_rotate_request_dry_run(seeded: Seeded) -> None:
     response = rotate(event, LambdaContext())
     assert response["would-rotate"] == 5 and response["rotated"] == 0
     assert seeded.etags() == before
+
+
+def test_opaque_and_unreadable_objects_are_reported_not_retried_nor_parked(seeded: Seeded) -> None:
+    stack = seeded.stack
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key="bundle.zip", Body=b"PK\x03\x04" + b"\x00" * 26)
+    (token,) = get_runtime().kms.encrypt(stack.key_tag, [b"cold"])
+    s3.put_object(Bucket=stack.bucket, Key="cold.txt", Body=token.encode(), StorageClass="GLACIER")
+
+    # SQS: both acknowledged (not retried, not parked in the DLQ)
+    event = _sqs_batch(s3_notification(stack.bucket, ["bundle.zip"]), s3_notification(stack.bucket, ["cold.txt"]))
+    assert rotate(event, LambdaContext()) == {"batchItemFailures": []}
+    dead = stack.client("sqs").receive_message(QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10)
+    assert dead.get("Messages", []) == []
+
+    # S3 Batch Operations: listed in the job's failure report with the reason, never retried
+    batch = load_event("batch-ops-2.0.json")
+    task = batch["tasks"][0]
+    batch["tasks"] = [
+        dict(task, taskId=key, s3Bucket=stack.bucket, s3Key=key, s3VersionId=None) for key in ("bundle.zip", "cold.txt")
+    ]
+    codes = {r["taskId"]: (r["resultCode"], r["resultString"]) for r in rotate(batch, LambdaContext())["results"]}
+    assert codes["bundle.zip"] == ("PermanentFailure", "opaque: zip archive")
+    assert codes["cold.txt"][0] == "PermanentFailure" and codes["cold.txt"][1].startswith(
+        "unreadable: object is archived"
+    )
+
+    # a direct request: counted per status in the summary
+    summary = rotate({"bucket": stack.bucket, "keys": ["bundle.zip", "cold.txt"]}, LambdaContext())
+    assert (summary["opaque"], summary["unreadable"], summary["failed"], summary["permanent"]) == (1, 1, 0, 0)

@@ -643,9 +643,15 @@ def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> No
         assert name.startswith("AWS::") or name.split(".")[0] in cfn["Resources"], name
     body = json.loads(re.sub(r"\$\{[^}]*\}", "x", text))
     metrics = {tuple(m[:4]) for w in body["widgets"] for m in w["properties"].get("metrics", [])}
-    for name in ("ObjectsRotated", "ObjectsCurrent", "ObjectsFailedRetryable", "ObjectsFailedPermanent"):
+    for name in (
+        "ObjectsRotated",
+        "ObjectsCurrent",
+        "ObjectsFailedRetryable",
+        "ObjectsFailedPermanent",
+        "ObjectsOpaque",
+    ):
         assert ("Rewrap", name, "service", "rewrap") in metrics
-    for name in ("KmsRequests", "ObjectsListed", "KeysEnqueued"):
+    for name in ("KmsRequests", "ObjectsListed", "KeysEnqueued", "ObjectsUnreadable"):
         assert ("Rewrap", name, "service", "rewrap") in metrics
     sqs = set(re.findall(r'"AWS/SQS", "(\w+)", "QueueName", "\$\{(\w+)\.QueueName\}"', text))
     assert ("ApproximateNumberOfMessagesVisible", "RotateDeadLetterQueue") in sqs  # DLQ depth

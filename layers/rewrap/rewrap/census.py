@@ -1,11 +1,17 @@
 """Census: on which key versions the ncpkms tokens under an S3 prefix sit, per key tag, counted in
 tokens and in objects. It answers "what still depends on version N?" before N is disabled.
 
-Envelopes are judged from their HEAD (the body is never read, as in the engine); text bodies are
-streamed and scanned in token-safe segments, so memory stays bounded whatever the object size.
-Nothing is written and NCP KMS is never called: a census needs S3 read access only. Where KMS key info
-is available, :func:`version_states` tells each version's state and :class:`RescueList` collects the
-objects on a disabled version (read-only calls, made only when asked for).
+It sees with the engine's eyes: tokens anywhere in user-metadata values, bodies decoded from their
+form (gzip, UTF-16/32 with BOM) and streamed in token-safe segments, so memory stays bounded
+whatever the object size. Nothing is written and NCP KMS is never called: a census needs S3 read
+access only.
+
+Its verdict (``Census.judge``) is three-valued and never a false "safe": SAFE only when every
+object under the prefix was read and scanned (none opaque, unreadable, malformed or failed, and
+noncurrent versions scanned on a versioned bucket); NOT SAFE when old tokens remain; otherwise
+UNKNOWN, with counts and examples by reason.
+Where KMS key info is available, :func:`version_states` tells each version's state and
+:class:`RescueList` collects the objects on a disabled version (read-only calls, made only when asked for).
 """
 
 from __future__ import annotations
@@ -17,16 +23,22 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from rewrap.engine import CONTEXT_METADATA, KEY_TAG_METADATA
-from rewrap.errors import ObjectChangedError, RewrapError
+from rewrap.engine import KEY_TAG_METADATA, scan_metadata
+from rewrap.errors import ObjectChangedError, ObjectOpaqueError, ObjectUnreadableError, RewrapError
+from rewrap.forms import open_text
 from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
 from rewrap.objects import Listed, S3Store
 from rewrap.ports import ObjectRef
-from rewrap.tokens import is_token, scan, token_safe_segments, token_version
+from rewrap.tokens import scan, token_safe_segments
 
 # The label of objects without ncpkms-key-tag metadata when no default key tag is known.
 DEFAULT_KEY_LABEL = "(default)"
 MAX_EXAMPLES = 10
+MAX_UNKNOWN_EXAMPLES = 20
+# Exit codes of a verdict.
+SAFE_EXIT, NOT_PROVEN_EXIT, NOTHING_READ_EXIT = 0, 1, 2
+# Why a census cannot prove a prefix safe, in the order the verdict lists them.
+UNKNOWN_REASONS = ("opaque", "unreadable", "malformed", "failed", "noncurrent not scanned")
 
 
 class Kind(StrEnum):
@@ -34,6 +46,8 @@ class Kind(StrEnum):
     TEXT = "text"
     NO_TOKENS = "no-tokens"
     MISSING = "missing"
+    OPAQUE = "opaque"  # could hold tokens the scanner cannot read
+    UNREADABLE = "unreadable"  # archived, SSE-C, access denied
     FAILED = "failed"
 
 
@@ -47,6 +61,7 @@ class ObjectCensus:
     malformed: int = 0
     size: int = 0
     error: RewrapError | None = None
+    reason: str | None = None  # why the body was opaque (metadata tokens are still counted)
 
     @property
     def tokens(self) -> int:
@@ -66,7 +81,32 @@ class ObjectCensus:
         }
         if self.error is not None:
             out["reason"] = self.error.reason
+        elif self.reason:
+            out["reason"] = self.reason
         return out
+
+    @property
+    def unknown_reasons(self) -> list[tuple[str, str]]:
+        """(reason kind, detail) for each way this object keeps the verdict from being proven."""
+        out = []
+        if self.kind in (Kind.OPAQUE, Kind.UNREADABLE, Kind.FAILED):
+            detail = self.reason or (self.error.reason if self.error else str(self.kind))
+            out.append((str(self.kind), detail))
+        if self.malformed:
+            out.append(("malformed", f"{self.malformed} malformed ncpkms token(s)"))
+        return out
+
+
+@dataclass
+class Judgement:
+    """The census verdict: ``verdict`` is SAFE, NOT SAFE or UNKNOWN (None: no --min-version asked)."""
+
+    verdict: str | None
+    exit_code: int
+    lines: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "exitCode": self.exit_code, "lines": self.lines}
 
 
 @dataclass
@@ -92,7 +132,17 @@ class Census:
     stale_objects: int = 0
     stale_noncurrent_objects: int = 0
     stale_examples: list[ObjectCensus] = field(default_factory=list)
+    stale_by_version: dict[int, VersionCount] = field(default_factory=dict)
     failures: list[ObjectCensus] = field(default_factory=list)  # the first few, for the summary
+    unknown: Counter[str] = field(default_factory=Counter)  # objects per UNKNOWN_REASONS entry
+    unknown_examples: dict[str, list[str]] = field(default_factory=dict)
+    # What the run looked at, for the verdict.
+    where: str = ""
+    versions_scanned: bool = False
+    versioning: str | None = ""  # the bucket's versioning status; "" never enabled, None unknown
+    exclude_prefixes: tuple[str, ...] = ()
+    exclude_suffixes: tuple[str, ...] = ()
+    excluded: Counter[str] = field(default_factory=Counter)  # objects skipped per exclusion
 
     @property
     def objects(self) -> int:
@@ -109,6 +159,11 @@ class Census:
         self.bytes_read += item.size
         if item.kind is Kind.FAILED and len(self.failures) < MAX_EXAMPLES:
             self.failures.append(item)
+        for reason, detail in item.unknown_reasons:
+            self.unknown[reason] += 1
+            examples = self.unknown_examples.setdefault(reason, [])
+            if len(examples) < MAX_UNKNOWN_EXAMPLES:
+                examples.append(f"{item.ref}: {detail}")
         per_version = self.by_key.setdefault(item.key_tag, {})
         for version, tokens in item.versions.items():
             count = per_version.setdefault(version, VersionCount())
@@ -122,6 +177,12 @@ class Census:
             self.stale_noncurrent_objects += item.noncurrent
             if len(self.stale_examples) < MAX_EXAMPLES:
                 self.stale_examples.append(item)
+            for version, tokens in item.versions.items():
+                if self.min_version is not None and version < self.min_version:
+                    count = self.stale_by_version.setdefault(version, VersionCount())
+                    count.tokens += tokens
+                    count.objects += 1
+                    count.noncurrent_objects += item.noncurrent
 
     def stale_in(self, item: ObjectCensus) -> int:
         if self.min_version is None or (self.key_tag and item.key_tag != self.key_tag):
@@ -147,7 +208,92 @@ class Census:
             "staleTokens": self.stale_tokens,
             "staleObjects": self.stale_objects,
             "staleNoncurrentObjects": self.stale_noncurrent_objects,
+            "unknown": {reason: self.unknown[reason] for reason in UNKNOWN_REASONS if self.unknown[reason]},
+            "excluded": dict(self.excluded),
+            "verdict": self.judge().to_dict(),
         }
+
+    def excludes(self, key: str) -> str | None:
+        """The exclusion that covers ``key``, if any."""
+        for prefix in self.exclude_prefixes:
+            if key.startswith(prefix):
+                return f"prefix {prefix!r}"
+        for suffix in self.exclude_suffixes:
+            if key.endswith(suffix):
+                return f"suffix {suffix!r}"
+        return None
+
+    @property
+    def noncurrent_unscanned(self) -> str | None:
+        """Why noncurrent versions may exist unscanned, or None."""
+        if self.versions_scanned or self.versioning == "":
+            return None
+        if self.versioning is None:
+            return "the bucket's versioning status could not be read; run with --versions"
+        return f"bucket versioning is {self.versioning}: noncurrent versions were not scanned; run with --versions"
+
+    def judge(self) -> Judgement:
+        """SAFE only when proven; NOT SAFE when old tokens remain; otherwise UNKNOWN, with reasons."""
+        where = self.where or "the prefix"
+        lines: list[str] = []
+        unknown = dict(self.unknown)
+        if self.noncurrent_unscanned:
+            unknown["noncurrent not scanned"] = 0
+        if self.exclude_prefixes or self.exclude_suffixes:
+            rules = [f"prefix {p!r}" for p in self.exclude_prefixes] + [f"suffix {s!r}" for s in self.exclude_suffixes]
+            counted = ", ".join(f"{rule} ({self.excluded[rule]:,} objects)" for rule in rules)
+            lines.append(f"  excluded by the operator, not read: {counted}")
+        unseen = self.kinds[Kind.UNREADABLE] + self.kinds[Kind.FAILED] + self.kinds[Kind.MISSING]
+        if self.objects == unseen:
+            headline = (
+                f"UNKNOWN: cannot prove it: nothing under {where} was listed (check the prefix)"
+                if not self.objects
+                else f"UNKNOWN: cannot prove it: nothing under {where} could be read"
+            )
+            return Judgement("UNKNOWN", NOTHING_READ_EXIT, [headline, *lines, *self._unknown_lines(unknown)])
+        if self.min_version is None:
+            headline = f"no verdict: pass --min-version N to ask whether anything under {where} is older than vN"
+            code = NOT_PROVEN_EXIT if unknown else SAFE_EXIT
+            return Judgement(None, code, [headline, *lines, *self._unknown_lines(unknown)])
+        which = f" (key {self.key_tag})" if self.key_tag else ""
+        if self.stale_tokens:
+            headline = (
+                f"NOT SAFE: {self.stale_tokens:,} tokens in {self.stale_objects:,} objects are older than "
+                f"v{self.min_version}{which}"
+            )
+            per_version = [
+                f"  v{v}: {c.tokens:,} tokens in {c.objects:,} objects"
+                + (f" ({c.noncurrent_objects:,} noncurrent)" if c.noncurrent_objects else "")
+                for v, c in sorted(self.stale_by_version.items())
+            ]
+            if unknown:
+                per_version.append("  and besides, not everything could be looked at:")
+            return Judgement(
+                "NOT SAFE", NOT_PROVEN_EXIT, [headline, *per_version, *lines, *self._unknown_lines(unknown)]
+            )
+        if unknown:
+            headline = (
+                f"UNKNOWN: cannot prove it: nothing older than v{self.min_version}{which} in what was read under "
+                f"{where}, but not everything could be looked at"
+            )
+            return Judgement("UNKNOWN", NOT_PROVEN_EXIT, [headline, *lines, *self._unknown_lines(unknown)])
+        scope = "current and noncurrent versions" if self.versions_scanned else "bucket not versioned"
+        headline = f"SAFE: nothing under {where} is older than v{self.min_version}{which} ({scope})"
+        return Judgement("SAFE", SAFE_EXIT, [headline, *lines])
+
+    def _unknown_lines(self, unknown: dict[str, int]) -> list[str]:
+        lines = []
+        for reason in UNKNOWN_REASONS:
+            if reason not in unknown:
+                continue
+            if reason == "noncurrent not scanned":
+                lines.append(f"  noncurrent not scanned: {self.noncurrent_unscanned}")
+                continue
+            lines.append(f"  {reason}: {unknown[reason]:,} objects")
+            lines += [f"    {example}" for example in self.unknown_examples.get(reason, [])]
+            if unknown[reason] > len(self.unknown_examples.get(reason, [])):
+                lines.append(f"    … and {unknown[reason] - len(self.unknown_examples[reason]):,} more (see --report)")
+        return lines
 
 
 @dataclass
@@ -168,11 +314,23 @@ class CensusTaker:
         versions: bool = False,
         on_object: Callable[[ObjectCensus], None] | None = None,
     ) -> Census:
-        """Count every object (every version with ``versions``) under the prefix into ``census``.
-        A listing failure raises; a failure on one object is counted as ``failed`` and goes on."""
+        """Count every object (every version with ``versions``) under the prefix into ``census``,
+        but those the census's exclusions cover. A listing failure raises; a failure on one object
+        is counted as ``failed`` and goes on."""
+        census.where = f"s3://{bucket}/{prefix}"
+        census.versions_scanned = versions
+        if not versions:
+            census.versioning = self.store.bucket_versioning(bucket)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="census") as pool:
             for page in self._pages(bucket, prefix, versions):
-                for item in pool.map(lambda listed: self.inspect(bucket, listed, versions), page):
+                kept = []
+                for listed in page:
+                    rule = census.excludes(listed.key)
+                    if rule is None:
+                        kept.append(listed)
+                    else:
+                        census.excluded[rule] += 1
+                for item in pool.map(lambda listed: self.inspect(bucket, listed, versions), kept):
                     census.add(item)
                     if on_object is not None:
                         on_object(item)
@@ -202,6 +360,8 @@ class CensusTaker:
                 return self._inspect(ref, noncurrent)
             except ObjectChangedError:  # overwritten between HEAD and GET: count the new content
                 return self._inspect(ref, noncurrent)
+        except ObjectUnreadableError as error:
+            return ObjectCensus(ref, Kind.UNREADABLE, noncurrent=noncurrent, reason=error.reason)
         except RewrapError as error:
             return ObjectCensus(ref, Kind.FAILED, noncurrent=noncurrent, error=error)
 
@@ -210,29 +370,29 @@ class CensusTaker:
         if head is None:
             return ObjectCensus(ref, Kind.MISSING, noncurrent=noncurrent)
         key_tag = head.metadata.get(KEY_TAG_METADATA) or self.default_key_tag or DEFAULT_KEY_LABEL
-        found: Counter[int] = Counter()
-        malformed = 0
-        for name, value in head.metadata.items():
-            if name in (KEY_TAG_METADATA, CONTEXT_METADATA) or not value.startswith("ncpkms:"):
-                continue
-            if is_token(value):
-                found[token_version(value)] += 1
-            else:
-                malformed += 1
-        if found or malformed:
-            return ObjectCensus(ref, Kind.ENVELOPE, key_tag, noncurrent, dict(found), malformed)
+        in_metadata, bad = scan_metadata(head.metadata)
+        found: Counter[int] = Counter(t.version for tokens in in_metadata.values() for t in tokens)
+        malformed = len(bad)
+        kind = Kind.ENVELOPE if found or malformed else Kind.NO_TOKENS
         if head.size == 0:
-            return ObjectCensus(ref, Kind.NO_TOKENS, key_tag, noncurrent)
+            return ObjectCensus(ref, kind, key_tag, noncurrent, dict(found), malformed)
         stream = self.store.open_body(ref, head, self.chunk_bytes)
         if stream is None:
             return ObjectCensus(ref, Kind.MISSING, noncurrent=noncurrent)
         size = 0
-        for offset, segment in token_safe_segments(stream.chunks, self.segment_bytes):
-            tokens, bad = scan(segment, offset)
-            found.update(t.version for t in tokens)
-            malformed += len(bad)
-            size += len(segment)
-        kind = Kind.TEXT if found or malformed else Kind.NO_TOKENS
+        try:
+            _, text = open_text(head.headers.get("ContentEncoding"), stream.chunks)
+            for offset, segment in token_safe_segments(text, self.segment_bytes):
+                tokens, broken = scan(segment, offset)
+                found.update(t.version for t in tokens)
+                malformed += len(broken)
+                size += len(segment)
+        except ObjectOpaqueError as error:  # the metadata's tokens still count
+            return ObjectCensus(
+                ref, Kind.OPAQUE, key_tag, noncurrent, dict(found), malformed, size, reason=error.reason
+            )
+        if kind is Kind.NO_TOKENS and (found or malformed):
+            kind = Kind.TEXT
         return ObjectCensus(ref, kind, key_tag, noncurrent, dict(found), malformed, size)
 
 

@@ -1,12 +1,15 @@
 """The rotation engine: from object references to per-object results.
 
 One call handles every object of an invocation together:
-1. HEAD each object (in parallel) and decide what it is: an envelope (a user-metadata value is a
-   token), a text object (tokens in the body), or nothing to do.
-2. Read text bodies in memory-bounded waves and scan them for tokens.
+1. HEAD each object (in parallel) and scan its user metadata: an envelope holds tokens in metadata
+   values (a whole value or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
+2. Read bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
+   ``forms``) and scan them for tokens. A body the scanner cannot read is ``opaque``, an object S3
+   will not give us ``unreadable``: both reported with the reason, never ``no-tokens``.
 3. Re-wrap the tokens of all objects in as few KMS requests as the list limit allows, grouped by
    (key tag, context), skipping tokens already at the newest version known to this container.
-4. Write back only objects where a token's version went up, conditionally on the ETag read.
+4. Write back only objects where a token's version went up, conditionally on the ETag read: body
+   (in its form) and metadata together in one write.
 An object is either rotated correctly or left untouched; each yields exactly one result.
 """
 
@@ -21,7 +24,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -36,13 +39,16 @@ from rewrap.errors import (
     KmsKeyDisabledError,
     KmsRejectedError,
     KmsWrongRegionError,
+    ObjectOpaqueError,
     ObjectRejectedError,
+    ObjectUnreadableError,
     OutOfTimeError,
     PartialBatchError,
     RetryableError,
     RewrapError,
     VerificationError,
 )
+from rewrap.forms import Encoder, Form, encode_whole, open_text
 from rewrap.ports import (
     MAX_COPY_PART_BYTES,
     MAX_PARTS,
@@ -53,7 +59,7 @@ from rewrap.ports import (
     PartWriter,
     Rewrapper,
 )
-from rewrap.tokens import Found, Malformed, is_token, known_version, scan, splice, token_safe_segments
+from rewrap.tokens import Found, Malformed, known_version, scan, splice, token_safe_segments
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,13 @@ class Status(StrEnum):
     CURRENT = "current"
     NO_TOKENS = "no-tokens"
     MISSING = "missing"
+    OPAQUE = "opaque"  # could hold tokens the scanner cannot read (an archive, another compression)
+    UNREADABLE = "unreadable"  # S3 will not give us the body (archived, SSE-C, access denied)
     FAILED = "failed"
+
+
+# Results that say "not looked at", with a reason, without being failures to retry.
+UNSEEN = (Status.OPAQUE, Status.UNREADABLE)
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,7 @@ class ObjectResult:
     new_version: int | None = None
     new_version_id: str | None = None
     error: RewrapError | None = None
+    reason: str | None = None  # why an object is opaque or unreadable
 
     @property
     def retryable(self) -> bool:
@@ -109,7 +122,33 @@ class ObjectResult:
         if self.error is not None:
             out["errorClass"] = "retryable" if self.error.retryable else "permanent"
             out["reason"] = self.error.reason
+        elif self.reason:
+            out["reason"] = self.reason
         return out
+
+
+def unseen(ref: ObjectRef, error: RewrapError) -> ObjectResult | None:
+    """The result of an object that could not be looked at, or None for a real failure."""
+    if isinstance(error, ObjectOpaqueError):
+        return ObjectResult(ref, Status.OPAQUE, reason=error.reason)
+    if isinstance(error, ObjectUnreadableError):
+        return ObjectResult(ref, Status.UNREADABLE, reason=error.reason)
+    return None
+
+
+def scan_metadata(metadata: Mapping[str, str]) -> tuple[dict[str, list[Found]], list[tuple[str, Malformed]]]:
+    """Tokens anywhere inside user-metadata values (control values left out), per name, and the
+    malformed ones."""
+    found: dict[str, list[Found]] = {}
+    malformed: list[tuple[str, Malformed]] = []
+    for name, value in metadata.items():
+        if name in _CONTROL_METADATA:
+            continue
+        tokens, bad = scan(value.encode("utf-8"))
+        if tokens:
+            found[name] = tokens
+        malformed.extend((name, m) for m in bad)
+    return found, malformed
 
 
 @dataclass
@@ -120,13 +159,31 @@ class _Work:
     head: ObjectHead
     key_tag: str
     context: str | None
-    envelope: dict[str, str] = field(default_factory=dict)  # metadata name -> token
+    envelope: dict[str, list[Found]] = field(default_factory=dict)  # metadata name -> its tokens
     body: ObjectBody | None = None
+    form: Form = field(default_factory=Form)
+    text: bytes = b""  # the decoded body the tokens were found in
     found: list[Found] = field(default_factory=list)
+    opaque: str | None = None  # the body could not be read; the metadata tokens still rotate
+    restream: bool = False  # decoded body too large for a wave: stream it instead
+
+    @property
+    def meta_tokens(self) -> list[str]:
+        return [t.text for tokens in self.envelope.values() for t in tokens]
 
     @property
     def tokens(self) -> list[str]:
-        return list(self.envelope.values()) if self.envelope else [t.text for t in self.found]
+        return self.meta_tokens + [t.text for t in self.found]
+
+    @property
+    def content_encoding(self) -> str | None:
+        return self.head.headers.get("ContentEncoding")
+
+    def metadata_with(self, replacements: Mapping[str, str]) -> dict[str, str]:
+        metadata = dict(self.head.metadata)
+        for name, tokens in self.envelope.items():
+            metadata[name] = splice(metadata[name].encode("utf-8"), tokens, replacements).decode("utf-8")
+        return metadata
 
 
 class VersionCache:
@@ -173,6 +230,7 @@ class Engine:
         self.kms = kms
         self.versions = version_cache or VersionCache(settings.version_cache_seconds)
         self.memory_budget_bytes = memory_budget_bytes
+        self._decoded = _Allowance(memory_budget_bytes)
 
     def rotate(
         self, refs: Sequence[ObjectRef], *, deadline: Deadline | None = None, dry_run: bool | None = None
@@ -184,15 +242,21 @@ class Engine:
         results: dict[ObjectRef, ObjectResult] = {}
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap") as pool:
             run = _Runner(pool)
+            self._decoded = _Allowance(self.memory_budget_bytes)
             works = _settle(run.each(self._inspect, unique, deadline), results)
+            streamed = [w for w in works if self._streams(w)]
             for wave in self._waves([w for w in works if not self._streams(w)]):
+                # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
+                self._decoded = _Allowance(self.memory_budget_bytes - sum(w.head.size for w in wave))
                 ready = _settle(run.each(self._load_body, wave, deadline), results)
+                streamed += [w for w in ready if w.restream]
+                ready = [w for w in ready if not w.restream]
                 outcome = self._rewrap(run, _token_groups(ready), deadline)
                 finish = functools.partial(self._finish, outcome=outcome, dry_run=dry_run)
                 _settle(run.each(finish, ready, deadline), results)
                 for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
-                    work.body, work.found = None, []
-            for work in (w for w in works if self._streams(w)):
+                    work.body, work.text, work.found = None, b"", []
+            for work in streamed:
                 results[work.ref] = self._rotate_streamed(run, work, deadline, dry_run)
         return [results[ref] for ref in refs]
 
@@ -223,16 +287,14 @@ class Engine:
         if not key_tag:
             raise ConfigError("no key tag: set NCP_KMS_KEY_TAG or the object's ncpkms-key-tag metadata")
         work = _Work(ref, head, key_tag, _context(metadata.get(CONTEXT_METADATA)))
-        for name, value in metadata.items():
-            if name in _CONTROL_METADATA or not value.startswith("ncpkms:"):
-                continue
-            if not is_token(value):
-                raise ObjectRejectedError(f"metadata {name!r} holds a malformed ncpkms token", code="malformed-token")
-            work.envelope[name] = value
-        if work.envelope:
-            return work
+        work.envelope, malformed = scan_metadata(metadata)
+        if malformed:
+            name, first = malformed[0]
+            raise ObjectRejectedError(
+                f"metadata {name!r} holds a malformed ncpkms token: {first.reason}", code="malformed-token"
+            )
         if head.size == 0:
-            return ObjectResult(ref, Status.NO_TOKENS)
+            return work if work.envelope else ObjectResult(ref, Status.NO_TOKENS)
         if head.size > self.settings.max_object_bytes:
             raise ObjectRejectedError(
                 f"object is {head.size} bytes, above REWRAP_MAX_OBJECT_BYTES ({self.settings.max_object_bytes})",
@@ -240,8 +302,10 @@ class Engine:
             )
         if body is not None:
             return self._take_body(work, body)
-        if self._stamp_is_current(work):
-            stamp = int(metadata[STAMP_VERSION_METADATA])
+        if self._stamp_is_current(work) and all(
+            self.versions.is_current(key_tag, known_version(t)) for t in work.meta_tokens
+        ):
+            stamp = min([int(metadata[STAMP_VERSION_METADATA]), *map(known_version, work.meta_tokens)])
             return ObjectResult(ref, Status.CURRENT, old_versions=(stamp,), new_version=stamp)
         return work
 
@@ -257,11 +321,11 @@ class Engine:
 
     # --- 2. read ------------------------------------------------------------------------------
     def _waves(self, works: list[_Work]) -> Iterator[list[_Work]]:
-        """Groups whose bodies fit the memory budget together; envelopes need no body."""
+        """Groups whose bodies fit the memory budget together."""
         wave: list[_Work] = []
         size = 0
-        for work in sorted(works, key=lambda w: 0 if w.envelope else w.head.size):
-            body_size = 0 if work.envelope else work.head.size
+        for work in sorted(works, key=lambda w: w.head.size):
+            body_size = work.head.size
             if wave and size + body_size > self.memory_budget_bytes:
                 yield wave
                 wave, size = [], 0
@@ -271,21 +335,40 @@ class Engine:
             yield wave
 
     def _load_body(self, work: _Work, deadline: Deadline) -> _Work | ObjectResult:
-        if work.envelope or work.body is not None:
+        if work.body is not None or work.head.size == 0:
             return work
         body = self.store.get_body(work.ref, work.head)
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
         return self._take_body(work, body)
 
-    @staticmethod
-    def _take_body(work: _Work, body: ObjectBody) -> _Work | ObjectResult:
-        found, malformed = scan(body.data)
+    def _take_body(self, work: _Work, body: ObjectBody) -> _Work | ObjectResult:
+        try:
+            form, chunks = open_text(work.content_encoding, [body.data])
+            if form.plain:
+                text = body.data
+            else:  # a small compressed body may decode to a large one: past the budget, stream it
+                parts, size = [], 0
+                for part in chunks:
+                    parts.append(part)
+                    size += len(part)
+                    if size > self.settings.stream_threshold_bytes or not self._decoded.take(len(part)):
+                        self._decoded.give(size - len(part))
+                        work.restream = True
+                        return work
+                text = b"".join(parts)
+        except ObjectOpaqueError as error:
+            if not work.envelope:
+                raise
+            work.opaque = error.reason  # rotate what the metadata holds; the body stays as it is
+            work.body = body
+            return work
+        found, malformed = scan(text)
         if malformed:
-            raise _malformed(malformed)
-        if not found:
+            raise _malformed(malformed, form=form)
+        if not found and not work.envelope:
             return ObjectResult(work.ref, Status.NO_TOKENS)
-        work.body, work.found = body, found
+        work.body, work.form, work.text, work.found = body, form, text, found
         return work
 
     # --- 3. re-wrap ---------------------------------------------------------------------------
@@ -394,6 +477,7 @@ class Engine:
         except RewrapError as error:
             return tally.count(tokens, {}).failed(error)
         tally.count(tokens, replacements)
+        tally.opaque = work.opaque
         if not replacements:
             return tally.result(Status.CURRENT)
         if dry_run:
@@ -403,74 +487,141 @@ class Engine:
         try:
             return tally.result(Status.ROTATED, new_version_id=self._write(work, replacements))
         except RewrapError as error:
-            return tally.result(Status.MISSING) if error.code == "object-gone" else tally.failed(error)
+            return tally.ended(error)
 
     def _write(self, work: _Work, replacements: dict[str, str]) -> str | None:
-        metadata = dict(work.head.metadata)
-        if work.envelope:
-            for name, token in work.envelope.items():
-                metadata[name] = replacements.get(token, token)
+        """One conditional write: the new metadata, and the body in its form when a body token changed."""
+        metadata = work.metadata_with(replacements)
+        if not any(t.text in replacements for t in work.found):
             return self.store.replace_metadata(work.ref, work.head, metadata)
         assert work.body is not None
-        data = splice(work.body.data, work.found, replacements)
-        lowest = min(known_version(replacements.get(t.text, t.text)) for t in work.found)
+        data = encode_whole(work.form, splice(work.text, work.found, replacements))
+        lowest = min(known_version(replacements.get(t, t)) for t in work.tokens)
         metadata[STAMP_VERSION_METADATA] = str(lowest)
         metadata[STAMP_SIZE_METADATA] = str(len(data))
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
         return self.store.put_body(work.ref, work.head, body, metadata)
 
-    # --- large text objects ---------------------------------------------------------------------
+    # --- large objects ------------------------------------------------------------------------
     def _streams(self, work: _Work) -> bool:
-        return not work.envelope and work.head.size > self.settings.stream_threshold_bytes
+        return work.head.size > self.settings.stream_threshold_bytes
 
     def _rotate_streamed(self, run: _Runner, work: _Work, deadline: Deadline, dry_run: bool) -> ObjectResult:
-        """Stream the body in token-safe segments: each segment with a token to rotate is uploaded
-        as a new part; unchanged byte ranges are copied server-side; memory stays about one segment."""
+        """Stream the body in token-safe segments, memory about one segment. Plain bodies: each segment
+        with a token to rotate is uploaded as a new part, unchanged byte ranges are copied server-side.
+        Encoded bodies (gzip, UTF-16/32) are decoded, spliced and encoded back part by part; the
+        upload is aborted when nothing changed. Metadata tokens go in the same rewrite."""
         tally = _Tally(work.ref)
         group = (work.key_tag, work.context)
-        unchanged: list[tuple[int, int]] = []
         writer: PartWriter | None = None
         try:
+            meta = self._rewrap(run, {group: set(work.meta_tokens)}, deadline).replacements(group, work.meta_tokens)
+            tally.count(work.meta_tokens, meta)
+            metadata = work.metadata_with(meta)
             stream = self.store.open_body(work.ref, work.head)
             if stream is None:
                 return tally.result(Status.MISSING)
+            try:
+                form, text = open_text(work.content_encoding, stream.chunks)
+            except ObjectOpaqueError as error:
+                if not work.envelope:
+                    raise
+                tally.opaque = error.reason
+                return self._finish_metadata_only(work, tally, metadata, meta, deadline, dry_run)
+
+            def start() -> PartWriter:
+                return self.store.start_rewrite(work.ref, work.head, metadata, stream.tag_count)
+
             segment_bytes = max(self.settings.segment_bytes, -(-work.head.size // MAX_PARTS) + 1)
-            for offset, segment in token_safe_segments(stream.chunks, segment_bytes):
+            encoder = None if form.plain else Encoder(form)
+            unchanged: list[tuple[int, int]] = []
+            pending = bytearray()
+            for offset, segment in token_safe_segments(text, segment_bytes):
                 found, malformed = scan(segment)
                 if malformed:
-                    raise _malformed(malformed, offset)
+                    raise _malformed(malformed, offset, form)
                 texts = [t.text for t in found]
                 replacements = self._rewrap(run, {group: set(texts)}, deadline).replacements(group, texts)
                 tally.count(texts, replacements)
-                if not replacements:
+                if encoder is not None:  # re-encode everything; upload only if something changed
+                    pending += encoder.feed(splice(segment, found, replacements) if replacements else segment)
+                    if not dry_run and len(pending) >= segment_bytes:
+                        writer = writer or start()
+                        writer.upload(bytes(pending))
+                        pending.clear()
+                elif not replacements:
                     unchanged.append((offset, offset + len(segment)))
                 elif not dry_run:
-                    writer = writer or self.store.start_rewrite(
-                        work.ref, work.head, work.head.metadata, stream.tag_count
-                    )
+                    writer = writer or start()
                     _copy_ranges(writer, unchanged)
                     writer.upload(splice(segment, found, replacements))
+            if encoder is not None:
+                pending += encoder.finish()
             if not tally.tokens:
                 return tally.result(Status.NO_TOKENS)
             if not tally.rotated:
+                if writer is not None:
+                    writer.abort()
                 return tally.result(Status.CURRENT)
-            if writer is None:
+            if dry_run:
                 return tally.result(Status.WOULD_ROTATE)
-            _copy_ranges(writer, unchanged)
+            if writer is None and encoder is None:  # only metadata tokens changed: a copy onto itself
+                return self._finish_metadata_only(work, tally, metadata, meta, deadline, dry_run)
+            writer = writer or start()
+            if encoder is not None:
+                writer.upload(bytes(pending))
+            else:
+                _copy_ranges(writer, unchanged)
             if deadline.expired(WRITE_RESERVE_SECONDS):
                 raise OutOfTimeError("no time left to complete the rewrite safely")
             return tally.result(Status.ROTATED, new_version_id=writer.complete())
         except RewrapError as error:
             if writer is not None:
                 writer.abort()
-            return tally.result(Status.MISSING) if error.code == "object-gone" else tally.failed(error)
+            return tally.ended(error)
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
 
+    def _finish_metadata_only(
+        self,
+        work: _Work,
+        tally: _Tally,
+        metadata: dict[str, str],
+        replacements: dict[str, str],
+        deadline: Deadline,
+        dry_run: bool,
+    ) -> ObjectResult:
+        if not replacements:
+            return tally.result(Status.CURRENT)
+        if dry_run:
+            return tally.result(Status.WOULD_ROTATE)
+        if deadline.expired(WRITE_RESERVE_SECONDS):
+            raise OutOfTimeError("no time left to write safely")
+        return tally.result(Status.ROTATED, new_version_id=self.store.replace_metadata(work.ref, work.head, metadata))
+
 
 _Group = tuple[str, str | None]  # (key tag, context)
+
+
+class _Allowance:
+    """Bytes that decoded bodies may still take in memory, shared by a wave's threads."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if size > self.left:
+                return False
+            self.left -= size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.left += size
 
 
 @dataclass
@@ -482,6 +633,7 @@ class _Tally:
     rotated: int = 0
     versions: set[int] = field(default_factory=set)
     new_versions: set[int] = field(default_factory=set)
+    opaque: str | None = None  # the body was opaque; only metadata tokens were seen
 
     def count(self, tokens: list[str], replacements: dict[str, str]) -> _Tally:
         self.tokens += len(tokens)
@@ -492,6 +644,9 @@ class _Tally:
 
     def result(self, status: Status, new_version_id: str | None = None) -> ObjectResult:
         newest = self.new_versions or self.versions
+        reason = None
+        if self.opaque and status is not Status.MISSING:  # what was done is done, but not all was seen
+            status, reason = Status.OPAQUE, self.opaque
         return ObjectResult(
             self.ref,
             status,
@@ -500,10 +655,17 @@ class _Tally:
             old_versions=tuple(sorted(self.versions)),
             new_version=max(newest) if newest and status is not Status.MISSING else None,
             new_version_id=new_version_id,
+            reason=reason,
         )
 
     def failed(self, error: RewrapError) -> ObjectResult:
-        return replace(self.result(Status.FAILED), error=error, new_version=None)
+        return replace(self.result(Status.FAILED), status=Status.FAILED, error=error, new_version=None, reason=None)
+
+    def ended(self, error: RewrapError) -> ObjectResult:
+        """The result of an object whose processing stopped on ``error``."""
+        if error.code == "object-gone":
+            return self.result(Status.MISSING)
+        return unseen(self.ref, error) or self.failed(error)
 
 
 @dataclass
@@ -548,11 +710,11 @@ def _digests(values: Sequence[bytes | RewrapError]) -> list[bytes | None]:
     return [hashlib.sha256(v).digest() if isinstance(v, bytes) else None for v in values]
 
 
-def _malformed(malformed: list[Malformed], offset: int = 0) -> ObjectRejectedError:
+def _malformed(malformed: list[Malformed], offset: int = 0, form: Form | None = None) -> ObjectRejectedError:
     first = malformed[0]
+    where = f"byte {offset + first.start}" + (f" of the decoded {form} content" if form and not form.plain else "")
     return ObjectRejectedError(
-        f"{len(malformed)} malformed ncpkms token(s); first at byte {offset + first.start}: {first.reason}",
-        code="malformed-token",
+        f"{len(malformed)} malformed ncpkms token(s); first at {where}: {first.reason}", code="malformed-token"
     )
 
 
@@ -672,7 +834,10 @@ def _settle(
             in_flight.append(outcome)
             continue
         ref = item if isinstance(item, ObjectRef) else item.ref
-        results[ref] = outcome if isinstance(outcome, ObjectResult) else ObjectResult(ref, Status.FAILED, error=outcome)
+        if isinstance(outcome, ObjectResult):
+            results[ref] = outcome
+        else:
+            results[ref] = unseen(ref, outcome) or ObjectResult(ref, Status.FAILED, error=outcome)
     return in_flight
 
 

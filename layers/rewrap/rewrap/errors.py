@@ -58,6 +58,35 @@ class ObjectRejectedError(PermanentError):
     code = "object-rejected"
 
 
+class BodyDecodeError(ObjectRejectedError):
+    """The body says it is gzip or UTF-16/32 but does not decode (the reason names the byte offset)."""
+
+    code = "bad-encoding"
+
+
+class ObjectOpaqueError(PermanentError):
+    """The body could hold tokens the scanner cannot read (an archive, another compression, text
+    without a byte-order mark). The object is reported ``opaque`` with the reason, never
+    ``no-tokens``; it is not a failure to retry."""
+
+    code = "opaque"
+
+    @property
+    def reason(self) -> str:
+        return f"opaque: {self}"
+
+
+class ObjectUnreadableError(PermanentError):
+    """The object cannot be read at all: archived and not restored, SSE-C, access denied. Reported
+    ``unreadable`` with the reason; it is not a failure to retry."""
+
+    code = "unreadable"
+
+    @property
+    def reason(self) -> str:
+        return f"unreadable: {self}"
+
+
 # --- S3 ----------------------------------------------------------------------------------------
 class StorageUnavailableError(RetryableError):
     code = "s3-unavailable"

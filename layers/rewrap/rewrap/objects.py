@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rewrap.errors import (
     ObjectChangedError,
-    ObjectRejectedError,
+    ObjectUnreadableError,
     PermanentError,
     RewrapError,
     StorageDeniedError,
@@ -108,7 +108,7 @@ class S3Store:
             if _code(exc) in _MISSING:
                 return None
             if _code(exc) == "400":
-                raise ObjectRejectedError("S3 refused to describe the object (SSE-C is not supported)") from None
+                raise ObjectUnreadableError("S3 refused to describe the object (SSE-C: no customer key)") from None
             raise _translate(exc, "HEAD") from None
         return _head_of(response)
 
@@ -211,6 +211,13 @@ class S3Store:
                 rewrite.copy_range(start, min(start + part, head.size))
             return rewrite.complete()
 
+    def bucket_versioning(self, bucket: str) -> str | None:
+        """ "Enabled", "Suspended", "" (never enabled), or None when S3 will not say."""
+        try:
+            return str(self.client.get_bucket_versioning(Bucket=bucket).get("Status", ""))
+        except (ClientError, BotoCoreError):
+            return None
+
     def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Write an object of our own (a report), refusing to overwrite one that exists."""
         try:
@@ -291,7 +298,7 @@ class Rewrite:
 def _head_of(response: Mapping[str, Any]) -> ObjectHead:
     """The head of a HEAD or GET response."""
     if response.get("SSECustomerAlgorithm"):
-        raise ObjectRejectedError("object uses SSE-C; its customer key is not available to rewrap")
+        raise ObjectUnreadableError("object uses SSE-C; its customer key is not available to rewrap")
     return ObjectHead(
         etag=response["ETag"],
         size=int(response.get("ContentLength", 0)),
@@ -331,6 +338,10 @@ def _translate(exc: Exception, operation: str) -> RewrapError:
         return ObjectChangedError(f"object disappeared during {operation}", code="object-gone")
     if code in _CHANGED:
         return ObjectChangedError(f"object changed since it was read; {operation} refused ({code})")
+    if operation in ("HEAD", "GET") and code == "InvalidObjectState":
+        return ObjectUnreadableError("object is archived and not restored; restore it to read it")
+    if operation in ("HEAD", "GET") and code in _DENIED:
+        return ObjectUnreadableError(f"S3 denied {operation} ({code}); check the bucket policy and key policy")
     if code in _DENIED:
         return StorageDeniedError(f"S3 denied {operation} ({code}); check bucket policy, Object Lock, archive tier")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0

@@ -17,7 +17,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from rewrap.deadline import Deadline
-from rewrap.engine import ObjectResult, Status
+from rewrap.engine import UNSEEN, ObjectResult, Status
 from rewrap.errors import RetryableError, RewrapError, UnsupportedEventError
 from rewrap.events import Invocation, Kind, Unit, parse
 from rewrap.observability import logger, metrics
@@ -30,6 +30,8 @@ _METRIC_NAMES = {
     Status.CURRENT: "ObjectsCurrent",
     Status.NO_TOKENS: "ObjectsWithoutTokens",
     Status.MISSING: "ObjectsMissing",
+    Status.OPAQUE: "ObjectsOpaque",
+    Status.UNREADABLE: "ObjectsUnreadable",
 }
 BATCH_RESULT_STRING_LIMIT = 900
 
@@ -110,6 +112,8 @@ def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectR
         if error is None:
             result = by_ref[unit.refs[0]]
             code, text = "Succeeded", _describe(result)
+            if result.status in UNSEEN:  # not a failure to retry, nor done: the job's failure report lists it
+                code, text = "PermanentFailure", result.reason or str(result.status)
         else:
             code = "TemporaryFailure" if error.retryable else "PermanentFailure"
             text = error.reason
@@ -151,6 +155,8 @@ def _observe(invocation: Invocation, results: list[ObjectResult], runtime: Runti
     for result in results:
         if result.status is Status.FAILED:
             logger.warning("object not rotated", extra=result.to_dict())
+        elif result.status in UNSEEN:
+            logger.warning("object not looked at", extra=result.to_dict())
         elif result.status in (Status.ROTATED, Status.WOULD_ROTATE):
             logger.info(
                 "object rotated" if result.status is Status.ROTATED else "object would rotate", extra=result.to_dict()

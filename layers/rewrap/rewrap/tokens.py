@@ -1,7 +1,10 @@
 """Finding NCP KMS ciphertext tokens (``ncpkms:v<version>:<base64>``) and splicing in new ones.
 
-Bodies are scanned as bytes, so non-UTF-8 content around tokens survives untouched. A token inside
-JSON may carry escaped slashes (``\\/``); it is recognised, and its replacement is escaped the same way.
+Bodies are scanned as bytes, so non-UTF-8 content around tokens survives untouched. A token may be
+written with JSON escapes (``\\/``, ``\\u002b``, any character as ``\\uXXXX``) or %-encoded as in URLs,
+form bodies and logs (``ncpkms%3Av1%3A…%2B…%3D``); it is recognised, and its replacement is written
+back in the same form. A candidate cut short by an incomplete escape is reported malformed, never
+sent to KMS as a shorter token.
 """
 
 from __future__ import annotations
@@ -21,26 +24,79 @@ MAX_TOKEN_CHARS = 43_746
 _CANDIDATE_RE = re.compile(rb"ncpkms:v([0-9]*):(?:(?!ncpkms:v)(?:[A-Za-z0-9+/]|\\/))*={0,2}")
 _PREFIX_RE = re.compile(rb"ncpkms:v")
 _ESCAPED_SLASH = b"\\/"
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_TOKEN_CHARS = _B64_CHARS | {"=", ":"}
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _any_form(char: str) -> bytes:
+    """A regex for ``char`` written plainly, as a JSON ``\\uXXXX`` escape or %-encoded (hex any case)."""
+    hexa = f"{ord(char):02x}"
+    either = "".join(f"[{h}{h.upper()}]" if h.isalpha() else h for h in hexa)
+    return f"(?:{re.escape(char)}|\\\\u00{either}|%{either})".encode()
+
+
+# The prefix in any mix of plain, JSON-escaped and %-encoded characters (JSON writers such as Gson
+# and .NET escape "=" and "+", URLs and form bodies %-encode ":" "/" "+" "="). Bodies holding no
+# "\\u" and no "%" cannot hold such a form, and keep the plain scan's speed.
+_ESCAPED_PREFIX_RE = re.compile(b"".join(_any_form(c) for c in "ncpkms:v"))
+# The same with "ncpkms" written plainly: a literal start keeps the search fast. Exact where no
+# letter of the prefix can be escaped (no \\u006x, \\u007x, %6x, %7x in the data).
+_ESCAPED_SEPARATORS_RE = re.compile(b"ncpkms" + _any_form(":") + _any_form("v"))
+_LETTER_ESCAPES = (b"\\u006", b"\\u007", b"%6", b"%7")
+_PREFIX = "ncpkms:v"
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How an escaped token was written: the raw form of each escaped character, and whether it sat
+    in %-encoded text (where a literal "+" may read as a space, so unknown specials are encoded)."""
+
+    forms: tuple[tuple[str, bytes], ...]
+    percent: bool
+    upper: bool
+    everything: bool = False  # every character was escaped: escape every character of the new one
+
+    def encode(self, token: str) -> bytes:
+        forms = dict(self.forms)
+        out = []
+        for char in token:
+            raw = forms.get(char)
+            if raw is None and (self.everything or (self.percent and char in "+/=:")):
+                digits = f"{ord(char):02X}" if self.upper else f"{ord(char):02x}"
+                raw = (f"%{digits}" if self.percent else f"\\u00{digits}").encode()
+            out.append(raw if raw is not None else char.encode())
+        return b"".join(out)
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """A token in a body: ``text`` is the canonical token, ``start:end`` its raw span."""
+    """A token in a body: ``text`` is the canonical token, ``start:end`` its raw span, ``style`` how
+    it was escaped (None: plain bytes, or only JSON-escaped slashes when ``slashes``)."""
 
     text: str
     version: int
     start: int
     end: int
-    escaped: bool = False
+    slashes: bool = False
+    style: Style | None = None
+
+    @property
+    def escaped(self) -> bool:
+        """Written with JSON-escaped slashes."""
+        return self.slashes or (self.style is not None and dict(self.style.forms).get("/") == _ESCAPED_SLASH)
 
     def encode_replacement(self, new_token: str) -> bytes:
+        if self.style is not None:
+            return self.style.encode(new_token)
         raw = new_token.encode("ascii")
-        return raw.replace(b"/", _ESCAPED_SLASH) if self.escaped else raw
+        return raw.replace(b"/", _ESCAPED_SLASH) if self.slashes else raw
 
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """Something that starts like a token but is not one (broken base64, absurd version, too long)."""
+    """Something that starts like a token but is not one (broken base64, absurd version, too long,
+    or cut short by an incomplete escape)."""
 
     start: int
     reason: str
@@ -75,21 +131,158 @@ def _check(candidate: str) -> str | None:
     return "token body is not padded standard base64"
 
 
+def may_hold_escaped(data: bytes | bytearray) -> bool:
+    """Whether ``data`` could hold a JSON-\\u-escaped or %-encoded token (else the plain scan is exact)."""
+    return b"%" in data or b"\\u" in data
+
+
 def scan(data: bytes, base_offset: int = 0) -> tuple[list[Found], list[Malformed]]:
     """Every token and every malformed token-like run in ``data``, in order of appearance."""
+    if may_hold_escaped(data):
+        return _scan_escaped(data, base_offset)
     found: list[Found] = []
     malformed: list[Malformed] = []
     for match in _CANDIDATE_RE.finditer(data):
-        raw = match.group(0)
-        escaped = _ESCAPED_SLASH in raw
-        text = (raw.replace(_ESCAPED_SLASH, b"/") if escaped else raw).decode("ascii")
+        _take_plain(match, base_offset, found, malformed)
+    return found, malformed
+
+
+def _take_plain(match: re.Match[bytes], base_offset: int, found: list[Found], malformed: list[Malformed]) -> None:
+    """A candidate written plainly (escaped slashes at most): a token, or a malformed one."""
+    raw = match.group(0)
+    escaped = _ESCAPED_SLASH in raw
+    text = (raw.replace(_ESCAPED_SLASH, b"/") if escaped else raw).decode("ascii")
+    start = base_offset + match.start()
+    problem = _check(text)
+    if problem is None:
+        found.append(Found(text, int(match.group(1)), start, base_offset + match.end(), escaped))
+    else:
+        malformed.append(Malformed(start, problem))
+
+
+def _scan_escaped(data: bytes, base_offset: int) -> tuple[list[Found], list[Malformed]]:
+    found: list[Found] = []
+    malformed: list[Malformed] = []
+    position = 0
+    prefix_re = _prefix_re(data)
+    while True:
+        match = prefix_re.search(data, position)
+        if match is None:
+            return found, malformed
+        plain = _CANDIDATE_RE.match(data, match.start())
+        if plain is not None and data[plain.end() : plain.end() + 1] not in (b"\\", b"%"):
+            raw = plain.group(0)
+            if b"%" not in raw and b"\\u" not in raw:  # written plainly: the plain scan's steps
+                _take_plain(plain, base_offset, found, malformed)
+                position = plain.end()
+                continue
+        candidate = _read_candidate(data, match.start())
+        if candidate is None:  # no ":" after the version: not token-like (as in the plain scan)
+            position = match.end()
+            continue
+        text, end, units, cut_short = candidate
         start = base_offset + match.start()
         problem = _check(text)
-        if problem is None:
-            found.append(Found(text, int(match.group(1)), start, base_offset + match.end(), escaped))
-        else:
+        if problem is None and cut_short is not None:
+            problem = f"token cut short by an incomplete escape at byte {base_offset + cut_short}"
+        if problem is not None:
             malformed.append(Malformed(start, problem))
-    return found, malformed
+        else:
+            found.append(Found(text, int(text[8 : text.index(":", 8)]), start, base_offset + end, *_style(units)))
+        position = end
+
+
+# One character of a candidate: a plain token character, an escaped slash, a \\uXXXX escape or %XX.
+_Unit = tuple[str, bytes]
+
+
+def _next_unit(data: bytes, i: int) -> tuple[_Unit | None, bool]:
+    """The character at ``i`` and its raw bytes; (None, True) for an incomplete escape there."""
+    byte = data[i]
+    if byte == 0x5C:  # backslash
+        if data[i + 1 : i + 2] == b"/":
+            return ("/", _ESCAPED_SLASH), False
+        if data[i + 1 : i + 2] != b"u":
+            return None, False  # another JSON escape (\\n, \\"): ends the token
+        digits = data[i + 2 : i + 6]
+        if len(digits) < 4 or not all(d in _HEX for d in digits):
+            return None, True
+        return (chr(int(digits, 16)), data[i : i + 6]), False
+    if byte == 0x25:  # percent
+        digits = data[i + 1 : i + 3]
+        if len(digits) < 2 or not all(d in _HEX for d in digits):
+            return None, True
+        return (chr(int(digits, 16)), data[i : i + 3]), False
+    return (chr(byte), data[i : i + 1]), False
+
+
+def _read_candidate(data: bytes, start: int) -> tuple[str, int, list[_Unit], int | None] | None:
+    """Decode a candidate at ``start`` (its prefix matched): its text, raw end, units, and the offset
+    of an incomplete escape right after it (a token cut short there must never reach KMS)."""
+    units: list[_Unit] = []
+    i = start
+    phase = "prefix"  # prefix → version → body → padding
+    pads = 0
+    cut_short: int | None = None
+    limit = len(data)
+    while i < limit and len(units) <= MAX_TOKEN_CHARS:
+        unit, incomplete = _next_unit(data, i)
+        if unit is None:
+            if incomplete and phase in ("body", "padding"):
+                cut_short = i
+            break
+        char = unit[0]
+        if phase == "prefix" and len(units) == len(_PREFIX):
+            phase = "version"
+        if phase == "version":
+            if char == ":":
+                phase = "body"
+                units.append(unit)
+                i += len(unit[1])
+                continue
+            if not char.isdigit() or not char.isascii():
+                return None
+        elif phase == "body":
+            if char == "=":
+                phase = "padding"
+            elif char not in _B64_CHARS:
+                break
+            elif char == "n" and _starts_prefix(data, i):
+                break  # the next token begins
+        if phase == "padding":
+            if char != "=" or pads == 2:
+                break
+            pads += 1
+        units.append(unit)
+        i += len(unit[1])
+    if phase in ("prefix", "version"):
+        return None
+    return "".join(c for c, _ in units), i, units, cut_short
+
+
+def _prefix_re(data: bytes) -> re.Pattern[bytes]:
+    return _ESCAPED_PREFIX_RE if any(e in data for e in _LETTER_ESCAPES) else _ESCAPED_SEPARATORS_RE
+
+
+def _starts_prefix(data: bytes, i: int) -> bool:
+    match = _ESCAPED_PREFIX_RE.match(data, i)
+    return match is not None
+
+
+def _style(units: list[_Unit]) -> tuple[bool, Style | None]:
+    forms: dict[str, bytes] = {}
+    for char, raw in units:
+        if len(raw) > 1:
+            forms.setdefault(char, raw)
+    if not forms:
+        return False, None
+    if set(forms.values()) == {_ESCAPED_SLASH}:
+        return True, None
+    percent = any(raw.startswith(b"%") for raw in forms.values())
+    hex_digits = b"".join(raw[2:] if raw.startswith(b"\\u") else raw[1:] for raw in forms.values() if len(raw) > 2)
+    upper = any(c in b"ABCDEF" for c in hex_digits) or not any(c in b"abcdef" for c in hex_digits)
+    everything = all(len(raw) > 1 for _, raw in units)
+    return False, Style(tuple(sorted(forms.items())), percent, upper, everything)
 
 
 def splice(data: bytes, found: Iterable[Found], replacements: Mapping[str, str]) -> bytes:
@@ -124,20 +317,23 @@ def chunk_by_size(items: Sequence[str], limit: int) -> Iterator[list[str]]:
 
 
 # A token, with every slash escaped, is at most this long; a cut this far from a candidate is safe.
+# Where escapes may occur, a token with every character \\u-escaped (and an escape after it) is.
 _MAX_RAW_TOKEN = 2 * MAX_TOKEN_CHARS
+_MAX_RAW_ESCAPED_TOKEN = 6 * (MAX_TOKEN_CHARS + 2)
 
 
 def token_safe_segments(chunks: Iterable[bytes], target: int) -> Iterator[tuple[int, bytes]]:
     """Regroup a byte stream into (offset, segment) pieces of about ``target`` bytes, never cutting
     through anything that looks like a token, so each piece can be scanned and spliced on its own.
 
-    Every piece but the last is at least ``target - 2 * MAX_TOKEN_CHARS`` bytes long."""
+    Every piece but the last is at least ``target - 2 * MAX_TOKEN_CHARS`` bytes long (``6 *`` where
+    the stream holds escapes)."""
     buffer = bytearray()
     offset = 0
     for chunk in chunks:
         buffer += chunk
-        while len(buffer) >= target + _MAX_RAW_TOKEN:
-            cut = _safe_cut(buffer, target)
+        while len(buffer) >= target + _MAX_RAW_TOKEN and len(buffer) >= target + (reach := _reach(buffer, target)):
+            cut = _safe_cut(buffer, target, reach)
             yield offset, bytes(buffer[:cut])
             del buffer[:cut]
             offset += cut
@@ -145,16 +341,41 @@ def token_safe_segments(chunks: Iterable[bytes], target: int) -> Iterator[tuple[
         yield offset, bytes(buffer)
 
 
-def _safe_cut(buffer: bytearray, target: int) -> int:
-    """``target``, or the start of the token-like run (or bare ``ncpkms:v`` prefix) that spans it.
+def _reach(buffer: bytearray, target: int) -> int:
+    """How far around ``target`` a token may reach: farther where escapes occur near it."""
+    start = max(0, target - _MAX_RAW_ESCAPED_TOKEN)
+    escaped = buffer.find(b"%", start) >= 0 or buffer.find(b"\\u", start) >= 0
+    return _MAX_RAW_ESCAPED_TOKEN if escaped else _MAX_RAW_TOKEN
+
+
+def _safe_cut(buffer: bytearray, target: int, reach: int) -> int:
+    """``target``, or the start of the token-like run (or bare prefix) that spans it.
 
     A bare prefix matters too: it ends the token before it, so cutting through it would let that
-    token run on into the cut-off letters."""
-    window_start = max(0, target - _MAX_RAW_TOKEN)
-    window = bytes(buffer[window_start : target + _MAX_RAW_TOKEN])
+    token run on into the cut-off letters. An escape right after a token is part of its run, so a
+    cut never turns "%20" into an incomplete "%2"."""
+    window_start = max(0, target - reach)
+    window = bytes(buffer[window_start : target + reach])
+    for start, end in _runs(window, target - window_start):
+        start, end = window_start + start, window_start + end
+        if start < target < end:
+            return start if start > 0 else end
+    return target
+
+
+def _runs(window: bytes, before: int) -> Iterator[tuple[int, int]]:
+    """Spans of token-like runs starting before ``before`` in ``window``: candidates (with an escape
+    right after them) and prefixes."""
+    if may_hold_escaped(window):
+        for match in _prefix_re(window).finditer(window):
+            if match.start() >= before:
+                return
+            candidate = _read_candidate(window, match.start())
+            end = match.end() if candidate is None else candidate[1]
+            yield match.start(), min(len(window), max(match.end(), end) + 6)
+        return
     for pattern in (_CANDIDATE_RE, _PREFIX_RE):
         for match in pattern.finditer(window):
-            start, end = window_start + match.start(), window_start + match.end()
-            if start < target < end:
-                return start if start > 0 else end
-    return target
+            if match.start() >= before:
+                break
+            yield match.start(), match.end()
