@@ -8,8 +8,13 @@ PYTHON ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# LocalStack, the stricter second S3 for the tests, runs only on Python 3.13, in its own venv.
+PYTHON313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13) \
+                         $(shell command -v python3.13 2>/dev/null))
+LS_VENV := .venv-localstack
+LS_STAMP := $(LS_VENV)/.installed-stamp
 
-.PHONY: help install test unit integration demo lint fmt bench soak clean
+.PHONY: help install test test-moto test-localstack unit integration demo lint fmt bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,8 +27,20 @@ $(STAMP): pyproject.toml layers/rewrap/requirements.txt
 
 install: $(STAMP) ## create .venv and install rewrap with its dev tools
 
-test: $(STAMP) ## run every test (unit + integration against moto and the NCP KMS emulator)
+$(LS_STAMP): local/localstack/requirements.txt local/localstack/constraints.txt
+	@test -n "$(PYTHON313)" || { echo "LocalStack needs Python 3.13 (pyenv or PATH); none found" >&2; exit 1; }
+	test -x $(LS_VENV)/bin/python || $(PYTHON313) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet -r local/localstack/requirements.txt -c local/localstack/constraints.txt
+	touch $@
+
+test: test-moto test-localstack ## every test on moto, then the S3-semantics suites again on LocalStack
+
+test-moto: $(STAMP) ## run every test (unit + integration against moto and the NCP KMS emulator)
 	$(BIN)/python -m pytest
+
+test-localstack: $(STAMP) $(LS_STAMP) ## the S3-semantics suites (marker s3) against LocalStack on loopback
+	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m pytest --s3-backend=localstack
 
 unit: $(STAMP) ## run the unit tests only
 	$(BIN)/python -m pytest tests/unit
@@ -50,4 +67,4 @@ fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## remove the virtual environment and build output
-	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LS_VENV) .aws-sam .pytest_cache .ruff_cache

@@ -190,6 +190,8 @@ class S3Faults:
         self.injected: Counter[str] = Counter()
         self.injected_at: Counter[str] = Counter()  # "<kind> <operation>"
         self.retries = 0
+        # LocalStack enforces these conditions itself: there the hooks leave them to it.
+        self.emulate_conditions = corpus.stack.backend == "moto"
 
     def attach(self, client: Any) -> None:
         """Idempotent: hooks are registered once per client (``unique_id``)."""
@@ -233,7 +235,7 @@ class S3Faults:
                 self.corpus.race(fault.kind, _bucket_key(request.url)[1])
             else:
                 return s3_error(request.url, fault.status, fault.code)
-        return self._conditions(op, request)
+        return self._conditions(op, request) if self.emulate_conditions else None
 
     def _crash_now(self, op: str) -> bool:
         if self._crash_in is None or self._crash_op not in (None, op):

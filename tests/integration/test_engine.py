@@ -15,6 +15,8 @@ from rewrap.runtime import Runtime
 from rewrap.tokens import scan, token_version
 from rewrap_local.stack import LocalStack
 
+pytestmark = pytest.mark.s3
+
 
 def put_text(
     stack: LocalStack, runtime: Runtime, key: str, secrets: list[bytes], fmt: str = "{}", **extra: Any

@@ -11,6 +11,8 @@ import pytest
 from rewrap_local.soak import FAULT_KINDS, WRITE_OPS, Soak, SoakConfig, run_soak
 from rewrap_local.stack import LocalStack
 
+pytestmark = pytest.mark.s3
+
 # Permanent failures a fault may legitimately cause (re-run once the cause is fixed); a transient
 # fault must never end as a permanent failure.
 EXPECTED_PERMANENT = {"verification-failed", "secret-invalid"}
