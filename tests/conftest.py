@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from rewrap.runtime import Runtime, reset_runtime
-from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.emulator import KmsEmulator
+from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import LocalStack, environment, provision, running_servers
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

@@ -15,7 +15,7 @@ log="$state/localstack.log"
 # Loopback only: the hypercorn gateway honours GATEWAY_LISTEN (the default server binds 0.0.0.0).
 # No DNS server, no certificate download, no telemetry; state kept in a throwaway directory.
 export GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$port" LOCALSTACK_HOST="127.0.0.1:$port"
-export SERVICES=s3,sqs,secretsmanager SQS_ENDPOINT_STRATEGY=path
+export SERVICES=s3,sqs,secretsmanager,kms SQS_ENDPOINT_STRATEGY=path
 export OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$state/fs" DNS_ADDRESS=0 SKIP_SSL_CERT_DOWNLOAD=1
 export DISABLE_EVENTS=1 LOCALSTACK_TELEMETRY_DISABLED=1 DISABLE_CORS_CHECKS=1 PERSISTENCE=0
 mkdir -p "$state/fs"

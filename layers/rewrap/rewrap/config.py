@@ -67,6 +67,7 @@ class Settings:
     sweep_modified_before: datetime | None = None
     sweep_max_object_bytes: int = 0  # 0 = no size filter
     report_prefix: str = ""
+    requester_pays: bool = False  # send RequestPayer=requester on every S3 call
 
     def __post_init__(self) -> None:
         if self.signature_version not in ("v1", "v2"):
@@ -127,6 +128,7 @@ class Settings:
             sweep_modified_before=reader.timestamp("REWRAP_SWEEP_MODIFIED_BEFORE"),
             sweep_max_object_bytes=int(reader.number("REWRAP_SWEEP_MAX_OBJECT_BYTES", 0)),
             report_prefix=reader.text("REWRAP_REPORT_PREFIX"),
+            requester_pays=reader.flag("REWRAP_REQUESTER_PAYS"),
         )
 
 

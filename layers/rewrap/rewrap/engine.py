@@ -34,8 +34,10 @@ from rewrap.errors import (
     KmsInvalidReplyError,
     KmsRejectedError,
     ObjectRejectedError,
+    ObjectUnreadableError,
     OutOfTimeError,
     PartialBatchError,
+    PermanentError,
     RetryableError,
     RewrapError,
     VerificationError,
@@ -43,12 +45,14 @@ from rewrap.errors import (
 from rewrap.ports import (
     MAX_COPY_PART_BYTES,
     MAX_PARTS,
+    USER_METADATA_LIMIT,
     ObjectBody,
     ObjectHead,
     ObjectRef,
     ObjectStore,
     PartWriter,
     Rewrapper,
+    metadata_bytes,
 )
 from rewrap.tokens import Found, Malformed, is_token, known_version, scan, splice, token_safe_segments
 
@@ -72,6 +76,7 @@ class Status(StrEnum):
     CURRENT = "current"
     NO_TOKENS = "no-tokens"
     MISSING = "missing"
+    UNREADABLE = "unreadable"  # S3 holds it in a form we cannot read (archived, SSE-C): reported, not failed
     FAILED = "failed"
 
 
@@ -85,6 +90,7 @@ class ObjectResult:
     new_version: int | None = None
     new_version_id: str | None = None
     error: RewrapError | None = None
+    reason: str | None = None  # why an object is unreadable: "archived", "sse-c"
 
     @property
     def retryable(self) -> bool:
@@ -106,6 +112,8 @@ class ObjectResult:
         if self.error is not None:
             out["errorClass"] = "retryable" if self.error.retryable else "permanent"
             out["reason"] = self.error.reason
+        elif self.reason:
+            out["reason"] = self.reason
         return out
 
 
@@ -207,6 +215,8 @@ class Engine:
             head = self.store.head(ref)
         if head is None:
             return ObjectResult(ref, Status.MISSING)
+        if head.archived:
+            return ObjectResult(ref, Status.UNREADABLE, reason="archived")
         if ref.version_id:
             current = self.store.head(ObjectRef(ref.bucket, ref.key))
             if current is None or current.version_id != head.version_id:
@@ -390,12 +400,23 @@ class Engine:
         if work.envelope:
             for name, token in work.envelope.items():
                 metadata[name] = replacements.get(token, token)
+            if metadata_bytes(metadata) > USER_METADATA_LIMIT:
+                raise PermanentError(
+                    f"the rotated envelope's metadata ({metadata_bytes(metadata)} bytes) exceeds S3's "
+                    f"{USER_METADATA_LIMIT}-byte limit; nothing written",
+                    code="metadata-too-large",
+                )
             return self.store.replace_metadata(work.ref, work.head, metadata)
         assert work.body is not None
         data = splice(work.body.data, work.found, replacements)
         lowest = min(known_version(replacements.get(t.text, t.text)) for t in work.found)
-        metadata[STAMP_VERSION_METADATA] = str(lowest)
-        metadata[STAMP_SIZE_METADATA] = str(len(data))
+        stamped = {**metadata, STAMP_VERSION_METADATA: str(lowest), STAMP_SIZE_METADATA: str(len(data))}
+        # The stamps only save work; an object whose own metadata leaves no room goes without them.
+        if metadata_bytes(stamped) <= USER_METADATA_LIMIT:
+            metadata = stamped
+        else:
+            metadata.pop(STAMP_VERSION_METADATA, None)
+            metadata.pop(STAMP_SIZE_METADATA, None)
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
         return self.store.put_body(work.ref, work.head, body, metadata)
 
@@ -483,6 +504,8 @@ class _Tally:
         )
 
     def failed(self, error: RewrapError) -> ObjectResult:
+        if isinstance(error, ObjectUnreadableError):
+            return replace(self.result(Status.UNREADABLE), reason=error.unreadable_reason, new_version=None)
         return replace(self.result(Status.FAILED), error=error, new_version=None)
 
 
@@ -569,7 +592,7 @@ def _settle(
             in_flight.append(outcome)
             continue
         ref = item if isinstance(item, ObjectRef) else item.ref
-        results[ref] = outcome if isinstance(outcome, ObjectResult) else ObjectResult(ref, Status.FAILED, error=outcome)
+        results[ref] = outcome if isinstance(outcome, ObjectResult) else _Tally(ref).failed(outcome)
     return in_flight
 
 

@@ -70,6 +70,17 @@ class StorageDeniedError(PermanentError):
     code = "s3-denied"
 
 
+class ObjectUnreadableError(PermanentError):
+    """S3 holds the object in a form rewrap cannot read: archived (not restored) or SSE-C. The object
+    is reported ``unreadable`` with ``unreadable_reason`` (``archived``, ``sse-c``), not failed."""
+
+    code = "unreadable"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.unreadable_reason = reason
+
+
 # --- credentials -------------------------------------------------------------------------------
 class CredentialsUnavailableError(RetryableError):
     code = "secret-unavailable"

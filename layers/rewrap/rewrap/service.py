@@ -1,16 +1,19 @@
 """The rotate route: event → engine → the response each trigger expects.
 
-- S3 notifications and EventBridge (direct, asynchronous invocations): a retryable failure raises,
-  so Lambda retries the event; permanent failures are logged and counted.
+- S3 notifications, SNS and EventBridge (direct, asynchronous invocations): a retryable failure
+  raises, so Lambda retries the event; permanent failures are logged and counted.
 - SQS: only messages with a retryable failure are returned in ``batchItemFailures``. A message
   that failed permanently is forwarded to the dead-letter queue with its reason (when
-  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost.
+  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost; of a
+  rotate request only the keys that failed are parked, each with its reason.
+- Objects S3 cannot serve (archived, SSE-C) are ``unreadable``: reported, never failed or parked.
 - S3 Batch Operations: one result per task (Succeeded / TemporaryFailure / PermanentFailure).
 - Direct rotate requests: a per-object summary.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -30,6 +33,7 @@ _METRIC_NAMES = {
     Status.CURRENT: "ObjectsCurrent",
     Status.NO_TOKENS: "ObjectsWithoutTokens",
     Status.MISSING: "ObjectsMissing",
+    Status.UNREADABLE: "ObjectsUnreadable",
 }
 BATCH_RESULT_STRING_LIMIT = 900
 
@@ -42,6 +46,7 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
         raise
     for key_tag, version in invocation.newest_versions.items():
         runtime.engine.versions.observe(key_tag, version)
+    _use_raw_keys(invocation, runtime)
     kms_before = runtime.kms.stats.snapshot()
     results = runtime.engine.rotate(
         invocation.refs, deadline=Deadline.from_lambda_context(context), dry_run=invocation.dry_run
@@ -56,7 +61,7 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     if invocation.kind is Kind.BATCH_OPERATIONS:
         return _batch_operations_response(invocation, by_ref)
     summary = summarize(results)
-    if invocation.kind in (Kind.S3, Kind.EVENTBRIDGE) and summary["retryable"]:
+    if invocation.kind in (Kind.S3, Kind.SNS, Kind.EVENTBRIDGE) and summary["retryable"]:
         raise RetryableError(f"{summary['retryable']} object(s) failed with a retryable error; retrying the event")
     if invocation.kind is Kind.ROTATE_REQUEST:
         summary["objects"] = [r.to_dict() for r in results]
@@ -71,6 +76,15 @@ def summarize(results: list[ObjectResult]) -> dict[str, Any]:
         "retryable": sum(1 for r in results if r.retryable),
         "permanent": sum(1 for r in results if r.status is Status.FAILED and not r.retryable),
     }
+
+
+def _use_raw_keys(invocation: Invocation, runtime: Runtime) -> None:
+    """An event key that decodes to an object that does not exist, while the key as sent does:
+    rotate the one that exists (keys with ``%`` or ``+`` in their names)."""
+    for unit in invocation.units:
+        for decoded, raw in unit.raw_keys.items():
+            if decoded in unit.refs and runtime.store.head(decoded) is None and runtime.store.head(raw) is not None:
+                unit.refs[unit.refs.index(decoded)] = raw
 
 
 def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
@@ -94,13 +108,30 @@ def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runti
             continue
         logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
         if runtime.dead_letters is not None:
+            body = _parked_body(str(records.get(unit.id, {}).get("body", "")), unit, by_ref)
             try:
-                runtime.dead_letters.forward(str(records.get(unit.id, {}).get("body", "")), error.reason, unit.id)
+                runtime.dead_letters.forward(body, error.reason, unit.id)
             except RewrapError:
                 failures.append({"itemIdentifier": unit.id})  # keep it on the queue; redrive will park it
                 continue
         metrics.add_metric(name="MessagesParked", unit=MetricUnit.Count, value=1)
     return {"batchItemFailures": failures}
+
+
+def _parked_body(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> str:
+    """What to park for a message that failed permanently: of a rotate request only its failed keys,
+    each with its reason (the rest was done), still a rotate request a redrive can replay; any other
+    message as it came."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return body
+    if unit.error is not None or not (isinstance(request, dict) and "bucket" in request and "keys" in request):
+        return body
+    failed = [ref for ref in unit.refs if by_ref[ref].error is not None]
+    keys = [{"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key for ref in failed]
+    reasons = [{"key": ref.key, "reason": by_ref[ref].error.reason} for ref in failed]  # type: ignore[union-attr]
+    return json.dumps({"bucket": request["bucket"], "keys": keys, "failures": reasons})
 
 
 def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectResult]) -> dict[str, Any]:
@@ -129,6 +160,8 @@ def _describe(result: ObjectResult) -> str:
         return f"{result.status}: {result.rotated_tokens}/{result.tokens} tokens {versions} -> v{result.new_version}"
     if result.status is Status.CURRENT:
         return f"current: {result.tokens} tokens at v{result.new_version or max(result.old_versions or (0,))}"
+    if result.status is Status.UNREADABLE:
+        return f"unreadable: {result.reason}"
     return str(result.status)
 
 
