@@ -14,7 +14,7 @@ PYTHON313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1
 LS_VENV := .venv-localstack
 LS_STAMP := $(LS_VENV)/.installed-stamp
 
-.PHONY: help install test test-moto test-localstack unit integration demo lint fmt bench soak clean
+.PHONY: help install test test-moto test-localstack unit integration demo lint fmt bench soak soak-localstack clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench: $(STAMP) ## throughput against a naive rotator and the S3 floor → docs/
 
 soak: $(STAMP) ## fault-injection soak: every fault alone and mixed, then converged; prints the report
 	$(BIN)/python -m rewrap_local.soak $(SOAK_ARGS)
+
+soak-localstack: $(STAMP) $(LS_STAMP) ## the same soak against LocalStack on loopback
+	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m rewrap_local.soak $(SOAK_ARGS)
 
 fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format .

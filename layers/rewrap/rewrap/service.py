@@ -83,8 +83,11 @@ def _use_raw_keys(invocation: Invocation, runtime: Runtime) -> None:
     rotate the one that exists (keys with ``%`` or ``+`` in their names)."""
     for unit in invocation.units:
         for decoded, raw in unit.raw_keys.items():
-            if decoded in unit.refs and runtime.store.head(decoded) is None and runtime.store.head(raw) is not None:
-                unit.refs[unit.refs.index(decoded)] = raw
+            try:
+                if decoded in unit.refs and runtime.store.head(decoded) is None and runtime.store.head(raw) is not None:
+                    unit.refs[unit.refs.index(decoded)] = raw
+            except RewrapError:  # the engine reads the decoded key again and reports what S3 says
+                continue
 
 
 def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
