@@ -46,11 +46,10 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
         raise
     for key_tag, version in invocation.newest_versions.items():
         runtime.engine.versions.observe(key_tag, version)
-    _use_raw_keys(invocation, runtime)
     kms_before = runtime.kms.stats.snapshot()
-    results = runtime.engine.rotate(
-        invocation.refs, deadline=Deadline.from_lambda_context(context), dry_run=invocation.dry_run
-    )
+    deadline = Deadline.from_lambda_context(context)
+    results = runtime.engine.rotate(invocation.refs, deadline=deadline, dry_run=invocation.dry_run)
+    results = _with_raw_keys(invocation, results, runtime, deadline)
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
     if runtime.settings.report_prefix:
@@ -78,16 +77,18 @@ def summarize(results: list[ObjectResult]) -> dict[str, Any]:
     }
 
 
-def _use_raw_keys(invocation: Invocation, runtime: Runtime) -> None:
-    """An event key that decodes to an object that does not exist, while the key as sent does:
-    rotate the one that exists (keys with ``%`` or ``+`` in their names)."""
-    for unit in invocation.units:
-        for decoded, raw in unit.raw_keys.items():
-            try:
-                if decoded in unit.refs and runtime.store.head(decoded) is None and runtime.store.head(raw) is not None:
-                    unit.refs[unit.refs.index(decoded)] = raw
-            except RewrapError:  # the engine reads the decoded key again and reports what S3 says
-                continue
+def _with_raw_keys(
+    invocation: Invocation, results: list[ObjectResult], runtime: Runtime, deadline: Deadline
+) -> list[ObjectResult]:
+    """An event key that decodes to an object that does not exist: rotate the key as the event sent
+    it, when that one exists (keys with ``%`` or ``+`` in their names). Only a ``missing`` result
+    is retried this way, so an error reading the decoded key is answered like any other."""
+    raw_keys = {decoded: raw for unit in invocation.units for decoded, raw in unit.raw_keys.items()}
+    retry = [raw_keys[r.ref] for r in results if r.status is Status.MISSING and r.ref in raw_keys]
+    if not retry:
+        return results
+    second = dict(zip(retry, runtime.engine.rotate(retry, deadline=deadline, dry_run=invocation.dry_run), strict=True))
+    return [second[raw_keys[r.ref]] if r.status is Status.MISSING and r.ref in raw_keys else r for r in results]
 
 
 def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
