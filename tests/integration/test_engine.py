@@ -312,6 +312,10 @@ def test_objects_declared_text_are_read_with_a_single_get(stack: LocalStack, run
     s3.put_object(Bucket=stack.bucket, Key="sealed.json", Body=b"{}", Metadata={"wrapped": data_key.ciphertext})
     stack.kms.rotate(stack.key_tag)
     runtime.engine.settings = stack.settings(text_suffixes=(".json",))
+    # a bucket that uses ACLs (new AWS and LocalStack buckets enforce bucket-owner ownership)
+    s3.put_bucket_ownership_controls(
+        Bucket=stack.bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
+    )
     calls: list[str] = []
     runtime.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
 
