@@ -52,6 +52,7 @@ EXAMPLES = 10
 _HINTS = {
     "s3-denied": "check that your AWS identity may list and read the bucket",
     "s3-error": "check the bucket name and its region (AWS_REGION)",
+    "no-such-bucket": "check the bucket name and its region (AWS_REGION)",
     "s3-unavailable": "check AWS credentials and network (aws sts get-caller-identity), then run again",
     "secret-invalid": "check NCP_KMS_SECRET_ID and that your AWS identity may read that secret",
     "secret-unavailable": "check AWS credentials, region and network, then run again",

@@ -12,6 +12,12 @@ from rewrap.deadline import Deadline
 # S3 limits for multipart uploads.
 MAX_PARTS = 10_000
 MAX_COPY_PART_BYTES = 5 * 1024**3
+# S3's limit on user metadata: UTF-8 bytes of every name (without x-amz-meta-) and value, summed.
+USER_METADATA_LIMIT = 2048
+
+
+def metadata_bytes(metadata: Mapping[str, str]) -> int:
+    return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
 
 
 @dataclass(frozen=True, order=True)
@@ -34,6 +40,7 @@ class ObjectHead:
     metadata: Mapping[str, str]
     version_id: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    archived: bool = False  # in an archive tier and not restored: the body cannot be read
 
 
 @dataclass(frozen=True)

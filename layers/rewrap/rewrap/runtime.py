@@ -63,7 +63,9 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
         rate_limiter=RateLimiter(settings.kms_rate_limit) if settings.kms_rate_limit > 0 else None,
     )
     kms.check_configuration()  # a configuration the secret contradicts fails here, before any object is read
-    store = S3Store(s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes)
+    store = S3Store(
+        s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes, requester_pays=settings.requester_pays
+    )
     return Runtime(
         settings=settings,
         engine=Engine(settings, store, kms),

@@ -1,16 +1,19 @@
 """The rotate route: event → engine → the response each trigger expects.
 
-- S3 notifications and EventBridge (direct, asynchronous invocations): a retryable failure raises,
-  so Lambda retries the event; permanent failures are logged and counted.
+- S3 notifications, SNS and EventBridge (direct, asynchronous invocations): a retryable failure
+  raises, so Lambda retries the event; permanent failures are logged and counted.
 - SQS: only messages with a retryable failure are returned in ``batchItemFailures``. A message
   that failed permanently is forwarded to the dead-letter queue with its reason (when
-  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost.
+  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost; of a
+  rotate request only the keys that failed are parked, each with its reason.
+- Objects S3 cannot serve (archived, SSE-C) are ``unreadable``: reported, never failed or parked.
 - S3 Batch Operations: one result per task (Succeeded / TemporaryFailure / PermanentFailure).
 - Direct rotate requests: a per-object summary.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -45,9 +48,9 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     for key_tag, version in invocation.newest_versions.items():
         runtime.engine.versions.observe(key_tag, version)
     kms_before = runtime.kms.stats.snapshot()
-    results = runtime.engine.rotate(
-        invocation.refs, deadline=Deadline.from_lambda_context(context), dry_run=invocation.dry_run
-    )
+    deadline = Deadline.from_lambda_context(context)
+    results = runtime.engine.rotate(invocation.refs, deadline=deadline, dry_run=invocation.dry_run)
+    results = _with_raw_keys(invocation, results, runtime, deadline)
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
     if runtime.settings.report_prefix:
@@ -58,7 +61,7 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     if invocation.kind is Kind.BATCH_OPERATIONS:
         return _batch_operations_response(invocation, by_ref)
     summary = summarize(results)
-    if invocation.kind in (Kind.S3, Kind.EVENTBRIDGE) and summary["retryable"]:
+    if invocation.kind in (Kind.S3, Kind.SNS, Kind.EVENTBRIDGE) and summary["retryable"]:
         raise RetryableError(f"{summary['retryable']} object(s) failed with a retryable error; retrying the event")
     if invocation.kind is Kind.ROTATE_REQUEST:
         summary["objects"] = [r.to_dict() for r in results]
@@ -73,6 +76,20 @@ def summarize(results: list[ObjectResult]) -> dict[str, Any]:
         "retryable": sum(1 for r in results if r.retryable),
         "permanent": sum(1 for r in results if r.status is Status.FAILED and not r.retryable),
     }
+
+
+def _with_raw_keys(
+    invocation: Invocation, results: list[ObjectResult], runtime: Runtime, deadline: Deadline
+) -> list[ObjectResult]:
+    """An event key that decodes to an object that does not exist: rotate the key as the event sent
+    it, when that one exists (keys with ``%`` or ``+`` in their names). Only a ``missing`` result
+    is retried this way, so an error reading the decoded key is answered like any other."""
+    raw_keys = {decoded: raw for unit in invocation.units for decoded, raw in unit.raw_keys.items()}
+    retry = [raw_keys[r.ref] for r in results if r.status is Status.MISSING and r.ref in raw_keys]
+    if not retry:
+        return results
+    second = dict(zip(retry, runtime.engine.rotate(retry, deadline=deadline, dry_run=invocation.dry_run), strict=True))
+    return [second[raw_keys[r.ref]] if r.status is Status.MISSING and r.ref in raw_keys else r for r in results]
 
 
 def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
@@ -96,13 +113,30 @@ def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runti
             continue
         logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
         if runtime.dead_letters is not None:
+            body = _parked_body(str(records.get(unit.id, {}).get("body", "")), unit, by_ref)
             try:
-                runtime.dead_letters.forward(str(records.get(unit.id, {}).get("body", "")), error.reason, unit.id)
+                runtime.dead_letters.forward(body, error.reason, unit.id)
             except RewrapError:
                 failures.append({"itemIdentifier": unit.id})  # keep it on the queue; redrive will park it
                 continue
         metrics.add_metric(name="MessagesParked", unit=MetricUnit.Count, value=1)
     return {"batchItemFailures": failures}
+
+
+def _parked_body(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> str:
+    """What to park for a message that failed permanently: of a rotate request only its failed keys,
+    each with its reason (the rest was done), still a rotate request a redrive can replay; any other
+    message as it came."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return body
+    if unit.error is not None or not (isinstance(request, dict) and "bucket" in request and "keys" in request):
+        return body
+    failed = [ref for ref in unit.refs if by_ref[ref].error is not None]
+    keys = [{"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key for ref in failed]
+    reasons = [{"key": ref.key, "reason": by_ref[ref].error.reason} for ref in failed]  # type: ignore[union-attr]
+    return json.dumps({"bucket": request["bucket"], "keys": keys, "failures": reasons})
 
 
 def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectResult]) -> dict[str, Any]:
@@ -133,6 +167,8 @@ def _describe(result: ObjectResult) -> str:
         return f"{result.status}: {result.rotated_tokens}/{result.tokens} tokens {versions} -> v{result.new_version}"
     if result.status is Status.CURRENT:
         return f"current: {result.tokens} tokens at v{result.new_version or max(result.old_versions or (0,))}"
+    if result.status is Status.UNREADABLE:
+        return f"unreadable: {result.reason}"
     return str(result.status)
 
 

@@ -35,6 +35,7 @@ class SweepPosition:
 @dataclass
 class SweepReport:
     listed: int = 0
+    archived: int = 0  # GLACIER / DEEP_ARCHIVE, not restored: skipped (S3 cannot serve their bodies)
     enqueued: int = 0
     messages: int = 0
     batches: int = 0
@@ -42,7 +43,7 @@ class SweepReport:
     resume_at: SweepPosition | None = None  # set when a follow-up invocation continues the listing
 
     def to_dict(self) -> dict[str, Any]:
-        fields = ("listed", "enqueued", "messages", "batches", "pages")
+        fields = ("listed", "archived", "enqueued", "messages", "batches", "pages")
         return {**{name: getattr(self, name) for name in fields}, "continued": self.resume_at is not None}
 
 
@@ -72,7 +73,11 @@ def sweep_event(
             }
         )
         metrics.add_metric(name="SweepContinuations", unit=MetricUnit.Count, value=1)
-    for name, value in (("ObjectsListed", report.listed), ("KeysEnqueued", report.enqueued)):
+    for name, value in (
+        ("ObjectsListed", report.listed),
+        ("ObjectsArchivedSkipped", report.archived),
+        ("KeysEnqueued", report.enqueued),
+    ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="SweepMessagesSent", unit=MetricUnit.Count, value=report.messages)
     logger.info("sweep done", extra=report.to_dict())
@@ -99,7 +104,8 @@ def run_sweep(
             items, next_token = store.list_page(target.bucket, target.prefix, token, settings.sweep_page_size)
             report.pages += 1
             report.listed += len(items)
-            keys = [item.key for item in items if _selected(item, settings)]
+            report.archived += sum(1 for item in items if item.archived)
+            keys = [item.key for item in items if not item.archived and _selected(item, settings)]
             if keys:
                 messages, calls = queue.send_requests(target.bucket, keys, settings.sweep_keys_per_message, extra)
                 report.enqueued += len(keys)
