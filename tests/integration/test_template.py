@@ -488,9 +488,9 @@ def test_every_granted_action_is_used_by_the_shipped_code_or_by_lambda_itself(sa
     rotate, sweep = role_actions(sam, "RotateFunctionRole"), role_actions(sam, "SweepFunctionRole")
     assert rotate - used - PLATFORM_ACTIONS == set()
     assert sweep - used - PLATFORM_ACTIONS == set()
-    # and every call is granted, but the version listing of `rewrap census --versions`, which runs on
-    # the operator's own credentials, never in a function
-    assert used - (rotate | sweep) == {"s3:ListBucketVersions"}, calls
+    # and every call is granted, but the census's version listing and versioning lookup, which run in
+    # `rewrap census` on the operator's own credentials, never in a function
+    assert used - (rotate | sweep) == {"s3:ListBucketVersions", "s3:GetBucketVersioning"}, calls
 
 
 def test_secret_statements_name_the_secret_parameter_only(cfn: dict[str, Any]) -> None:
@@ -548,6 +548,7 @@ def test_s3_arns_resolve_in_every_partition(cfn: dict[str, Any], partition: str)
     assert rotate["ReadBucketOwnership"]["Resource"] == buckets
     assert set(rotate["KeepAclAndObjectLock"]["Action"]) == {
         "s3:GetObjectAcl",
+        "s3:GetObjectVersionAcl",
         "s3:PutObjectAcl",
         "s3:GetObjectRetention",
         "s3:PutObjectRetention",
