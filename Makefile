@@ -77,9 +77,10 @@ artifact: $(STAMP) package ## build, then run the built functions in a clean Pyt
 demo: $(STAMP) ## rotate a seeded bucket end to end on the embedded stack (loopback only)
 	$(BIN)/python -m rewrap_local.demo
 
-lint: $(STAMP) $(SAM) $(CHECKOV) ## ruff, format check, cfn-lint, sam validate --lint and checkov on the template
+lint: $(STAMP) $(SAM) $(CHECKOV) ## ruff, format check, mypy, cfn-lint, sam validate --lint and checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet

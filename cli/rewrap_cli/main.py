@@ -248,7 +248,7 @@ def _runtime(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Settin
             print(f"starting the embedded stack (moto + NCP KMS emulator) for s3://{target.bucket}", file=sys.stderr)
             local = stack.enter_context(local_stack(bucket=target.bucket))
             settings = _overrides(local.settings(), options)
-            runtime = build_runtime(settings, session=local.session, endpoint_url=local.moto_url)
+            runtime: Runtime | None = build_runtime(settings, session=local.session, endpoint_url=local.moto_url)
         else:
             settings = _overrides(_settings_from_env(options, kms=kms), options)
             runtime = build_runtime(settings) if kms else None

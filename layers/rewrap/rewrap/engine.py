@@ -430,7 +430,7 @@ class Engine:
             try:
                 return list(call(key_tag, part, context, deadline))
             except PartialBatchError as partial:  # some items failed: only their objects fail
-                return partial.results  # type: ignore[return-value]
+                return partial.results  # type: ignore[return-value]  # all items answered
             except (KmsKeyDisabledError, KmsWrongRegionError):
                 raise  # the key's state, not an item's: every item fails with it
             except KmsRejectedError as refusal:
@@ -842,7 +842,7 @@ def _guarded(step: Callable[[T, Deadline], R], item: T, deadline: Deadline) -> R
 
 
 def _settle(
-    outcomes: list[tuple[Any, _Work | ObjectResult | RewrapError]], results: dict[ObjectRef, ObjectResult]
+    outcomes: Sequence[tuple[Any, _Work | ObjectResult | RewrapError]], results: dict[ObjectRef, ObjectResult]
 ) -> list[_Work]:
     """Record finished outcomes (results and failures) in ``results``; return the works still in flight."""
     in_flight: list[_Work] = []

@@ -105,7 +105,8 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
 
 
 def _sns_unit(index: int, record: dict[str, Any]) -> Unit:
-    sns = record.get("Sns") if isinstance(record.get("Sns"), dict) else {}
+    raw = record.get("Sns")
+    sns: dict[str, Any] = raw if isinstance(raw, dict) else {}
     unit = Unit(str(sns.get("MessageId") or index))
     try:
         unit.refs, unit.note = message_refs({"Type": "Notification", "Message": sns.get("Message")})

@@ -265,7 +265,7 @@ class S3Store:
                 IfMatch=head.etag,
                 **params,
             )
-        return response.get("VersionId")
+        return _version_id(response)
 
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         if head.size > self.multipart_copy_threshold:
@@ -287,7 +287,7 @@ class S3Store:
                 Metadata=dict(metadata),
                 **params,
             )
-        return response.get("VersionId")
+        return _version_id(response)
 
     def _replace_metadata_multipart(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         part = max(self.multipart_copy_threshold, -(-head.size // MAX_PARTS))
@@ -456,7 +456,7 @@ class Rewrite:
             MultipartUpload={"Parts": self.parts},
             IfMatch=self.head.etag,
         )
-        return response.get("VersionId")
+        return _version_id(response)
 
     def abort(self) -> None:
         """Best effort: an upload left behind is invisible and removed by a lifecycle rule."""
@@ -558,3 +558,9 @@ def _translate(exc: Exception, operation: str) -> RewrapError:
             "bucket REWRAP_REQUESTER_PAYS=true"
         )
     return PermanentError(f"S3 {operation} failed ({code})", code=kind)
+
+
+def _version_id(response: Mapping[str, Any]) -> str | None:
+    """The new object's version id (None on a bucket without versioning)."""
+    version = response.get("VersionId")
+    return str(version) if version else None

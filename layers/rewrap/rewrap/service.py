@@ -135,7 +135,7 @@ def _parked_body(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> str:
         return body
     failed = [ref for ref in unit.refs if by_ref[ref].error is not None]
     keys = [{"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key for ref in failed]
-    reasons = [{"key": ref.key, "reason": by_ref[ref].error.reason} for ref in failed]  # type: ignore[union-attr]
+    reasons = [{"key": ref.key, "reason": by_ref[ref].error.reason} for ref in failed]  # type: ignore[union-attr]  # failed: error set
     return json.dumps({"bucket": request["bucket"], "keys": keys, "failures": reasons})
 
 
