@@ -375,7 +375,7 @@ def test_the_sweep_stops_before_listing_when_the_key_is_disabled(
     event = {"rewrapSweep": {"targets": [stack.bucket]}}
 
     with pytest.raises(KmsKeyDisabledError, match="disabled"):
-        sweep_event(event, LambdaContext(), runtime.settings, runtime.store, runtime.rotate_queue, runtime.kms, print)
+        sweep_event(event, LambdaContext(), runtime)
     assert len(sent) == 1
 
 

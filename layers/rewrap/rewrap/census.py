@@ -27,8 +27,7 @@ from rewrap.engine import KEY_TAG_METADATA, scan_metadata
 from rewrap.errors import ObjectChangedError, ObjectOpaqueError, ObjectUnreadableError, RewrapError
 from rewrap.forms import open_text
 from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
-from rewrap.objects import Listed, S3Store
-from rewrap.ports import ObjectRef
+from rewrap.ports import Listed, ObjectRef, ObjectStore
 from rewrap.tokens import scan, token_safe_segments
 
 # The label of objects without ncpkms-key-tag metadata when no default key tag is known.
@@ -298,7 +297,7 @@ class Census:
 
 @dataclass
 class CensusTaker:
-    store: S3Store
+    store: ObjectStore
     default_key_tag: str = ""
     concurrency: int = 16
     page_size: int = 1000

@@ -14,7 +14,6 @@ import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -29,7 +28,7 @@ from rewrap.errors import (
     StorageDeniedError,
     StorageUnavailableError,
 )
-from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, ObjectBody, ObjectHead, ObjectRef
+from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -95,16 +94,6 @@ _ERRORS: dict[str, str] = {
     "KMS.KMSInvalidStateException": "kms-key-disabled",
 }
 _MISSING = {code for code, kind in _ERRORS.items() if kind == "missing"}
-
-
-@dataclass(frozen=True)
-class Listed:
-    key: str
-    size: int
-    last_modified: datetime
-    version_id: str | None = None  # set by list_versions_page only
-    is_latest: bool = True
-    archived: bool = False  # GLACIER / DEEP_ARCHIVE and not restored (list_page only)
 
 
 class S3Store:
@@ -550,7 +539,9 @@ def _translate(exc: Exception, operation: str) -> RewrapError:
         return ObjectUnreadableError(f"S3 refused {operation}: the object is archived", reason="archived")
     if kind == "denied" and operation in ("HEAD", "GET"):  # cannot look at it: reported, never a false "safe"
         return ObjectUnreadableError(
-            f"S3 denied {operation} ({code}); check the bucket policy and key policy", reason="access-denied"
+            f"S3 denied {operation} ({code}); check the bucket policy, the key policy, and for a Requester Pays "
+            "bucket REWRAP_REQUESTER_PAYS=true",
+            reason="access-denied",
         )
     if kind == "denied":
         return StorageDeniedError(

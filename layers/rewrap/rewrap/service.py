@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from rewrap.config import Settings
 from rewrap.deadline import Deadline
-from rewrap.engine import UNSEEN, ObjectResult, Status
+from rewrap.engine import UNSEEN, Engine, ObjectResult, Status
 from rewrap.errors import RetryableError, RewrapError, UnsupportedEventError
 from rewrap.events import Invocation, Kind, Unit, parse
 from rewrap.observability import logger, metrics
+from rewrap.ports import CountedRewrapper, DeadLetterSink, ObjectStore
 from rewrap.reports import publish_report
-from rewrap.runtime import Runtime
 
 _METRIC_NAMES = {
     Status.ROTATED: "ObjectsRotated",
@@ -39,7 +40,22 @@ _METRIC_NAMES = {
 BATCH_RESULT_STRING_LIMIT = 900
 
 
-def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
+class RotateServices(Protocol):
+    """What the rotate route needs; the container's ``Runtime`` is one."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def store(self) -> ObjectStore: ...
+    @property
+    def kms(self) -> CountedRewrapper: ...
+    @property
+    def dead_letters(self) -> DeadLetterSink | None: ...
+
+
+def rotate_event(event: Any, context: Any, runtime: RotateServices) -> dict[str, Any]:
     try:
         invocation = parse(event)
     except UnsupportedEventError as error:
@@ -79,7 +95,7 @@ def summarize(results: list[ObjectResult]) -> dict[str, Any]:
 
 
 def _with_raw_keys(
-    invocation: Invocation, results: list[ObjectResult], runtime: Runtime, deadline: Deadline
+    invocation: Invocation, results: list[ObjectResult], runtime: RotateServices, deadline: Deadline
 ) -> list[ObjectResult]:
     """An event key that decodes to an object that does not exist: rotate the key as the event sent
     it, when that one exists (keys with ``%`` or ``+`` in their names). Only a ``missing`` result
@@ -101,7 +117,7 @@ def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | No
     return (retryable or errors or [None])[0]
 
 
-def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: Runtime) -> dict[str, Any]:
+def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices) -> dict[str, Any]:
     failures = []
     records = {str(r.get("messageId", "")): r for r in invocation.raw.get("Records", [])}
     for unit in invocation.units:
@@ -147,7 +163,7 @@ def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectR
             result = by_ref[unit.refs[0]]
             code, text = "Succeeded", _describe(result)
             if result.status in UNSEEN:  # not a failure to retry, nor done: the job's failure report lists it
-                code, text = "PermanentFailure", result.reason or str(result.status)
+                code, text = "PermanentFailure", _describe(result)
         else:
             code = "TemporaryFailure" if error.retryable else "PermanentFailure"
             text = error.reason
@@ -169,10 +185,14 @@ def _describe(result: ObjectResult) -> str:
         return f"current: {result.tokens} tokens at v{result.new_version or max(result.old_versions or (0,))}"
     if result.status is Status.UNREADABLE:
         return f"unreadable: {result.reason}"
+    if result.status is Status.OPAQUE:
+        return result.reason or "opaque"
     return str(result.status)
 
 
-def _observe(invocation: Invocation, results: list[ObjectResult], runtime: Runtime, kms_before: dict[str, int]) -> None:
+def _observe(
+    invocation: Invocation, results: list[ObjectResult], runtime: RotateServices, kms_before: dict[str, int]
+) -> None:
     for status, name in _METRIC_NAMES.items():
         count = sum(1 for r in results if r.status is status)
         if count:

@@ -7,19 +7,16 @@ is skipped or sent twice by the hand-over.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from rewrap.config import Settings, SweepTarget
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, UnsupportedEventError
-from rewrap.ncp.client import NcpKmsClient
-from rewrap.objects import Listed, S3Store
 from rewrap.observability import logger, metrics
-from rewrap.queues import RotateQueue
+from rewrap.ports import KeyVersions, Listed, ObjectStore, RequestQueue
 from rewrap.reports import publish_report
 
 # Stop listing and hand over when less than this much time is left.
@@ -47,15 +44,24 @@ class SweepReport:
         return {**{name: getattr(self, name) for name in fields}, "continued": self.resume_at is not None}
 
 
-def sweep_event(
-    event: Any,
-    context: Any,
-    settings: Settings,
-    store: S3Store,
-    queue: RotateQueue | None,
-    kms: NcpKmsClient,
-    continue_with: Callable[[dict[str, Any]], None],
-) -> dict[str, Any]:
+class SweepServices(Protocol):
+    """What the sweep needs; the container's ``Runtime`` is one."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> ObjectStore: ...
+    @property
+    def rotate_queue(self) -> RequestQueue | None: ...
+    @property
+    def kms(self) -> KeyVersions: ...
+
+    def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
+        """Invoke this function again, asynchronously, with ``payload`` (the hand-over)."""
+
+
+def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, Any]:
+    settings, store, queue, kms = services.settings, services.store, services.rotate_queue, services.kms
     if queue is None:
         raise ConfigError("REWRAP_QUEUE_URL is not set; the sweep has nowhere to send work")
     targets, position = _plan(event, settings)
@@ -63,14 +69,15 @@ def sweep_event(
     newest = probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
     report = run_sweep(targets, position, settings, store, queue, deadline, newest)
     if report.resume_at is not None:
-        continue_with(
+        services.continue_async(
+            context,
             {
                 "rewrapSweep": {
                     "targets": [_target_text(t) for t in targets],
                     "target": report.resume_at.target,
                     "continuationToken": report.resume_at.continuation_token,
                 }
-            }
+            },
         )
         metrics.add_metric(name="SweepContinuations", unit=MetricUnit.Count, value=1)
     for name, value in (
@@ -90,8 +97,8 @@ def run_sweep(
     targets: list[SweepTarget],
     position: SweepPosition,
     settings: Settings,
-    store: S3Store,
-    queue: RotateQueue,
+    store: ObjectStore,
+    queue: RequestQueue,
     deadline: Deadline,
     newest_versions: dict[str, int] | None = None,
 ) -> SweepReport:
@@ -121,7 +128,7 @@ def run_sweep(
     return report
 
 
-def probe_newest_versions(kms: NcpKmsClient, key_tags: list[str], deadline: Deadline) -> dict[str, int]:
+def probe_newest_versions(kms: KeyVersions, key_tags: list[str], deadline: Deadline) -> dict[str, int]:
     """The newest version of each key tag (one request each): from the key info where the API generation
     offers it, otherwise by encrypting a fixed probe.
 
