@@ -5,25 +5,13 @@ NCP's paths, API Gateway signatures (verified with ``rewrap.ncp.signing``, so cl
 string-to-sign), envelopes and limits (``rewrap.ncp.generations`` is the one table of paths, limits and
 assumptions both read):
 
-* KMS API 1.0: ``POST /keys/v2/{keyTag}/{action}`` (signature v2) and ``POST /keys/v1/{keyTag}/{action}``
-  (signature v1, which adds the API key), action ``encrypt``, ``decrypt``, ``re-encrypt`` (alias
-  ``reencrypt``) or ``createCustomKey``. Success: ``{"code": "SUCCESS", "msg": "", "data": {...}}``; a
-  string request gets a string back, an array request an array.
-* KMS API 2.0: ``POST /kms/v1/keys/{keyTag}/{action}``, action ``encrypt``, ``decrypt``, ``re-encrypt``
-  (alias ``reencrypt``) or ``create-custom-key``, bodies as in 1.0, signature v2 or the
-  ``x-ncp-ocapi-token`` header (:meth:`KmsEmulator.issue_token`); admin (signature v2 only):
-  ``POST .../rotate``, ``GET /kms/v1/keys/{keyTag}`` (key info) and ``GET .../versions``. Success
-  ``{"code": "SUCCESS", "data": {...}}``.
-* KMS v3: ``POST /kms/v3/keys/{keyTag}/{action}`` (signature v2) or ``/kms/v3/token/keys/...`` (token),
-  action ``encrypt``/``decrypt``/``re-encrypt``/``issue-custom-key`` (one string item) or
-  ``batch-encrypt``/``batch-decrypt``/``batch-re-encrypt`` (``{"requests": [{item, context?}]}``, 1-100
-  items, atomic: results ``{"results": {"0": {...}}}``, or only the failed items in ``{"failures":
-  {"<index>": {"errorCode", "message"}}}``, checked in two phases: empty/format first, then the rest;
-  status of the single cause, 400 for several; a value of the wrong JSON type fails the whole request
-  with ``fieldErrors``). Admin: ``GET /kms/v3/keys/{keyTag}``, ``POST .../versions`` (rotate),
-  ``GET|PATCH .../versions/{version}``. Success bodies are bare; errors ``{"error": {"errorCode",
-  "message"}}`` with ``InvalidParameter`` (400), ``NotFound`` (404), ``KeyVersionDisabled`` (409),
-  ``RegionMismatch`` (400).
+* KMS API 1.0 (``wire_1_0``): ``POST /keys/{v1|v2}/{keyTag}/{action}``, string or array bodies.
+* KMS API 2.0 (``wire_2_0``): ``POST /kms/v1/keys/{keyTag}/{action}`` with a signature or the
+  ``x-ncp-ocapi-token`` header (:meth:`KmsEmulator.issue_token`); key info, versions and rotation.
+* KMS v3 (``wire_v3``): ``/kms/v3/keys/...`` (signature) or ``/kms/v3/token/keys/...`` (token), single
+  and ``batch-*`` endpoints; key info, rotation and one version's state.
+
+Every path is derived from the client's table (``routes``), so both spell them the same way.
 
 Regions: the emulator stands for the host of one region (``region``: ``global`` (default), ``kr`` or
 ``jpn``; ``--region`` on the command line), since on loopback the ``Host`` header cannot tell. A key tag
@@ -31,11 +19,8 @@ with the prefix ``kr-``/``jpn-`` (any case; :meth:`KmsEmulator.create_key` ``reg
 when that is the emulator's region, on every path family; elsewhere the answer is 400 with code
 ``REGION_MISMATCH`` (v3 ``RegionMismatch``). Global keys are served in every region.
 
-Crypto: AES-256-GCM, one 32-byte key per version. Token = ``ncpkms:v{version}:`` + padded base64 of
-(12-byte nonce + ciphertext + tag); the AAD binds the key tag (and, for convergent keys, the context), so a
-token opens only under its own key. Convergent keys derive the nonce from HMAC-SHA256(version key,
-len(context) || context || plaintext) and require a context; other keys ignore ``context`` (as the v3
-docs say). The current version cannot be disabled (v3 docs).
+Crypto (``keys``): AES-256-GCM, one key per version; convergent keys require a context. The current
+version cannot be disabled (v3 docs).
 
 The public docs leave the HTTP statuses of KMS errors unconfirmed; this emulator chooses:
 
@@ -50,11 +35,9 @@ The public docs leave the HTTP statuses of KMS errors unconfirmed; this emulator
 * Injected faults: 429 ``{"error": {"errorCode": "420", "message": "Rate Limited"}}`` (+ ``Retry-After``)
   and 500/502/503/504 ``{"error": {"errorCode": "900", "message": "Unexpected Error"}}``.
 
-Fault kinds for :meth:`KmsEmulator.inject` (each consumed by one matching request and counted in
-``stats.faults_injected``): ``throttle``, ``server-error``, ``timeout``, ``reset`` and ``non-json`` hit a
-request after authentication; ``short-reply``, ``extra-item``, ``bad-pattern``, ``lower-version`` and
-``corrupt`` rewrite a successful reply (they wait in the queue while the matching requests fail).
-On a single-string reply ``short-reply`` drops the field and ``extra-item`` turns it into a 2-item array.
+Faults (:meth:`KmsEmulator.inject`, kinds in :data:`FAULT_KINDS`, described in ``faults``) hit a request
+after authentication or rewrite a successful reply; each is consumed by one matching request and counted
+in ``stats.faults_injected``.
 
 Where NCP's pages disagree, the emulator accepts both readings by default, and a switch makes it serve
 only one, so the client's fallbacks are tested against a server that does not forgive
