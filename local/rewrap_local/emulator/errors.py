@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewrap.ncp.generations import WRONG_REGION_CODE, WRONG_REGION_CODE_V3
+from rewrap.ncp.generations import PATH_NOT_FOUND_CODE, WRONG_REGION_CODE, WRONG_REGION_CODE_V3
 
 # The gateway's own answers (API Gateway error table), the same on every path family.
 AUTH_FAILED = {"error": {"errorCode": "200", "message": "Authentication Failed"}}
-NOT_FOUND = {"error": {"errorCode": "300", "message": "Not Found Exception"}}
+NOT_FOUND = {"error": {"errorCode": PATH_NOT_FOUND_CODE, "message": "Not Found Exception"}}
 BAD_REQUEST = {"error": {"errorCode": "100", "message": "Bad Request Exception"}}
 TOO_LARGE = {"error": {"errorCode": "430", "message": "Request Entity Too Large"}}
 RATE_LIMITED = {"error": {"errorCode": "420", "message": "Rate Limited"}}
