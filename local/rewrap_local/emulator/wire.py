@@ -170,16 +170,8 @@ class Wire:
         plaintexts = [plaintext for plaintext, _ in opened]
         versions = [version for _, version in opened]
         if operation is DECRYPT:
-            return Reply(
-                key,
-                context,
-                self.reply_field(DECRYPT),
-                [b64(p) for p in plaintexts],
-                as_list,
-                plaintexts,
-                versions,
-                False,
-            )
+            texts = [b64(p) for p in plaintexts]
+            return Reply(key, context, self.reply_field(DECRYPT), texts, as_list, plaintexts, versions, False)
         tokens = [self.store.seal(key, p, context) for p in plaintexts]
         return Reply(key, context, self.reply_field(RE_ENCRYPT), tokens, as_list, plaintexts, versions, True)
 
