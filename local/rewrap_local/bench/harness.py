@@ -44,7 +44,13 @@ class Bench:
         self.session = boto3.session.Session(**FAKE_AWS)
         pool_config = Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 3})
         self.admin = self.session.client("s3", endpoint_url=self.moto_url, config=pool_config)  # no latency
-        self.admin.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
+        # S3's default for new buckets since 2023: ACLs disabled, so no contender reads or restates one
+        # (moto also answers GetObjectAcl with a 500 for an object made by a multipart upload)
+        self.admin.create_bucket(
+            Bucket=BUCKET,
+            CreateBucketConfiguration={"LocationConstraint": REGION},  # type: ignore[typeddict-item]
+            ObjectOwnership="BucketOwnerEnforced",
+        )
         secrets = self.session.client("secretsmanager", endpoint_url=self.moto_url)
         secret = json.dumps({"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY, "apiKey": API_KEY})
         self.secret_id = secrets.create_secret(Name="rewrap/ncp-kms-bench", SecretString=secret)["ARN"]
