@@ -7,13 +7,16 @@ which enforces conditional copies, SSE-C and archive states that moto ignores.""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
+from aws_lambda_powertools.utilities import parameters
 
 from rewrap.runtime import Runtime, reset_runtime
 from rewrap_local.emulator import KmsEmulator
@@ -107,3 +110,25 @@ def handler_env(stack: LocalStack) -> Iterator[LocalStack]:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
+
+
+RuntimeFactory = Callable[..., tuple[Runtime, list[httpx.Request]]]
+
+
+@pytest.fixture
+def make_runtime(stack: LocalStack) -> Iterator[RuntimeFactory]:
+    """A wired runtime speaking one API generation to the emulator (credentials from moto's Secrets
+    Manager), and the KMS requests it sends."""
+    built: list[Runtime] = []
+
+    def make(api: str, **overrides: Any) -> tuple[Runtime, list[httpx.Request]]:
+        parameters.clear_caches()
+        runtime = dataclasses.replace(stack, api=api).runtime(**overrides)
+        sent: list[httpx.Request] = []
+        runtime.kms.http.event_hooks = {"request": [sent.append], "response": []}
+        built.append(runtime)
+        return runtime, sent
+
+    yield make
+    for runtime in built:
+        runtime.kms.http.close()

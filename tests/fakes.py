@@ -15,8 +15,10 @@ from typing import Any
 
 from rewrap.deadline import Deadline
 from rewrap.errors import ObjectChangedError
+from rewrap.ncp.signing import Credentials
 from rewrap.ports import BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 from rewrap.tokens import TOKEN_RE
+from rewrap_local.stack import ACCESS_KEY, API_KEY, SECRET_KEY
 
 
 @dataclass
@@ -187,3 +189,16 @@ class MemoryQueue:
 
 def _etag(data: bytes) -> str:
     return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+
+
+class StaticCredentials:
+    """A credentials source that always answers the same (the emulator's loopback-only keys)."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def get(self, *, refresh: bool = False) -> Credentials:
+        return self.credentials
+
+
+SIGNING = StaticCredentials(Credentials(ACCESS_KEY, SECRET_KEY, API_KEY))
