@@ -14,14 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-import rewrap.engine
+import rewrap.rewrapping
 from rewrap.census import Census, CensusTaker, RescueList, version_states, with_version_states
-from rewrap.engine import Status, isolate
+from rewrap.engine import Status
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
 from rewrap.ncp.client import NcpKmsClient
 from rewrap.ncp.generations import ASSUMPTIONS
 from rewrap.ncp.signing import Credentials, token_expiry
 from rewrap.ports import ObjectRef
+from rewrap.rewrapping import isolate
 from rewrap.sweep import sweep_event
 from rewrap.tokens import scan, token_version
 from rewrap_local.lambda_context import LambdaContext
@@ -117,7 +118,7 @@ def test_unresolved_items_are_retryable_when_the_search_budget_runs_out(
     stack: LocalStack, make_runtime: RuntimeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a search allowed only 12 requests for 72 items
-    monkeypatch.setattr(rewrap.engine, "ISOLATION_EXTRA_REQUESTS", -60)
+    monkeypatch.setattr(rewrap.rewrapping, "ISOLATION_EXTRA_REQUESTS", -60)
     runtime, _ = make_runtime("1.0")
     keys, poison = seed_poison(stack, 60, 12)
 

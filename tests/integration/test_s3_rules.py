@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from rewrap.engine import STAMP_VERSION_METADATA, Status
+from rewrap.engine import Status
 from rewrap.errors import ObjectChangedError, ObjectUnreadableError, RewrapError
+from rewrap.metadata import STAMP_VERSION_METADATA
 from rewrap.objects import S3Store
 from rewrap.ports import USER_METADATA_LIMIT, ObjectRef, metadata_bytes
 from rewrap.queues import RotateQueue

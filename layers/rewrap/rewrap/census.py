@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from rewrap.engine import KEY_TAG_METADATA, scan_metadata
 from rewrap.errors import ObjectChangedError, ObjectOpaqueError, ObjectUnreadableError, RewrapError
 from rewrap.forms import open_text
+from rewrap.metadata import KEY_TAG_METADATA, scan_metadata
 from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
 from rewrap.ports import Listed, ObjectRef, ObjectStore
 from rewrap.tokens import scan, token_safe_segments
@@ -369,10 +369,10 @@ class CensusTaker:
         if head is None:
             return ObjectCensus(ref, Kind.MISSING, noncurrent=noncurrent)
         key_tag = head.metadata.get(KEY_TAG_METADATA) or self.default_key_tag or DEFAULT_KEY_LABEL
-        in_metadata, bad = scan_metadata(head.metadata)
-        found: Counter[int] = Counter(t.version for tokens in in_metadata.values() for t in tokens)
-        malformed = len(bad)
-        kind = Kind.ENVELOPE if found or malformed else Kind.NO_TOKENS
+        in_metadata = scan_metadata(head.metadata)
+        found: Counter[int] = Counter(t.version for tokens in in_metadata.tokens.values() for t in tokens)
+        malformed = len(in_metadata.malformed)
+        kind = Kind.ENVELOPE if in_metadata.envelope else Kind.NO_TOKENS
         if head.size == 0:
             return ObjectCensus(ref, kind, key_tag, noncurrent, dict(found), malformed)
         stream = self.store.open_body(ref, head, self.chunk_bytes)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from rewrap.engine import STAMP_SIZE_METADATA, STAMP_VERSION_METADATA
+from rewrap.metadata import STAMP_METADATA
 
 if TYPE_CHECKING:
     from .corpus import Original
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 KINDS = ("bare", "json", "ndjson", "env", "envelope", "convergent", "large", "empty", "plain")
-STAMPS = frozenset({STAMP_VERSION_METADATA, STAMP_SIZE_METADATA})  # rewrap's own bookkeeping metadata
+STAMPS = STAMP_METADATA  # rewrap's own bookkeeping metadata
 COMPARED_HEADERS = (
     "ContentType",
     "ContentEncoding",
