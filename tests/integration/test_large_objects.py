@@ -3,7 +3,10 @@ above the single-copy limit (multipart copy), and verified rotation."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+import os
 from typing import Any
 
 import pytest
@@ -107,6 +110,31 @@ def test_malformed_token_deep_in_a_large_object_aborts_the_upload(stack: LocalSt
     assert f"byte {len(body) - len('ncpkms:v01:AAAA')}" in result.error.reason
     assert s3.get_object(Bucket=stack.bucket, Key="bad.ndjson")["Body"].read() == body
     assert not s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads")
+
+
+@pytest.mark.parametrize("current", [False, True], ids=["no-tokens", "current"])
+def test_large_gzip_body_left_unchanged_leaves_no_upload_behind(
+    stack: LocalStack, runtime: Runtime, current: bool
+) -> None:
+    # Given a gzip body larger than a part that needs no change: its re-encoded parts start an
+    # upload before the end shows nothing changed
+    if current:
+        stack.kms.rotate(stack.key_tag)
+    lead = runtime.kms.encrypt(stack.key_tag, [b"secret"])[0].encode() + b"\n" if current else b""
+    body = gzip.compress(lead + base64.b64encode(os.urandom(12 * MiB)), compresslevel=1)
+    assert len(body) > 8 * MiB  # streamed (above 8 MiB), re-encoded in parts of 6 MiB
+    s3 = stack.client("s3")
+    key = "quiet.txt.gz"
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+    etag = s3.head_object(Bucket=stack.bucket, Key=key)["ETag"]
+    store = streaming(runtime, stack)
+
+    (result,) = runtime.engine.rotate([ObjectRef(stack.bucket, key)])
+
+    assert result.status is (Status.CURRENT if current else Status.NO_TOKENS), result.to_dict()
+    assert len(store.writers) == 1  # the upload was started, so it must have been aborted
+    assert not s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads")
+    assert s3.head_object(Bucket=stack.bucket, Key=key)["ETag"] == etag
 
 
 def test_envelope_above_the_copy_limit_is_copied_in_parts(stack: LocalStack, runtime: Runtime) -> None:

@@ -8,8 +8,20 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "rewrap" / "rewrap"
-CORE = ["engine", "service", "sweep", "census", "reports", "tokens", "forms", "events", "ports", "config", "errors"]
-ADAPTERS = {"rewrap.objects", "rewrap.queues", "rewrap.ncp.client", "rewrap.secrets", "rewrap.runtime"}
+# The engine is engine.py with its parts: results, metadata, work, rewrapping, runner, streamed.
+ENGINE = ["engine", "results", "records", "metadata", "work", "rewrapping", "runner", "streamed"]
+CORE = [*ENGINE, "service", "sweep", "census", "reports", "tokens", "forms", "events", "ports", "config", "errors"]
+# The S3 adapter is objects.py with its tables: s3_attributes, s3_errors.
+ADAPTERS = {
+    "rewrap.objects",
+    "rewrap.s3_attributes",
+    "rewrap.s3_errors",
+    "rewrap.queues",
+    "rewrap.ncp.client",
+    "rewrap.secrets",
+    "rewrap.runtime",
+}
+SDKS = ("boto3", "botocore", "httpx", "mypy_boto3_s3")
 NEVER_SHIPPED = ("rewrap_local", "rewrap_cli", "moto", "pytest", "functions")
 
 
@@ -26,6 +38,16 @@ def imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("module", CORE)
 def test_the_core_depends_on_ports_not_on_adapters(module: str) -> None:
     assert imports(PACKAGE / f"{module}.py") & ADAPTERS == set()
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_imports_no_sdk(module: str) -> None:
+    assert not [m for m in imports(PACKAGE / f"{module}.py") if m.split(".")[0] in SDKS]
+
+
+def test_the_tables_name_modules_that_exist() -> None:
+    assert [m for m in CORE if not (PACKAGE / f"{m}.py").is_file()] == []
+    assert [m for m in ADAPTERS if not (PACKAGE.parent / f"{m.replace('.', '/')}.py").is_file()] == []
 
 
 def test_only_the_handlers_reach_the_composition_root() -> None:

@@ -28,6 +28,7 @@ from rewrap.forms import open_text
 from rewrap.metadata import KEY_TAG_METADATA, scan_metadata
 from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
 from rewrap.ports import Listed, ObjectRef, ObjectStore
+from rewrap.records import Field, columns, record
 from rewrap.tokens import scan, token_safe_segments
 
 # The label of objects without ncpkms-key-tag metadata when no default key tag is known.
@@ -67,22 +68,7 @@ class ObjectCensus:
         return sum(self.versions.values())
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "bucket": self.ref.bucket,
-            "key": self.ref.key,
-            "versionId": self.ref.version_id,
-            "noncurrent": self.noncurrent,
-            "keyTag": self.key_tag,
-            "kind": str(self.kind),
-            "tokens": self.tokens,
-            "versions": {f"v{v}": n for v, n in sorted(self.versions.items())},
-            "malformed": self.malformed,
-        }
-        if self.error is not None:
-            out["reason"] = self.error.reason
-        elif self.reason:
-            out["reason"] = self.reason
-        return out
+        return record(self, CENSUS_RECORD)
 
     @property
     def unknown_reasons(self) -> list[tuple[str, str]]:
@@ -94,6 +80,22 @@ class ObjectCensus:
         if self.malformed:
             out.append(("malformed", f"{self.malformed} malformed ncpkms token(s)"))
         return out
+
+
+# A census record's fields, in order: ``ObjectCensus.to_dict`` and the CSV report's columns.
+CENSUS_RECORD: tuple[Field[ObjectCensus], ...] = (
+    Field("bucket", lambda c: c.ref.bucket),
+    Field("key", lambda c: c.ref.key),
+    Field("versionId", lambda c: c.ref.version_id),
+    Field("noncurrent", lambda c: c.noncurrent),
+    Field("keyTag", lambda c: c.key_tag),
+    Field("kind", lambda c: str(c.kind)),
+    Field("tokens", lambda c: c.tokens),
+    Field("versions", lambda c: {f"v{v}": n for v, n in sorted(c.versions.items())}),
+    Field("malformed", lambda c: c.malformed),
+    Field("reason", lambda c: c.error.reason if c.error is not None else c.reason or None, optional=True),
+)
+CENSUS_FIELDS = columns(CENSUS_RECORD)
 
 
 @dataclass

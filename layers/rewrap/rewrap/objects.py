@@ -4,96 +4,28 @@ Every write is conditional on the ETag that was read (If-Match), so a concurrent
 overwritten and a deleted object is never brought back. A rewrite restates everything S3 would
 otherwise reset: content headers and the raw Expires value, website redirect, storage class,
 SSE-S3 / SSE-KMS / DSSE-KMS settings, the checksum algorithm, Object Lock retention and legal
-hold, tags and ACL grants (unless the bucket enforces bucket-owner ownership). An object owned by
-another account is never rewritten: the new object would belong to us.
+hold, tags and ACL grants (unless the bucket enforces bucket-owner ownership); ``s3_attributes``
+says how. An object owned by another account is never rewritten: the new object would belong to
+us. S3's errors become rewrap's in one table, ``s3_errors``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from rewrap.errors import (
-    ObjectChangedError,
-    ObjectUnreadableError,
-    PermanentError,
-    RewrapError,
-    StorageDeniedError,
-    StorageUnavailableError,
-)
+from rewrap.errors import ObjectUnreadableError, PermanentError
 from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
+from rewrap.s3_attributes import EMPTY_MD5, grant_parameters, head_of, listed_archived, locks, restated
+from rewrap.s3_errors import BAD_REQUEST_CODES, MISSING_CODES, error_code, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-# HEAD response fields that PutObject / CopyObject / CreateMultipartUpload accept under the same name.
-_RESTATED = (
-    "ContentType",
-    "ContentEncoding",
-    "ContentLanguage",
-    "ContentDisposition",
-    "CacheControl",
-    "WebsiteRedirectLocation",
-    "StorageClass",
-    "ServerSideEncryption",
-    "SSEKMSKeyId",
-    "BucketKeyEnabled",
-    "ObjectLockMode",
-    "ObjectLockRetainUntilDate",
-    "ObjectLockLegalHoldStatus",
-)
-# HEAD (with ChecksumMode=ENABLED) field -> the algorithm a write asks for.
-_CHECKSUMS = {
-    "ChecksumCRC64NVME": "CRC64NVME",
-    "ChecksumCRC32": "CRC32",
-    "ChecksumCRC32C": "CRC32C",
-    "ChecksumSHA1": "SHA1",
-    "ChecksumSHA256": "SHA256",
-}
-# Multipart uploads take a full-object checksum only for the CRC family; SHA ones are composite.
-_FULL_OBJECT_CHECKSUMS = {"CRC64NVME", "CRC32", "CRC32C"}
-# Object ACL permission -> the Grant* parameter that restates it (WRITE does not apply to objects).
-_GRANTS = {
-    "FULL_CONTROL": "GrantFullControl",
-    "READ": "GrantRead",
-    "READ_ACP": "GrantReadACP",
-    "WRITE_ACP": "GrantWriteACP",
-}
-_EMPTY_MD5 = "1B2M2Y8AsgTpgAmY2PhCfg=="  # base64 MD5 of no bytes
-_ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # GLACIER_IR is read like STANDARD
-_ARCHIVE_TIERS = {"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"}  # INTELLIGENT_TIERING ArchiveStatus
-
-# The S3 error table: code (or HTTP status, for bodiless HEAD answers) -> what it means. "retryable",
-# "changed" (our condition failed: retry), "missing" (gone: nothing to do), "denied", "unreadable",
-# anything else is the code of a permanent failure. Codes not listed: 5xx/429 retryable, else permanent.
-_ERRORS: dict[str, str] = {
-    **dict.fromkeys(("500", "503", "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"), "retryable"),
-    **dict.fromkeys(("Throttling", "ThrottlingException", "TooManyRequests", "TooManyRequestsException"), "retryable"),
-    **dict.fromkeys(("OperationAborted", "RequestTimeTooSkewed", "KMS.ThrottlingException"), "retryable"),
-    **dict.fromkeys(("404", "NoSuchKey", "NotFound", "NoSuchVersion", "405", "MethodNotAllowed"), "missing"),
-    **dict.fromkeys(("412", "PreconditionFailed", "ConditionalRequestConflict", "409"), "changed"),
-    **dict.fromkeys(
-        ("403", "AccessDenied", "AllAccessDisabled", "AccountProblem", "KMS.AccessDeniedException"), "denied"
-    ),
-    "InvalidObjectState": "unreadable",
-    "NoSuchBucket": "no-such-bucket",
-    "MetadataTooLarge": "metadata-too-large",
-    "EntityTooLarge": "too-large",
-    "InvalidRequest": "s3-invalid-request",
-    "InvalidArgument": "s3-invalid-request",
-    "AccessControlListNotSupported": "s3-invalid-request",
-    "KMS.DisabledException": "kms-key-disabled",
-    "KMS.NotFoundException": "kms-key-not-found",
-    "KMS.KMSInvalidStateException": "kms-key-disabled",
-}
-_MISSING = {code for code, kind in _ERRORS.items() if kind == "missing"}
 
 
 class S3Store:
@@ -129,7 +61,7 @@ class S3Store:
         try:
             return method(**params)
         except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, operation) from None
+            raise translate(exc, operation) from None
 
     def list_page(
         self, bucket: str, prefix: str, continuation_token: str | None, max_keys: int = 1000
@@ -140,7 +72,7 @@ class S3Store:
             params["ContinuationToken"] = continuation_token
         response = self._call("LIST", self.client.list_objects_v2, **params, OptionalObjectAttributes=["RestoreStatus"])
         items = [
-            Listed(o["Key"], int(o.get("Size", 0)), o["LastModified"], archived=_listed_archived(o))
+            Listed(o["Key"], int(o.get("Size", 0)), o["LastModified"], archived=listed_archived(o))
             for o in response.get("Contents", [])
         ]
         return items, response.get("NextContinuationToken") if response.get("IsTruncated") else None
@@ -166,32 +98,32 @@ class S3Store:
         try:
             response = self.client.head_object(**_where(ref), ChecksumMode="ENABLED")
         except (ClientError, BotoCoreError) as exc:
-            code = _code(exc)
-            if code in _MISSING:  # 405: the version asked for is a delete marker
+            code = error_code(exc)
+            if code in MISSING_CODES:  # 405: the version asked for is a delete marker
                 return None
-            if code in ("400", "InvalidRequest"):  # what S3 answers a HEAD of an SSE-C object without its key
+            if code in BAD_REQUEST_CODES:  # what S3 answers a HEAD of an SSE-C object without its key
                 raise ObjectUnreadableError(
                     "object uses SSE-C; its customer key is not available", reason="sse-c"
                 ) from None
-            raise _translate(exc, "HEAD") from None
-        return _head_of(response)
+            raise translate(exc, "HEAD") from None
+        return head_of(response)
 
     def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
         """One GET for what a HEAD and a GET would tell: the head, and the body if it is at most
         ``limit`` bytes (a larger body is left unread, the connection dropped). None when gone."""
         try:
             response = self.client.get_object(**_where(ref), ChecksumMode="ENABLED")
-            head = _head_of(response)
+            head = head_of(response)
             if head.size > limit:
                 response["Body"].close()
                 return head, None
             data = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
-            if _code(exc) in _MISSING:
+            if error_code(exc) in MISSING_CODES:
                 return None
-            if _code(exc) in ("400", "InvalidRequest"):
+            if error_code(exc) in BAD_REQUEST_CODES:
                 return self._head_only(ref)
-            raise _translate(exc, "GET") from None
+            raise translate(exc, "GET") from None
         return head, ObjectBody(data=data, etag=head.etag, tag_count=int(response.get("TagCount") or 0))
 
     def _head_only(self, ref: ObjectRef) -> tuple[ObjectHead, None] | None:
@@ -204,9 +136,9 @@ class S3Store:
             response = self.client.get_object(**_where(ref), IfMatch=head.etag)
             data = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
-            if _code(exc) in _MISSING:
+            if error_code(exc) in MISSING_CODES:
                 return None
-            raise _translate(exc, "GET") from None
+            raise translate(exc, "GET") from None
         return ObjectBody(data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0))
 
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
@@ -214,15 +146,15 @@ class S3Store:
         try:
             response = self.client.get_object(**_where(ref), IfMatch=head.etag)
         except (ClientError, BotoCoreError) as exc:
-            if _code(exc) in _MISSING:
+            if error_code(exc) in MISSING_CODES:
                 return None
-            raise _translate(exc, "GET") from None
+            raise translate(exc, "GET") from None
 
         def chunks() -> Iterator[bytes]:
             try:
                 yield from response["Body"].iter_chunks(chunk_bytes)
             except (ClientError, BotoCoreError) as exc:
-                raise _translate(exc, "GET") from None
+                raise translate(exc, "GET") from None
 
         return BodyStream(chunks(), int(response.get("TagCount") or 0))
 
@@ -260,8 +192,8 @@ class S3Store:
         if head.size > self.multipart_copy_threshold:
             return self._replace_metadata_multipart(ref, head, metadata)
         params, raw = self._restated(ref, head, copy=True)
-        if "ObjectLockMode" in params or params.get("ObjectLockLegalHoldStatus") == "ON":
-            raw["Content-MD5"] = _EMPTY_MD5  # Object Lock headers come with a body digest (the copy's is empty)
+        if locks(params):
+            raw["Content-MD5"] = EMPTY_MD5  # Object Lock headers come with a body digest (the copy's is empty)
         with self._sending(raw):
             response = self._call(
                 "COPY",
@@ -313,24 +245,10 @@ class S3Store:
     def _restated(
         self, ref: ObjectRef, head: ObjectHead, *, multipart: bool = False, copy: bool = False
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """The write parameters that keep everything S3 holds about the object, and the headers to
-        send as they were read. Raises ``foreign-owner`` for an object owned by another account.
-        Tags are read afresh: a GET's tag count is not something every S3 reports."""
-        params = dict(head.headers)
-        raw = {"Expires": params.pop("Expires")} if params.get("Expires") else {}
-        algorithm = params.get("ChecksumAlgorithm")
-        if multipart and algorithm:
-            params["ChecksumType"] = "FULL_OBJECT" if algorithm in _FULL_OBJECT_CHECKSUMS else "COMPOSITE"
-        # S3 rejects a KMS key id without a KMS algorithm, and Bucket Keys with DSSE-KMS.
-        if params.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse"):
-            params.pop("SSEKMSKeyId", None)
-        if params.get("ServerSideEncryption") != "aws:kms":
-            params.pop("BucketKeyEnabled", None)
-        # A retention date already past protects nothing, and S3 refuses to set one.
-        until = params.get("ObjectLockRetainUntilDate")
-        if not (until and "ObjectLockMode" in params and until > datetime.now(UTC)):
-            params.pop("ObjectLockMode", None)
-            params.pop("ObjectLockRetainUntilDate", None)
+        """The write parameters that keep everything S3 holds about the object (``s3_attributes``),
+        and the headers to send as they were read. Raises ``foreign-owner`` for an object owned by
+        another account. Tags are read afresh: a GET's tag count is not something every S3 reports."""
+        params, raw = restated(head, multipart=multipart)
         params.update(self._grants(ref))
         if not copy:  # a copy keeps the tags itself (TaggingDirective=COPY)
             tagging = self._tagging(ref)
@@ -350,18 +268,7 @@ class S3Store:
                 "object is owned by another account; rewriting it would transfer its ownership",
                 code="foreign-owner",
             )
-        grants: dict[str, list[str]] = defaultdict(list)
-        for grant in acl.get("Grants", []):
-            parameter, grantee = _GRANTS.get(grant.get("Permission", "")), grant.get("Grantee", {})
-            if parameter is None:
-                continue
-            if grantee.get("Type") == "Group":
-                grants[parameter].append(f'uri="{grantee["URI"]}"')
-            elif grantee.get("Type") == "AmazonCustomerByEmail":
-                grants[parameter].append(f'emailAddress="{grantee["EmailAddress"]}"')
-            else:
-                grants[parameter].append(f'id="{grantee["ID"]}"')
-        return {parameter: ", ".join(values) for parameter, values in grants.items()}
+        return grant_parameters(acl)
 
     def _bucket(self, bucket: str) -> tuple[str, str]:
         """(ObjectOwnership, the bucket owner's canonical id), once per bucket per container."""
@@ -376,11 +283,11 @@ class S3Store:
             rules = self.client.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
             ownership = rules[0]["ObjectOwnership"] if rules else "ObjectWriter"
         except ClientError as exc:
-            if _code(exc) != "OwnershipControlsNotFoundError":
-                raise _translate(exc, "GET ownership controls") from None
+            if error_code(exc) != "OwnershipControlsNotFoundError":
+                raise translate(exc, "GET ownership controls") from None
             ownership = "ObjectWriter"  # buckets from before ownership controls: ACLs apply
         except BotoCoreError as exc:
-            raise _translate(exc, "GET ownership controls") from None
+            raise translate(exc, "GET ownership controls") from None
         owner = (
             ""
             if ownership == "BucketOwnerEnforced"
@@ -461,43 +368,6 @@ class Rewrite:
             raise
 
 
-def _head_of(response: Mapping[str, Any]) -> ObjectHead:
-    """The head of a HEAD or GET response."""
-    if response.get("SSECustomerAlgorithm"):
-        raise ObjectUnreadableError("object uses SSE-C; its customer key is not available", reason="sse-c")
-    headers = {name: response[name] for name in _RESTATED if response.get(name) not in (None, "")}
-    # botocore parses Expires as a date; ExpiresString is the value as stored, restated verbatim.
-    expires = response.get("ExpiresString") or response.get("Expires")
-    if expires:
-        headers["Expires"] = expires if isinstance(expires, str) else expires.strftime("%a, %d %b %Y %H:%M:%S GMT")
-    algorithm = next((name for field, name in _CHECKSUMS.items() if response.get(field)), None)
-    if algorithm:
-        headers["ChecksumAlgorithm"] = algorithm
-    return ObjectHead(
-        etag=response["ETag"],
-        size=int(response.get("ContentLength", 0)),
-        metadata=dict(response.get("Metadata", {})),
-        version_id=response.get("VersionId"),
-        headers=headers,
-        archived=_archived(response.get("StorageClass"), response.get("ArchiveStatus"), response.get("Restore")),
-    )
-
-
-def _archived(storage_class: str | None, archive_status: str | None, restore: str | None) -> bool:
-    """In an archive tier without a finished restore (Restore: ongoing-request="false")."""
-    if storage_class not in _ARCHIVE_CLASSES and archive_status not in _ARCHIVE_TIERS:
-        return False
-    return 'ongoing-request="false"' not in (restore or "")
-
-
-def _listed_archived(item: Mapping[str, Any]) -> bool:
-    """A listed object in GLACIER / DEEP_ARCHIVE that is not restored (RestoreStatus when S3 gives it)."""
-    if item.get("StorageClass") not in _ARCHIVE_CLASSES:
-        return False
-    status = item.get("RestoreStatus") or {}
-    return not (status.get("RestoreExpiryDate") and not status.get("IsRestoreInProgress"))
-
-
 def _where(ref: ObjectRef) -> dict[str, Any]:
     where: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.version_id:
@@ -510,45 +380,6 @@ def _source(ref: ObjectRef, head: ObjectHead) -> dict[str, str]:
     if head.version_id and head.version_id != "null":
         source["VersionId"] = head.version_id
     return source
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _translate(exc: Exception, operation: str) -> RewrapError:
-    """The one place S3 errors become rewrap's (see ``_ERRORS``)."""
-    code = _code(exc)
-    if isinstance(exc, ParamValidationError):  # our request is malformed: it will be every time
-        return PermanentError(f"S3 {operation} request invalid ({str(exc)[:200]})", code="s3-invalid-request")
-    if isinstance(exc, BotoCoreError):  # transport: connection, timeout, incomplete read
-        return StorageUnavailableError(f"S3 {operation} failed ({type(exc).__name__})")
-    status = (
-        int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) if isinstance(exc, ClientError) else 0
-    )
-    kind = _ERRORS.get(code) or ("retryable" if status >= 500 or status == 429 else "s3-error")
-    if kind == "retryable":
-        return StorageUnavailableError(f"S3 {operation} failed ({code})")
-    if kind == "missing":
-        return ObjectChangedError(f"object disappeared during {operation}", code="object-gone")
-    if kind == "changed":
-        return ObjectChangedError(f"object changed since it was read; {operation} refused ({code})")
-    if kind == "unreadable":
-        return ObjectUnreadableError(f"S3 refused {operation}: the object is archived", reason="archived")
-    if kind == "denied" and operation in ("HEAD", "GET"):  # cannot look at it: reported, never a false "safe"
-        return ObjectUnreadableError(
-            f"S3 denied {operation} ({code}); check the bucket policy, the key policy, and for a Requester Pays "
-            "bucket REWRAP_REQUESTER_PAYS=true",
-            reason="access-denied",
-        )
-    if kind == "denied":
-        return StorageDeniedError(
-            f"S3 denied {operation} ({code}); check the bucket policy, Object Lock, and for a Requester Pays "
-            "bucket REWRAP_REQUESTER_PAYS=true"
-        )
-    return PermanentError(f"S3 {operation} failed ({code})", code=kind)
 
 
 def _version_id(response: Mapping[str, Any]) -> str | None:

@@ -19,39 +19,18 @@ from typing import IO, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from rewrap.census import CENSUS_FIELDS
 from rewrap.config import SweepTarget
 from rewrap.errors import ConfigError, RewrapError
 from rewrap.observability import logger, metrics
 from rewrap.ports import ObjectStore
+from rewrap.results import RESULT_FIELDS
 
 Format = Literal["json", "csv"]
 
-# CSV columns of the record kinds (JSON lines carry the same fields, and any others).
-ROTATE_COLUMNS = (
-    "bucket",
-    "key",
-    "versionId",
-    "status",
-    "tokens",
-    "rotatedTokens",
-    "fromVersions",
-    "toVersion",
-    "newVersionId",
-    "errorClass",
-    "reason",
-)
-CENSUS_COLUMNS = (
-    "bucket",
-    "key",
-    "versionId",
-    "noncurrent",
-    "keyTag",
-    "kind",
-    "tokens",
-    "versions",
-    "malformed",
-    "reason",
-)
+# CSV columns of the record kinds, their records' fields (JSON lines carry the same, and any others).
+ROTATE_COLUMNS = RESULT_FIELDS
+CENSUS_COLUMNS = CENSUS_FIELDS
 
 
 class ReportFile:

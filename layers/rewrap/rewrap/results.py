@@ -1,18 +1,18 @@
 """What the engine answers per object: a ``Status`` and an ``ObjectResult``, and its record.
 
-``RESULT_FIELDS`` is the one list of a result record's fields, in order: ``ObjectResult.to_dict``
+``RESULT_RECORD`` is the one list of a result record's fields, in order: ``ObjectResult.to_dict``
 (the functions' answers, logs and JSON reports) and the CSV report's columns both follow it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from rewrap.errors import ObjectOpaqueError, ObjectUnreadableError, RewrapError
 from rewrap.ports import ObjectRef
+from rewrap.records import Field, columns, record
 
 
 class Status(StrEnum):
@@ -47,13 +47,7 @@ class ObjectResult:
         return self.error is not None and self.error.retryable
 
     def to_dict(self) -> dict[str, Any]:
-        """The record: every field of ``RESULT_FIELDS``, optional ones only when they have a value."""
-        out: dict[str, Any] = {}
-        for name, value_of, always in _RECORD:
-            value = value_of(self)
-            if always or value is not None:
-                out[name] = value
-        return out
+        return record(self, RESULT_RECORD)
 
 
 def _reason(result: ObjectResult) -> str | None:
@@ -66,21 +60,21 @@ def _error_class(result: ObjectResult) -> str | None:
     return "retryable" if result.error.retryable else "permanent"
 
 
-# A result record's fields in order: name, its value, and whether it is there even when None.
-_RECORD: tuple[tuple[str, Callable[[ObjectResult], Any], bool], ...] = (
-    ("bucket", lambda r: r.ref.bucket, True),
-    ("key", lambda r: r.ref.key, True),
-    ("versionId", lambda r: r.ref.version_id, True),
-    ("status", lambda r: str(r.status), True),
-    ("tokens", lambda r: r.tokens, True),
-    ("rotatedTokens", lambda r: r.rotated_tokens, True),
-    ("fromVersions", lambda r: list(r.old_versions), True),
-    ("toVersion", lambda r: r.new_version, True),
-    ("newVersionId", lambda r: r.new_version_id or None, False),
-    ("errorClass", _error_class, False),
-    ("reason", _reason, False),
+# A result record's fields, in order: ``ObjectResult.to_dict`` and the CSV report's columns.
+RESULT_RECORD: tuple[Field[ObjectResult], ...] = (
+    Field("bucket", lambda r: r.ref.bucket),
+    Field("key", lambda r: r.ref.key),
+    Field("versionId", lambda r: r.ref.version_id),
+    Field("status", lambda r: str(r.status)),
+    Field("tokens", lambda r: r.tokens),
+    Field("rotatedTokens", lambda r: r.rotated_tokens),
+    Field("fromVersions", lambda r: list(r.old_versions)),
+    Field("toVersion", lambda r: r.new_version),
+    Field("newVersionId", lambda r: r.new_version_id or None, optional=True),
+    Field("errorClass", _error_class, optional=True),
+    Field("reason", _reason, optional=True),
 )
-RESULT_FIELDS = tuple(name for name, _, _ in _RECORD)
+RESULT_FIELDS = columns(RESULT_RECORD)
 
 
 def unseen(ref: ObjectRef, error: RewrapError) -> ObjectResult | None:
