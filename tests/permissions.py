@@ -30,6 +30,7 @@ CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "abort_multipart_upload"): {"s3:AbortMultipartUpload"},
     ("s3", "list_objects_v2"): {"s3:ListBucket"},
     ("s3", "list_object_versions"): {"s3:ListBucketVersions"},
+    ("s3", "get_bucket_versioning"): {"s3:GetBucketVersioning"},
     ("sqs", "send_message"): {"sqs:SendMessage"},
     ("sqs", "send_message_batch"): {"sqs:SendMessage"},
     ("secretsmanager", "get_secret_value"): {"secretsmanager:GetSecretValue"},

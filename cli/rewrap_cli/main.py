@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rewrap.census import Census, CensusTaker, ObjectCensus
+from rewrap.census_runs import merge_run
 from rewrap.config import Settings, SweepTarget
 from rewrap.deadline import Deadline
 from rewrap.engine import UNSEEN, ObjectResult, Status
@@ -156,6 +157,11 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         metavar="N",
         help="verdict: SAFE (exit 0) only if proven nothing is older than vN",
+    )
+    census.add_argument(
+        "--from-reports",
+        action="store_true",
+        help="merge a fleet census run's partials instead: the target is s3://…/census/<runId>/",
     )
     census.set_defaults(run=run_census)
     rotate = commands.add_parser("rotate", parents=[common], help="re-wrap every token to the newest key version")
@@ -296,6 +302,8 @@ def _s3_client(settings: Settings) -> Any:
 
 # --------------------------------------------------------------------------- census
 def run_census(options: argparse.Namespace) -> int:
+    if options.from_reports:
+        return run_census_from_reports(options)
     with _runtime(options, kms=False) as (settings, _, store), _report(options, CENSUS_COLUMNS) as report:
         target: SweepTarget = options.target
         judged = options.key_tag or settings.key_tag or None
@@ -322,12 +330,63 @@ def run_census(options: argparse.Namespace) -> int:
     return judgement.exit_code
 
 
+def run_census_from_reports(options: argparse.Namespace) -> int:
+    """Merge the partials of a fleet census run (``rewrap census --from-reports s3://…/census/<runId>/``)."""
+    if options.local:
+        raise ConfigError("--from-reports reads a deployed run's partials; it cannot be combined with --local")
+    target: SweepTarget = options.target
+    if not target.prefix.rstrip("/").rpartition("/")[2]:
+        raise ConfigError("--from-reports needs the run's folder: s3://bucket/prefix/census/<runId>/")
+    settings = Settings.from_env()
+    store = S3Store(_s3_client(settings))
+    folder = target.prefix.rstrip("/") + "/"
+    started = time.monotonic()
+
+    def records() -> Iterator[tuple[str, bytes]]:
+        token: str | None = None
+        while True:
+            items, token = store.list_page(target.bucket, folder, token)
+            for item in items:
+                name = item.key[len(folder) :]
+                ref = ObjectRef(target.bucket, item.key)
+                head = store.head(ref)
+                body = store.get_body(ref, head) if head is not None else None
+                if body is not None:
+                    yield name, body.data
+            if token is None:
+                return
+
+    run = merge_run(records(), _url(target), options.min_version, options.key_tag or settings.key_tag or None)
+    code, verdict = run.judge_lines()
+    census = run.census
+    print(
+        f"census run {run.run_id} ({_url(target)}): {run.partials:,} partials from {run.listings:,} sweep "
+        f"listing records merged in {time.monotonic() - started:.1f} s; {census.objects:,} objects, "
+        f"{census.bytes_read / 1048576:,.1f} MiB read by the fleet"
+    )
+    _census_tables(census)
+    for line in verdict:
+        print(line if line.startswith(" ") else f"  {line}")
+    if options.report is not None:
+        with _report(options, CENSUS_COLUMNS) as report:
+            if report is not None:
+                report.write({"record": "verdict", "kind": "verdict", "reason": verdict[0], "exitCode": code})
+    return code
+
+
 def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -> None:
     scope = " (current and noncurrent versions)" if options.versions else ""
     print(
         f"census of {_url(options.target)}{scope}: {census.objects:,} objects, "
         f"{census.bytes_read / 1048576:,.1f} MiB read in {elapsed:.1f} s"
     )
+    _census_tables(census)
+    # The verdict comes last: it is the line an operator acts on.
+    for line in census.judge().lines:
+        print(line if line.startswith(" ") else f"  {line}")
+
+
+def _census_tables(census: Census) -> None:
     rows = [
         (tag, f"v{version}", f"{c.tokens:,}", f"{c.objects:,}", f"{c.noncurrent_objects:,}")
         for tag, versions in sorted(census.by_key.items())
@@ -349,9 +408,6 @@ def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -
         print(f"    {item.ref}{' (noncurrent)' if item.noncurrent else ''}: {versions}")
     if census.stale_objects > len(census.stale_examples):
         print(f"    … and {census.stale_objects - len(census.stale_examples):,} more (see --report)")
-    # The verdict comes last: it is the line an operator acts on.
-    for line in census.judge().lines:
-        print(line if line.startswith(" ") else f"  {line}")
 
 
 # --------------------------------------------------------------------------- rotate

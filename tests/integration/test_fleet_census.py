@@ -195,3 +195,27 @@ def test_census_mode_is_refused_without_a_report_prefix(handler_env: LocalStack)
 
     with pytest.raises(ConfigError):
         sweep({"mode": "census"}, LambdaContext(function_name="rewrap-sweep"))
+
+
+def test_cli_merges_a_run_from_its_reports(fleet: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    import rewrap_cli.main as cli
+
+    seed(fleet, 4, rotate_after=1)
+    report = census_sweep(fleet)
+    drain_queue(fleet.client("sqs"), fleet.queue_url, rotate)
+    url = f"s3://{fleet.bucket}/{REPORTS}census/{report['runId']}/"
+
+    assert cli.main(["census", "--from-reports", url, "--min-version", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT SAFE: 2 tokens in 1 objects are older than v2" in out
+    assert f"run {report['runId']} complete: 5 of 5 enqueued keys reported" in out
+    assert cli.main(["census", "--from-reports", url, "--min-version", "1"]) == 0
+    assert "SAFE: nothing under census run" in capsys.readouterr().out
+
+    # a lost partial: exit 1, named
+    s3 = fleet.client("s3")
+    partial = next(name for name, _ in run_folder(fleet, report["runId"]) if name.startswith("part-"))
+    s3.delete_object(Bucket=fleet.bucket, Key=f"{REPORTS}census/{report['runId']}/{partial}")
+    assert cli.main(["census", "--from-reports", url, "--min-version", "1"]) == 1
+    out = capsys.readouterr().out
+    assert f"missing partial: {partial}" in out and "NOT complete" in out

@@ -157,7 +157,7 @@ class RunMerge:
             return code, lines
         if judgement.verdict == "SAFE":
             lines[0] = "UNKNOWN: cannot prove it: the run is incomplete or mixed (below); what was merged is clean"
-        code = max(code, 1)
+        code = 1  # incomplete or mixed: named below, whatever the partials at hand say
         lines.append(f"  run {self.run_id} NOT complete: {counts}")
         lines += [f"    {problem}" for problem in self.problems]
         lines += [f"    missing partial: {name}" for name in self.missing[:20]]
