@@ -43,6 +43,7 @@ from rewrap.reports import CENSUS_COLUMNS, ROTATE_COLUMNS, Format, ReportFile
 from rewrap.runtime import Runtime, aws_client_config, build_runtime
 from rewrap.service import summarize
 from rewrap.sweep import probe_newest_versions
+from rewrap_cli.plan import Fleet, Prices, make_plan, read_census_report, read_inventory_csv
 
 OK, PARTIAL, NOTHING_DONE = 0, 1, 2
 # Objects handed to the engine at once: enough to batch KMS requests well, small enough to report often.
@@ -168,9 +169,53 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     rotate.add_argument("--rate", type=float, metavar="R", help="NCP KMS requests per second (0 = unlimited)")
     rotate.set_defaults(run=run_rotate)
+    _plan_parser(commands)
     commands.add_parser("emulator", help="run the local NCP KMS emulator (rewrap emulator --help)")
     commands.add_parser("demo", help="rotate a seeded bucket end to end on the embedded stack")
     return parser
+
+
+def _plan_parser(commands: Any) -> None:
+    fleet, prices = Fleet(), Prices()
+    plan = commands.add_parser(
+        "plan",
+        help="what a rotation will take: requests, hours and cost (from a census report or S3 Inventory)",
+        epilog="Prices default to AWS us-east-1 list prices (arm64 Lambda); NCP KMS is not priced unless given.",
+    )
+    plan.add_argument("target", metavar="s3://bucket/prefix", type=_target)
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--census-report", type=Path, metavar="FILE", help="rewrap census --report FILE (json/csv)")
+    source.add_argument("--inventory", type=Path, metavar="FILE", help="an S3 Inventory CSV data file")
+    plan.add_argument("--min-version", type=_positive, metavar="N", help="census report: rotate what is older than vN")
+    plan.add_argument("--tokens-per-object", type=int, default=1, metavar="N", help="inventory: assumed (default 1)")
+    plan.add_argument("--kms-rate", type=float, default=fleet.kms_rate, help="NCP requests/s for the fleet (200)")
+    plan.add_argument("--containers", type=_positive, default=fleet.containers, help="rotate containers at once (6)")
+    plan.add_argument("--memory-gb", type=float, default=fleet.memory_gb, help="rotate function memory (1.0)")
+    plan.add_argument(
+        "--seconds-per-object", type=float, default=fleet.seconds_per_object, help="S3 work per object (0.05)"
+    )
+    plan.add_argument("--tokens-per-kms-request", type=_positive, default=fleet.tokens_per_kms_request)
+    for name, value in prices.__dict__.items():
+        plan.add_argument(
+            f"--price-{name.replace('_', '-')}", type=float, default=value, help=f"USD (default {value:g})"
+        )
+    plan.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
+    plan.set_defaults(run=run_plan)
+
+
+def run_plan(options: argparse.Namespace) -> int:
+    target: SweepTarget = options.target
+    per_request = options.tokens_per_kms_request
+    if options.census_report is not None:
+        inventory = read_census_report(options.census_report, target.prefix, options.min_version, per_request)
+    else:
+        inventory = read_inventory_csv(options.inventory, target.prefix, options.tokens_per_object, per_request)
+    fleet = Fleet(options.kms_rate, options.containers, options.memory_gb, options.seconds_per_object)
+    prices = Prices(**{name: getattr(options, f"price_{name}") for name in Prices().__dict__})
+    plan = make_plan(inventory, fleet, prices)
+    print(f"plan for {_url(target)}: {fleet.containers} containers, NCP {fleet.kms_rate:g} requests/s")
+    _table(("", "count", "cost"), plan.rows())
+    return 0
 
 
 def _target(text: str) -> SweepTarget:
