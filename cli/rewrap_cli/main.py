@@ -43,6 +43,7 @@ from rewrap.reports import CENSUS_COLUMNS, ROTATE_COLUMNS, Format, ReportFile
 from rewrap.runtime import Runtime, aws_client_config, build_runtime
 from rewrap.service import summarize
 from rewrap.sweep import probe_newest_versions
+from rewrap_cli import fleet
 from rewrap_cli.plan import Fleet, Prices, make_plan, read_census_report, read_inventory_csv
 
 OK, PARTIAL, NOTHING_DONE = 0, 1, 2
@@ -170,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--rate", type=float, metavar="R", help="NCP KMS requests per second (0 = unlimited)")
     rotate.set_defaults(run=run_rotate)
     _plan_parser(commands)
+    _fleet_parser(commands)
     commands.add_parser("emulator", help="run the local NCP KMS emulator (rewrap emulator --help)")
     commands.add_parser("demo", help="rotate a seeded bucket end to end on the embedded stack")
     return parser
@@ -201,6 +203,52 @@ def _plan_parser(commands: Any) -> None:
         )
     plan.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
     plan.set_defaults(run=run_plan)
+
+
+def _fleet_parser(commands: Any) -> None:
+    parser = commands.add_parser("fleet", help="start a census or rotation on the deployed sweep; follow a census run")
+    actions = parser.add_subparsers(title="actions", required=True, metavar="ACTION")
+    for mode in ("census", "rotate"):
+        start = actions.add_parser(mode, help=f"invoke the deployed sweep in {mode} mode")
+        start.add_argument("targets", metavar="s3://bucket/prefix", type=_target, nargs="+")
+        where = start.add_mutually_exclusive_group(required=True)
+        where.add_argument("--function", metavar="NAME", help="the sweep function's name or ARN")
+        where.add_argument("--stack", metavar="NAME", help="the deployed stack (its SweepFunction)")
+        start.add_argument("--run-id", metavar="ID", help="census: the run id (default: time and a random part)")
+        start.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
+        start.set_defaults(run=run_fleet_start, mode=mode)
+    state = actions.add_parser("status", help="keys listed, enqueued, reported and failed of a census run")
+    state.add_argument("run_id", metavar="RUN_ID")
+    state.add_argument("--reports", required=True, metavar="s3://bucket/prefix", help="the stack's ReportPrefix")
+    state.add_argument("--watch", action="store_true", help="refresh every --interval seconds until done")
+    state.add_argument("--interval", type=float, default=10.0, metavar="S")
+    state.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
+    state.set_defaults(run=run_fleet_status)
+
+
+def run_fleet_start(options: argparse.Namespace) -> int:
+    import boto3
+
+    session = boto3.session.Session()
+    name = fleet.sweep_function(session.client("cloudformation"), options.function, options.stack)
+    run_id = fleet.start(session.client("lambda"), name, options.mode, options.targets, options.run_id)
+    if options.mode == "census":
+        print(f"census run {run_id} started on {name}")
+        print(f"  follow it:  rewrap fleet status {run_id} --reports <ReportPrefix> --watch")
+        print(f"  verdict:    rewrap census --from-reports <ReportPrefix>census/{run_id}/ --min-version N")
+    else:
+        print(f"rotation sweep started on {name} (request {run_id}); watch the dashboard or the rotate queue")
+    return 0
+
+
+def run_fleet_status(options: argparse.Namespace) -> int:
+    s3 = _s3_client(Settings.from_env())
+    while True:
+        state = fleet.status(s3, options.reports, options.run_id)
+        print(state.line(), flush=True)
+        if state.done or not options.watch:
+            return 0 if state.done else 1
+        time.sleep(options.interval)
 
 
 def run_plan(options: argparse.Namespace) -> int:

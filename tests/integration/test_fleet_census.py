@@ -219,3 +219,58 @@ def test_cli_merges_a_run_from_its_reports(fleet: LocalStack, capsys: pytest.Cap
     assert cli.main(["census", "--from-reports", url, "--min-version", "1"]) == 1
     out = capsys.readouterr().out
     assert f"missing partial: {partial}" in out and "NOT complete" in out
+
+
+def test_fleet_status_follows_a_census_run(fleet: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
+    import rewrap_cli.main as cli
+
+    seed(fleet, 6)
+    reset_runtime()
+    with environment({"REWRAP_SWEEP_KEYS_PER_MESSAGE": "3"}):
+        report = census_sweep(fleet)
+    reports = f"s3://{fleet.bucket}/{REPORTS}"
+    assert cli.main(["fleet", "status", report["runId"], "--reports", reports]) == 1  # nothing reported yet
+    assert "listed 7  enqueued 7  reported 0" in capsys.readouterr().out
+    drain_queue(fleet.client("sqs"), fleet.queue_url, rotate)
+    assert cli.main(["fleet", "status", report["runId"], "--reports", reports, "--watch"]) == 0
+    out = capsys.readouterr().out
+    assert "100.0%" in out and "reported 7" in out and "3/3 partials" in out
+
+
+def test_fleet_census_invokes_the_stacks_sweep_with_a_run_id(capsys: pytest.CaptureFixture[str]) -> None:
+    # moto runs Lambda functions in Docker, which this machine has not: the invoke is checked against
+    # botocore's Stubber (the request botocore would send), the stack lookup against a real stub too.
+    import boto3
+    from botocore.stub import Stubber
+
+    from rewrap.config import SweepTarget
+    from rewrap_cli import fleet as fleet_cli
+
+    client = boto3.session.Session(region_name="ap-northeast-2").client("lambda")
+    with Stubber(client) as stub:
+        stub.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {
+                "FunctionName": "rewrap-sweep",
+                "InvocationType": "Event",
+                "Payload": json.dumps({"targets": ["b/p/"], "mode": "census", "runId": "r-1"}).encode(),
+            },
+        )
+        assert fleet_cli.start(client, "rewrap-sweep", "census", [SweepTarget("b", "p/")], "r-1") == "r-1"
+        stub.assert_no_pending_responses()
+    cloudformation = boto3.session.Session(region_name="ap-northeast-2").client("cloudformation")
+    with Stubber(cloudformation) as stub:
+        detail = {
+            "LogicalResourceId": "SweepFunction",
+            "PhysicalResourceId": "rewrap-sweep",
+            "ResourceType": "AWS::Lambda::Function",
+            "LastUpdatedTimestamp": "2026-01-01T00:00:00Z",
+            "ResourceStatus": "CREATE_COMPLETE",
+        }
+        stub.add_response(
+            "describe_stack_resource",
+            {"StackResourceDetail": detail},
+            {"StackName": "rewrap", "LogicalResourceId": "SweepFunction"},
+        )
+        assert fleet_cli.sweep_function(cloudformation, None, "rewrap") == "rewrap-sweep"
