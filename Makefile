@@ -15,8 +15,14 @@ SAM := .venv-sam/bin/sam
 CHECKOV := .venv-checkov/bin/checkov
 # sam build finds the runtime's python3.12 on the PATH; the layer's makefile compiles with $(PYTHON).
 SAM_ENV := PATH="$(dir $(PYTHON)):$$PATH" PYTHON="$(PYTHON)" SAM_CLI_TELEMETRY=0
+# LocalStack, the stricter second S3 for the tests, runs only on Python 3.13, in its own venv.
+PYTHON313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13) \
+                         $(shell command -v python3.13 2>/dev/null))
+LS_VENV := .venv-localstack
+LS_STAMP := $(LS_VENV)/.installed-stamp
 
-.PHONY: help install package test unit integration artifact demo lint fmt bench soak clean
+.PHONY: help install package test test-moto test-localstack unit integration artifact demo lint fmt bench soak \
+	soak-localstack clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,11 +47,23 @@ $(CHECKOV): Makefile
 	.venv-checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
+$(LS_STAMP): local/localstack/requirements.txt local/localstack/constraints.txt
+	@test -n "$(PYTHON313)" || { echo "LocalStack needs Python 3.13 (pyenv or PATH); none found" >&2; exit 1; }
+	test -x $(LS_VENV)/bin/python || $(PYTHON313) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet -r local/localstack/requirements.txt -c local/localstack/constraints.txt
+	touch $@
+
 package: $(SAM) ## sam build: the deployable functions and layer in .aws-sam/build (what the artifact tests run)
 	$(SAM_ENV) $(SAM) build --template template.yaml
 
-test: $(STAMP) package ## run every test (unit, integration, and the built artifacts against the embedded stack)
+test: test-moto test-localstack ## every test on moto (built artifacts included), then the S3 suites on LocalStack
+
+test-moto: $(STAMP) package ## unit, integration and the built artifacts against moto and the NCP KMS emulator
 	$(BIN)/python -m pytest
+
+test-localstack: $(STAMP) $(LS_STAMP) ## the S3-semantics suites (marker s3) against LocalStack on loopback
+	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m pytest --s3-backend=localstack
 
 unit: $(STAMP) ## run the unit tests only
 	$(BIN)/python -m pytest tests/unit
@@ -59,9 +77,10 @@ artifact: $(STAMP) package ## build, then run the built functions in a clean Pyt
 demo: $(STAMP) ## rotate a seeded bucket end to end on the embedded stack (loopback only)
 	$(BIN)/python -m rewrap_local.demo
 
-lint: $(STAMP) $(SAM) $(CHECKOV) ## ruff, format check, cfn-lint, sam validate --lint and checkov on the template
+lint: $(STAMP) $(SAM) $(CHECKOV) ## ruff, format check, mypy, cfn-lint, sam validate --lint and checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
 	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --compact --quiet
@@ -72,9 +91,12 @@ bench: $(STAMP) package ## throughput against a naive rotator and the S3 floor â
 soak: $(STAMP) ## fault-injection soak: every fault alone and mixed, then converged; prints the report
 	$(BIN)/python -m rewrap_local.soak $(SOAK_ARGS)
 
+soak-localstack: $(STAMP) $(LS_STAMP) ## the same soak against LocalStack on loopback
+	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m rewrap_local.soak $(SOAK_ARGS)
+
 fmt: $(STAMP) ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean: ## remove the virtual environment and build output
-	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-sam .venv-checkov $(LS_VENV) .aws-sam .pytest_cache .ruff_cache

@@ -1,20 +1,31 @@
-"""Shared fixtures: one moto server and one NCP KMS emulator per session (both on loopback); each
-test gets its own bucket, key, secret and queues on them, so tests never see each other's state."""
+"""Shared fixtures: one AWS stand-in and one NCP KMS emulator per session (both on loopback); each
+test gets its own bucket, key, secret and queues on them, so tests never see each other's state.
+
+The AWS stand-in is moto (started here) unless ``--s3-backend=localstack``: then the tests marked
+``s3`` run against the LocalStack at ``REWRAP_TEST_S3_ENDPOINT`` (``make test-localstack`` starts one),
+which enforces conditional copies, SSE-C and archive states that moto ignores."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
+from aws_lambda_powertools.utilities import parameters
 
 from rewrap.runtime import Runtime, reset_runtime
+from rewrap_local.emulator import KmsEmulator
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import LocalStack, environment, provision, running_servers
 
 _buckets = itertools.count(1)
+# LocalStack keeps its buckets for as long as it runs: names unique to this pytest run.
+_RUN = uuid.uuid4().hex[:6]
 
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Rewrap")
@@ -23,19 +34,53 @@ for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", 
     os.environ[name] = "testing"  # never reach a real account from the test suite
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--s3-backend",
+        choices=("moto", "localstack"),
+        default=os.environ.get("REWRAP_TEST_S3_BACKEND", "moto"),
+        help="AWS stand-in for the tests: moto (started here) or LocalStack at REWRAP_TEST_S3_ENDPOINT",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On LocalStack only the S3-semantics suites (marker ``s3``) run; the rest needs nothing it adds."""
+    if config.getoption("--s3-backend") != "localstack":
+        return
+    selected = [item for item in items if item.get_closest_marker("s3")]
+    config.hook.pytest_deselected(items=[item for item in items if not item.get_closest_marker("s3")])
+    items[:] = selected
+
+
 @pytest.fixture(scope="session")
-def servers() -> Iterator[tuple[str, Any]]:
-    with running_servers(seed=7) as pair:
-        yield pair
+def s3_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--s3-backend"))
+
+
+@pytest.fixture(scope="session")
+def servers(s3_backend: str) -> Iterator[tuple[str, Any]]:
+    if s3_backend == "moto":
+        with running_servers(seed=7) as pair:
+            yield pair
+        return
+    endpoint = os.environ.get("REWRAP_TEST_S3_ENDPOINT", "")
+    if not endpoint.startswith(("http://127.", "http://localhost")):
+        pytest.exit("--s3-backend=localstack needs REWRAP_TEST_S3_ENDPOINT on loopback (make test-localstack)", 2)
+    kms = KmsEmulator(seed=7).start()
+    try:
+        yield endpoint, kms
+    finally:
+        kms.stop()
 
 
 @pytest.fixture
-def stack(servers: tuple[str, Any]) -> Iterator[LocalStack]:
-    moto_url, kms = servers
+def stack(servers: tuple[str, Any], s3_backend: str) -> Iterator[LocalStack]:
+    aws_url, kms = servers
     kms.clear_faults()
     kms.reset_switches()
     kms.set_latency(0)
-    yield provision(moto_url, kms, bucket=f"rewrap-test-{next(_buckets)}")
+    suffix = f"-{_RUN}" if s3_backend == "localstack" else ""
+    yield provision(aws_url, kms, bucket=f"rewrap-test-{next(_buckets)}{suffix}", backend=s3_backend)
     kms.clear_faults()
     kms.reset_switches()
 
@@ -65,3 +110,25 @@ def handler_env(stack: LocalStack) -> Iterator[LocalStack]:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
+
+
+RuntimeFactory = Callable[..., tuple[Runtime, list[httpx.Request]]]
+
+
+@pytest.fixture
+def make_runtime(stack: LocalStack) -> Iterator[RuntimeFactory]:
+    """A wired runtime speaking one API generation to the emulator (credentials from moto's Secrets
+    Manager), and the KMS requests it sends."""
+    built: list[Runtime] = []
+
+    def make(api: str, **overrides: Any) -> tuple[Runtime, list[httpx.Request]]:
+        parameters.clear_caches()
+        runtime = dataclasses.replace(stack, api=api).runtime(**overrides)
+        sent: list[httpx.Request] = []
+        runtime.kms.http.event_hooks = {"request": [sent.append], "response": []}
+        built.append(runtime)
+        return runtime, sent
+
+    yield make
+    for runtime in built:
+        runtime.kms.http.close()

@@ -13,14 +13,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CODE = [ROOT / "layers" / "rewrap" / "rewrap", ROOT / "functions"]
 
-_READ = {"s3:GetObject", "s3:GetObjectVersion"}
-_WRITE = {"s3:PutObject", "s3:PutObjectTagging"}  # tags are restated with the new object
+# A HEAD or GET shows Object Lock settings only with their Get permissions; a rewrite restates tags,
+# the ACL (Grant* parameters) and Object Lock, which need the Put ones.
+_READ = {"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold"}
+_WRITE = {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectAcl", "s3:PutObjectRetention", "s3:PutObjectLegalHold"}
 # (service, operation in boto3's snake_case) → the IAM actions it needs. Versioned reads and writes that
 # carry tags need the Version / Tagging variants too.
 CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "head_object"): _READ,
     ("s3", "get_object"): _READ,
     ("s3", "get_object_tagging"): {"s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
+    ("s3", "get_object_acl"): {"s3:GetObjectAcl", "s3:GetObjectVersionAcl"},
+    ("s3", "get_bucket_acl"): {"s3:GetBucketAcl"},
+    ("s3", "get_bucket_ownership_controls"): {"s3:GetBucketOwnershipControls"},
+    ("s3", "get_bucket_versioning"): {"s3:GetBucketVersioning"},
     ("s3", "put_object"): _WRITE,
     ("s3", "copy_object"): _READ | _WRITE | {"s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
     ("s3", "create_multipart_upload"): _WRITE,
@@ -30,7 +36,6 @@ CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "abort_multipart_upload"): {"s3:AbortMultipartUpload"},
     ("s3", "list_objects_v2"): {"s3:ListBucket"},
     ("s3", "list_object_versions"): {"s3:ListBucketVersions"},
-    ("s3", "get_bucket_versioning"): {"s3:GetBucketVersioning"},
     ("sqs", "send_message"): {"sqs:SendMessage"},
     ("sqs", "send_message_batch"): {"sqs:SendMessage"},
     ("secretsmanager", "get_secret_value"): {"secretsmanager:GetSecretValue"},
@@ -61,11 +66,11 @@ def calls_in_shipped_code() -> dict[tuple[str, str], list[str]]:
     for root in SHIPPED_CODE:
         for path in sorted(root.rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
-                    name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
-                    if name in by_name:
-                        where = f"{path.relative_to(ROOT)}:{node.lineno}"
-                        found.setdefault(by_name[name], []).append(where)
+                # a method called or passed on (``self._call("GET ACL", self.client.get_object_acl, …)``)
+                name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+                if name in by_name:
+                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                    found.setdefault(by_name[name], []).append(where)
     return found
 
 

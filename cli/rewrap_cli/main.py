@@ -55,6 +55,7 @@ EXAMPLES = 10
 _HINTS = {
     "s3-denied": "check that your AWS identity may list and read the bucket",
     "s3-error": "check the bucket name and its region (AWS_REGION)",
+    "no-such-bucket": "check the bucket name and its region (AWS_REGION)",
     "s3-unavailable": "check AWS credentials and network (aws sts get-caller-identity), then run again",
     "secret-invalid": "check NCP_KMS_SECRET_ID and that your AWS identity may read that secret",
     "secret-unavailable": "check AWS credentials, region and network, then run again",
@@ -346,7 +347,7 @@ def _runtime(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Settin
             print(f"starting the embedded stack (moto + NCP KMS emulator) for s3://{target.bucket}", file=sys.stderr)
             local = stack.enter_context(local_stack(bucket=target.bucket))
             settings = _overrides(local.settings(), options)
-            runtime = build_runtime(settings, session=local.session, endpoint_url=local.moto_url)
+            runtime: Runtime | None = build_runtime(settings, session=local.session, endpoint_url=local.moto_url)
         else:
             settings = _overrides(_settings_from_env(options, kms=kms), options)
             runtime = build_runtime(settings) if kms else None

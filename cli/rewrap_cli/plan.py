@@ -182,7 +182,7 @@ def _versions(value: Any) -> dict[int, int]:
     if isinstance(value, dict):
         items: Iterable[tuple[Any, Any]] = value.items()
     elif isinstance(value, str) and value:
-        items = (part.split("=", 1) for part in value.split(";") if "=" in part)
+        items = (part.partition("=")[::2] for part in value.split(";") if "=" in part)
     else:
         return {}
     return {int(str(k).lstrip("v")): int(n) for k, n in items}

@@ -38,6 +38,7 @@ class LocalStack:
     dead_letter_queue_url: str
     signature_version: str = "v2"
     api: str = "1.0"  # NCP_KMS_API: the KMS API generation the client speaks to the emulator
+    backend: str = "moto"  # what serves moto_url: "moto", or "localstack" (enforces S3 conditions itself)
 
     @property
     def session(self) -> boto3.session.Session:
@@ -89,7 +90,13 @@ class LocalStack:
 
 
 def provision(
-    moto_url: str, kms: KmsEmulator, *, bucket: str = DEMO_BUCKET, signature_version: str = "v2", api: str = "1.0"
+    moto_url: str,
+    kms: KmsEmulator,
+    *,
+    bucket: str = DEMO_BUCKET,
+    signature_version: str = "v2",
+    api: str = "1.0",
+    backend: str = "moto",
 ) -> LocalStack:
     """Create the bucket, the NCP secret, the queues and one KMS key on running servers."""
     kms.add_credentials(ACCESS_KEY, SECRET_KEY, API_KEY)
@@ -114,6 +121,7 @@ def provision(
         dead_letter_queue_url=dlq_url,
         signature_version=signature_version,
         api=api,
+        backend=backend,
     )
 
 

@@ -8,7 +8,7 @@ import base64
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -218,9 +218,9 @@ def _route_events(route: str, stack: LocalStack) -> list[dict[str, Any]]:
         return [sqs_records(wrapped)]
     if route in ("eventbridge", "sqs-eventbridge"):
         events = []
-        for key in TARGETS:
+        for key in TARGETS:  # keys percent-encoded, as LocalStack (modelled on AWS) sends them
             event = load_event("eventbridge-s3.json")
-            event["detail"]["bucket"]["name"], event["detail"]["object"]["key"] = bucket, key
+            event["detail"]["bucket"]["name"], event["detail"]["object"]["key"] = bucket, quote(key, safe="/")
             events.append(event)
         return events if route == "eventbridge" else [sqs_records(*events)]
     if route.startswith("batch-ops"):

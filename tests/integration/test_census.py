@@ -13,8 +13,8 @@ import pytest
 
 from rewrap.census import DEFAULT_KEY_LABEL, Census, CensusTaker, Kind
 from rewrap.errors import StorageDeniedError
-from rewrap.objects import Listed, S3Store
-from rewrap.ports import BodyStream, ObjectHead, ObjectRef
+from rewrap.objects import S3Store
+from rewrap.ports import BodyStream, Listed, ObjectHead, ObjectRef
 from rewrap.tokens import scan
 from rewrap_local.stack import LocalStack
 

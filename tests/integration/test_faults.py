@@ -5,11 +5,14 @@ tokens decrypt to the same plaintext, every other byte/header/metadata value/tag
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rewrap_local.soak import FAULT_KINDS, WRITE_OPS, Soak, SoakConfig, run_soak
 from rewrap_local.stack import LocalStack
+
+pytestmark = pytest.mark.s3
 
 # Permanent failures a fault may legitimately cause (re-run once the cause is fixed); a transient
 # fault must never end as a permanent failure.
@@ -48,6 +51,9 @@ def large_keys(soak: Soak) -> list[str]:
 def test_soak_every_fault_alone_and_mixed_loses_and_corrupts_nothing(stack: LocalStack) -> None:
     # Given ~120 objects of every kind; round 1 injects each fault kind alone, round 2 random mixes
     report = run_soak(stack, SoakConfig(objects=120, rounds=2, seed=7))
+    out = Path(__file__).resolve().parents[2] / "out"  # the figures, per backend, for the record
+    out.mkdir(exist_ok=True)
+    (out / f"soak-{stack.backend}.txt").write_text(report.render())
 
     # Then every object converged to the newest version or was deleted by a racing writer, and
     # after every run none was lost or corrupted

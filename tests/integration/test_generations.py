@@ -3,15 +3,13 @@ batch limits, v3 partial batch failures, key info, token auth and region-isolate
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from rewrap.config import Settings
 from rewrap.deadline import Deadline
@@ -31,12 +29,13 @@ from rewrap.ncp.client import NcpKmsClient
 from rewrap.ncp.generations import GENERATIONS, item_errors, key_region, wrong_region
 from rewrap.ncp.signing import Credentials
 from rewrap.ports import ObjectRef
-from rewrap.runtime import Runtime
 from rewrap.secrets import parse_credentials
 from rewrap.sweep import probe_newest_versions
 from rewrap.tokens import scan, token_version
 from rewrap_local.emulator import KmsEmulator
-from rewrap_local.stack import ACCESS_KEY, API_KEY, SECRET_KEY, LocalStack
+from rewrap_local.stack import LocalStack
+from tests.conftest import RuntimeFactory
+from tests.fakes import SIGNING, StaticCredentials
 
 APIS = ["1.0", "2.0", "v3"]
 RE_ENCRYPT_PATHS = {
@@ -44,36 +43,6 @@ RE_ENCRYPT_PATHS = {
     "2.0": "/kms/v1/keys/{tag}/re-encrypt",
     "v3": "/kms/v3/keys/{tag}/batch-re-encrypt",
 }
-
-
-class StaticCredentials:
-    def __init__(self, credentials: Credentials) -> None:
-        self.credentials = credentials
-
-    def get(self, *, refresh: bool = False) -> Credentials:
-        return self.credentials
-
-
-SIGNING = StaticCredentials(Credentials(ACCESS_KEY, SECRET_KEY, API_KEY))
-RuntimeFactory = Callable[..., tuple[Runtime, list[httpx.Request]]]
-
-
-@pytest.fixture
-def make_runtime(stack: LocalStack) -> Iterator[RuntimeFactory]:
-    """A wired runtime speaking one API generation to the emulator, and the requests it sends."""
-    built: list[Runtime] = []
-
-    def make(api: str, **overrides: Any) -> tuple[Runtime, list[httpx.Request]]:
-        parameters.clear_caches()
-        runtime = dataclasses.replace(stack, api=api).runtime(**overrides)
-        sent: list[httpx.Request] = []
-        runtime.kms.http.event_hooks = {"request": [sent.append], "response": []}
-        built.append(runtime)
-        return runtime, sent
-
-    yield make
-    for runtime in built:
-        runtime.kms.http.close()
 
 
 @pytest.fixture

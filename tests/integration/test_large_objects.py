@@ -15,6 +15,8 @@ from rewrap.runtime import Runtime
 from rewrap.tokens import scan
 from rewrap_local.stack import LocalStack
 
+pytestmark = pytest.mark.s3
+
 MiB = 1024 * 1024
 
 

@@ -4,18 +4,15 @@ with expiry, and errors an operator can act on (request id, clock skew, configur
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 import rewrap.engine
 from rewrap.census import Census, CensusTaker, RescueList, version_states, with_version_states
@@ -25,43 +22,14 @@ from rewrap.ncp.client import NcpKmsClient
 from rewrap.ncp.generations import ASSUMPTIONS
 from rewrap.ncp.signing import Credentials, token_expiry
 from rewrap.ports import ObjectRef
-from rewrap.runtime import Runtime
 from rewrap.sweep import sweep_event
 from rewrap.tokens import scan, token_version
 from rewrap_local.lambda_context import LambdaContext
-from rewrap_local.stack import ACCESS_KEY, API_KEY, SECRET_KEY, LocalStack
+from rewrap_local.stack import ACCESS_KEY, SECRET_KEY, LocalStack
+from tests.conftest import RuntimeFactory
+from tests.fakes import SIGNING, StaticCredentials
 
 APIS = ["1.0", "2.0", "v3"]
-RuntimeFactory = Callable[..., tuple[Runtime, list[httpx.Request]]]
-
-
-class StaticCredentials:
-    def __init__(self, credentials: Credentials) -> None:
-        self.credentials = credentials
-
-    def get(self, *, refresh: bool = False) -> Credentials:
-        return self.credentials
-
-
-SIGNING = StaticCredentials(Credentials(ACCESS_KEY, SECRET_KEY, API_KEY))
-
-
-@pytest.fixture
-def make_runtime(stack: LocalStack) -> Iterator[RuntimeFactory]:
-    """A wired runtime (credentials from moto Secrets Manager) and the KMS requests it sends."""
-    built: list[Runtime] = []
-
-    def make(api: str, **overrides: Any) -> tuple[Runtime, list[httpx.Request]]:
-        parameters.clear_caches()
-        runtime = dataclasses.replace(stack, api=api).runtime(**overrides)
-        sent: list[httpx.Request] = []
-        runtime.kms.http.event_hooks = {"request": [sent.append], "response": []}
-        built.append(runtime)
-        return runtime, sent
-
-    yield make
-    for runtime in built:
-        runtime.kms.http.close()
 
 
 def client_for(stack: LocalStack, api: str, credentials: Any = SIGNING, **options: Any) -> NcpKmsClient:
@@ -375,7 +343,7 @@ def test_the_sweep_stops_before_listing_when_the_key_is_disabled(
     event = {"rewrapSweep": {"targets": [stack.bucket]}}
 
     with pytest.raises(KmsKeyDisabledError, match="disabled"):
-        sweep_event(event, LambdaContext(), runtime.settings, runtime.store, runtime.rotate_queue, runtime.kms, print)
+        sweep_event(event, LambdaContext(), runtime)
     assert len(sent) == 1
 
 

@@ -112,7 +112,7 @@ def test_a_failed_report_write_never_fails_the_rotation(
     assert emitted_metrics(capsys.readouterr().out)["ReportWriteFailures"] == 1.0
     (warning,) = [r for r in caplog.records if r.getMessage() == "report not written"]
     assert warning.levelname == "WARNING"
-    assert warning.reason == "s3-error: S3 PUT failed (NoSuchBucket)"  # type: ignore[attr-defined]
+    assert warning.reason == "no-such-bucket: S3 PUT failed (NoSuchBucket)"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("prefix", ["no-scheme-bucket/audit", "s3://"])

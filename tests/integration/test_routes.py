@@ -188,9 +188,38 @@ def test_mixed_sqs_batch_returns_only_retryable_failures_and_parks_permanent_one
         QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     )["Messages"]
     reasons = {m["Body"]: m["MessageAttributes"]["rewrap-failure"]["StringValue"] for m in parked}
-    assert reasons.keys() == {json.dumps(broken_request), "this is not json"}
-    assert reasons[json.dumps(broken_request)].startswith("malformed-token")
-    assert reasons["this is not json"].startswith("unsupported-event")
+    assert "this is not json" in reasons and reasons["this is not json"].startswith("unsupported-event")
+    (request_body,) = set(reasons) - {"this is not json"}
+    parked_request = json.loads(request_body)
+    assert (parked_request["bucket"], parked_request["keys"]) == (stack.bucket, ["broken.txt"])
+    assert reasons[request_body].startswith("malformed-token")
+    assert parked_request["failures"][0]["reason"].startswith("malformed-token")
+
+
+def test_a_rotate_request_parks_only_its_failed_keys(seeded: Seeded) -> None:
+    # Given one rotate request: an archived object, a malformed token and two good objects
+    stack = seeded.stack
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key="broken.txt", Body=b"ncpkms:v1:@@@@")
+    (cold,) = get_runtime().kms.encrypt(stack.key_tag, [b"cold"])
+    s3.put_object(Bucket=stack.bucket, Key="cold.txt", Body=cold.encode(), StorageClass="GLACIER")
+    request = {"bucket": stack.bucket, "keys": ["secrets/api-token.txt", "cold.txt", "broken.txt", "docs/config.json"]}
+
+    # When it arrives through SQS
+    response = rotate(_sqs_batch(request), LambdaContext())
+
+    # Then the message is acknowledged, the good objects are rotated, the archived one is reported
+    # (not failed), and the dead-letter queue holds only the malformed key with its reason
+    assert response == {"batchItemFailures": []}
+    assert token_version(seeded.tokens("secrets/api-token.txt")[0]) == 2
+    assert {token_version(t) for t in seeded.tokens("docs/config.json")} == {2}
+    parked = stack.client("sqs").receive_message(QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10)
+    (message,) = parked["Messages"]
+    body = json.loads(message["Body"])
+    assert body["keys"] == ["broken.txt"]
+    assert [f["key"] for f in body["failures"]] == ["broken.txt"]
+    assert body["failures"][0]["reason"].startswith("malformed-token")
+    assert parse(body).refs[0].key == "broken.txt"  # a redrive replays just that key
 
 
 def test_batch_operations_result_codes_per_failure_class(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -295,10 +324,26 @@ def test_opaque_and_unreadable_objects_are_reported_not_retried_nor_parked(seede
     ]
     codes = {r["taskId"]: (r["resultCode"], r["resultString"]) for r in rotate(batch, LambdaContext())["results"]}
     assert codes["bundle.zip"] == ("PermanentFailure", "opaque: zip archive")
-    assert codes["cold.txt"][0] == "PermanentFailure" and codes["cold.txt"][1].startswith(
-        "unreadable: object is archived"
-    )
+    assert codes["cold.txt"] == ("PermanentFailure", "unreadable: archived")
 
     # a direct request: counted per status in the summary
     summary = rotate({"bucket": stack.bucket, "keys": ["bundle.zip", "cold.txt"]}, LambdaContext())
     assert (summary["opaque"], summary["unreadable"], summary["failed"], summary["permanent"]) == (1, 1, 0, 0)
+
+
+def test_an_eventbridge_key_that_only_exists_as_sent_is_rotated_as_sent(seeded: Seeded) -> None:
+    # Given an object whose name holds a literal "%20", and an EventBridge event naming it as is
+    stack = seeded.stack
+    (token,) = get_runtime().kms.encrypt(stack.key_tag, [b"literal"])
+    stack.kms.rotate(stack.key_tag)
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="odd%20name.txt", Body=token.encode())
+    event = json.loads(json.dumps(load_event("eventbridge-s3.json")).replace("rewrap-demo-bucket", stack.bucket))
+    event["detail"]["object"]["key"] = "odd%20name.txt"
+
+    # When
+    summary = rotate(event, LambdaContext())
+
+    # Then "odd name.txt" does not exist, so the key as sent was rotated
+    assert summary["rotated"] == 1 and summary["missing"] == 0
+    body = stack.client("s3").get_object(Bucket=stack.bucket, Key="odd%20name.txt")["Body"].read()
+    assert token_version(body.decode()) == 3

@@ -334,14 +334,18 @@ def test_locked_object_the_role_may_not_relock_fails_permanently_and_is_never_re
     assert s3.get_object(Bucket=bucket, Key="held.txt")["Body"].read() == original
 
 
-def test_locked_envelope_fails_permanently_with_the_s3_reason(locked: tuple[LocalStack, str]) -> None:
-    # The metadata-replacing self-copy restates the legal hold; moto refuses that copy outright
+def test_locked_envelope_gets_a_new_version_that_keeps_the_legal_hold(locked: tuple[LocalStack, str]) -> None:
+    # The metadata-replacing self-copy restates the legal hold (with the empty body's Content-MD5 that
+    # Object Lock headers come with); the locked version itself is kept
     stack, bucket = locked
     old_version, _ = _put_locked(stack, bucket, "env.bin", "legal-hold", envelope=True)
     stack.kms.rotate(stack.key_tag)
 
     code, text = result_of(rotate(batch_task(stack, "env.bin", bucket=bucket), LambdaContext()))
 
-    assert code == "PermanentFailure" and text.startswith("s3-error: S3 COPY failed (")
-    versions = stack.client("s3").list_object_versions(Bucket=bucket)["Versions"]
-    assert [v["VersionId"] for v in versions] == [old_version]
+    assert (code, text) == ("Succeeded", "rotated: 1/1 tokens v1 -> v2")
+    s3 = stack.client("s3")
+    versions = [v["VersionId"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]]
+    assert old_version in versions and len(versions) == 2
+    new = s3.head_object(Bucket=bucket, Key="env.bin")
+    assert new["ObjectLockLegalHoldStatus"] == "ON" and token_version(new["Metadata"]["wrapped-key"]) == 2

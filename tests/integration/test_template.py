@@ -367,9 +367,25 @@ def test_sweep_schedule_rule_is_enabled_only_with_targets(cfn: dict[str, Any]) -
     assert rule["State"] == {"Fn::If": ["HasSweepTargets", "ENABLED", "DISABLED"]}
     assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["SweepFunction", "Arn"]}]
     assert cfn["Conditions"]["HasSweepTargets"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SweepTargets"}, ""]}]}
-    permission = one(cfn, "AWS::Lambda::Permission")
+    permission = cfn["Resources"]["SweepFunctionSweepPermission"]["Properties"]
     assert permission["Principal"] == "events.amazonaws.com"
     assert permission["FunctionName"] == {"Ref": "SweepFunction"}
+
+
+def test_direct_sns_subscription_only_when_a_topic_is_given(cfn: dict[str, Any]) -> None:
+    resources = cfn["Resources"]
+    subscription, permission = resources["S3EventTopicSubscription"], resources["S3EventTopicPermission"]
+    assert subscription["Condition"] == permission["Condition"] == "HasS3EventTopic"
+    assert cfn["Conditions"]["HasS3EventTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "S3EventTopicArn"}, ""]}]}
+    alias = {"Ref": "RotateFunctionAliaslive"}
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "S3EventTopicArn"},
+        "Protocol": "lambda",
+        "Endpoint": alias,
+    }
+    assert permission["Properties"]["Principal"] == "sns.amazonaws.com"
+    assert permission["Properties"]["FunctionName"] == alias
+    assert permission["Properties"]["SourceArn"] == {"Ref": "S3EventTopicArn"}
 
 
 # --------------------------------------------------------------------- functions and layer
@@ -474,8 +490,8 @@ def test_every_granted_action_is_used_by_the_shipped_code_or_by_lambda_itself(sa
     rotate, sweep = role_actions(sam, "RotateFunctionRole"), role_actions(sam, "SweepFunctionRole")
     assert rotate - used - PLATFORM_ACTIONS == set()
     assert sweep - used - PLATFORM_ACTIONS == set()
-    # and every call is granted, but the version listing of `rewrap census --versions`, which runs on
-    # the operator's own credentials, never in a function
+    # and every call is granted, but the census's version listing, which runs in `rewrap census` on the
+    # operator's own credentials, never in a function (a fleet census run only reads bucket versioning)
     assert used - (rotate | sweep) == {"s3:ListBucketVersions"}, calls
 
 
@@ -529,6 +545,19 @@ def test_s3_arns_resolve_in_every_partition(cfn: dict[str, Any], partition: str)
         "s3:PutObjectTagging",
         "s3:AbortMultipartUpload",
     }
+    # ACLs and Object Lock settings are read and restated on every rewrite
+    assert set(rotate["ReadBucketOwnership"]["Action"]) == {"s3:GetBucketOwnershipControls", "s3:GetBucketAcl"}
+    assert rotate["ReadBucketOwnership"]["Resource"] == buckets
+    assert set(rotate["KeepAclAndObjectLock"]["Action"]) == {
+        "s3:GetObjectAcl",
+        "s3:GetObjectVersionAcl",
+        "s3:PutObjectAcl",
+        "s3:GetObjectRetention",
+        "s3:PutObjectRetention",
+        "s3:GetObjectLegalHold",
+        "s3:PutObjectLegalHold",
+    }
+    assert rotate["KeepAclAndObjectLock"]["Resource"] == [f"{arn}/*" for arn in buckets]
     sweep_s3 = {a for s in sweep.values() for a in as_list(s["Action"]) if a.startswith("s3:")}
     assert sweep_s3 == {"s3:ListBucket", "s3:GetBucketVersioning"}  # versioning: for a census run's verdict
 

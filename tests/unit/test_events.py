@@ -368,3 +368,53 @@ def test_batch_operations_user_arguments_dry_run(value: str, expected: bool) -> 
     event["job"]["userArguments"]["dryRun"] = value
 
     assert parse(event).dry_run is expected  # an operator's dry run must never write
+
+
+# --- direct SNS, EventBridge key encoding, bucket ARNs -------------------------------------------
+def test_direct_sns_subscription_records_are_s3_notifications() -> None:
+    message = json.dumps({"Records": [s3_record("docs/hello+world%2B%C3%BCn%C3%AF.env")]})
+    event = {
+        "Records": [
+            {"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": {"MessageId": "m-1", "Message": message}},
+            {"EventSource": "aws:sns", "Sns": {"MessageId": "m-2", "Message": json.dumps({"Event": "s3:TestEvent"})}},
+            {"EventSource": "aws:sns", "Sns": {"MessageId": "m-3", "Message": "not json"}},
+        ]
+    }
+
+    invocation = parse(event)
+
+    assert invocation.kind is Kind.SNS
+    assert [(u.id, u.refs, u.note) for u in invocation.units[:2]] == [
+        ("m-1", [ref(UNICODE_KEY)], ""),
+        ("m-2", [], "s3:TestEvent"),
+    ]
+    assert isinstance(invocation.units[2].error, UnsupportedEventError)
+
+
+@pytest.mark.parametrize(
+    ("sent", "decoded"),
+    [("a%20b%2Bc", "a b+c"), ("plain/key.txt", "plain/key.txt"), ("100%25.txt", "100%.txt"), ("a+b", "a b")],
+)
+def test_eventbridge_keys_are_decoded_and_the_raw_key_kept(sent: str, decoded: str) -> None:
+    event = copy.deepcopy(load("eventbridge-s3.json"))
+    event["detail"]["object"]["key"] = sent
+
+    (unit,) = parse(event).units
+
+    assert unit.refs == [ref(decoded)]
+    assert unit.raw_keys == ({ref(decoded): ref(sent)} if sent != decoded else {})
+
+
+def test_eventbridge_in_sqs_keeps_the_raw_key_too() -> None:
+    inner = copy.deepcopy(load("eventbridge-s3.json"))
+    inner["detail"]["object"]["key"] = "a%20b"
+    (unit,) = parse(sqs(json.dumps(inner))).units
+    assert unit.refs == [ref("a b")] and unit.raw_keys == {ref("a b"): ref("a%20b")}
+
+
+@pytest.mark.parametrize("arn", [f"arn:aws:s3:::{BUCKET}", f"arn:aws-cn:s3:::{BUCKET}", BUCKET])
+def test_bucket_arns_are_read_after_the_last_colon(arn: str) -> None:
+    request = parse({"bucket": arn, "keys": ["k"]})
+    task = {"taskId": "t", "s3BucketArn": arn, "s3Key": "k"}
+    batch = parse({"invocationSchemaVersion": "1.0", "invocationId": "i", "job": {"id": "j"}, "tasks": [task]})
+    assert request.refs == batch.refs == [ref("k")]

@@ -27,8 +27,7 @@ from rewrap.engine import KEY_TAG_METADATA, scan_metadata
 from rewrap.errors import ObjectChangedError, ObjectOpaqueError, ObjectUnreadableError, RewrapError
 from rewrap.forms import open_text
 from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
-from rewrap.objects import Listed, S3Store
-from rewrap.ports import ObjectRef
+from rewrap.ports import Listed, ObjectRef, ObjectStore
 from rewrap.tokens import scan, token_safe_segments
 
 # The label of objects without ncpkms-key-tag metadata when no default key tag is known.
@@ -165,9 +164,9 @@ class Census:
             self.failures.append(item)
         for reason, detail in item.unknown_reasons:
             self.unknown[reason] += 1
-            examples = self.unknown_examples.setdefault(reason, [])
-            if len(examples) < MAX_UNKNOWN_EXAMPLES:
-                examples.append(f"{item.ref}: {detail}")
+            reasons = self.unknown_examples.setdefault(reason, [])
+            if len(reasons) < MAX_UNKNOWN_EXAMPLES:
+                reasons.append(f"{item.ref}: {detail}")
         per_version = self.by_key.setdefault(item.key_tag, {})
         for version, tokens in item.versions.items():
             count = per_version.setdefault(version, VersionCount())
@@ -260,8 +259,8 @@ class Census:
         self.bytes_read += int(partial.get("bytesRead", 0))
         for reason, n in partial.get("unknown", {}).items():
             self.unknown[reason] += int(n)
-            examples = self.unknown_examples.setdefault(reason, [])
-            examples += partial.get("unknownExamples", {}).get(reason, [])[: MAX_UNKNOWN_EXAMPLES - len(examples)]
+            reasons = self.unknown_examples.setdefault(reason, [])
+            reasons += partial.get("unknownExamples", {}).get(reason, [])[: MAX_UNKNOWN_EXAMPLES - len(reasons)]
         judged = self.min_version is not None
         for tag, versions in partial.get("keys", {}).items():
             per_version = self.by_key.setdefault(tag, {})
@@ -392,7 +391,7 @@ def _example(record: dict[str, Any]) -> ObjectCensus:
 
 @dataclass
 class CensusTaker:
-    store: S3Store
+    store: ObjectStore
     default_key_tag: str = ""
     concurrency: int = 16
     page_size: int = 1000

@@ -22,8 +22,7 @@ from typing import Any
 from rewrap.census import Census, CensusTaker, Kind, ObjectCensus
 from rewrap.config import Settings, SweepTarget
 from rewrap.errors import BucketNotAllowedError, ConfigError, ObjectChangedError, RewrapError
-from rewrap.objects import S3Store
-from rewrap.ports import ObjectRef
+from rewrap.ports import ObjectRef, ObjectStore
 
 PARTIAL_FORMAT = "rewrap-census-partial/1"
 LISTING_FORMAT = "rewrap-census-listing/1"
@@ -67,7 +66,7 @@ class CensusAnswer:
         return census
 
 
-def answer(run_id: str, refs: Sequence[ObjectRef], settings: Settings, store: S3Store, source: str) -> CensusAnswer:
+def answer(run_id: str, refs: Sequence[ObjectRef], settings: Settings, store: ObjectStore, source: str) -> CensusAnswer:
     """Scan ``refs`` (all in one bucket) and write their partial; writes nothing else, reads only."""
     result = CensusAnswer(run_id, list(refs))
     refused = sorted({ref.bucket for ref in refs if not settings.bucket_allowed(ref.bucket)})
@@ -87,7 +86,7 @@ def answer(run_id: str, refs: Sequence[ObjectRef], settings: Settings, store: S3
     return result
 
 
-def _write_partial(result: CensusAnswer, settings: Settings, store: S3Store, source: str) -> str:
+def _write_partial(result: CensusAnswer, settings: Settings, store: ObjectStore, source: str) -> str:
     folder = run_folder(settings.report_prefix, result.run_id)
     bucket = result.refs[0].bucket
     key = folder.prefix + partial_name(bucket, [_ref_text(ref) for ref in result.refs])
@@ -119,7 +118,7 @@ def result_string(item: ObjectCensus) -> str:
 
 # --- the sweep's listing record ---------------------------------------------------------------------
 def write_listing(
-    settings: Settings, store: S3Store, run_id: str, sequence: int, record: dict[str, Any], partials: list[str]
+    settings: Settings, store: ObjectStore, run_id: str, sequence: int, record: dict[str, Any], partials: list[str]
 ) -> None:
     """What one sweep invocation listed and enqueued, and the partials it expects back."""
     folder = run_folder(settings.report_prefix, run_id)

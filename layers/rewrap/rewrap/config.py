@@ -246,6 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
         MAX_OBJECT_BYTES,
     ),
     Setting("REWRAP_REPORT_PREFIX", "report_prefix", "text", "", "s3://bucket/prefix for audit reports"),
+    Setting("REWRAP_REQUESTER_PAYS", "requester_pays", "flag", False, "send RequestPayer=requester to S3"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -286,6 +287,7 @@ class Settings:
     sweep_modified_before: datetime | None = _default("sweep_modified_before")
     sweep_max_object_bytes: int = _default("sweep_max_object_bytes")
     report_prefix: str = _default("report_prefix")
+    requester_pays: bool = _default("requester_pays")  # RequestPayer=requester on every S3 call
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:

@@ -44,6 +44,7 @@ from rewrap.errors import (
     ObjectUnreadableError,
     OutOfTimeError,
     PartialBatchError,
+    PermanentError,
     RetryableError,
     RewrapError,
     VerificationError,
@@ -52,12 +53,14 @@ from rewrap.forms import Encoder, Form, encode_whole, open_text
 from rewrap.ports import (
     MAX_COPY_PART_BYTES,
     MAX_PARTS,
+    USER_METADATA_LIMIT,
     ObjectBody,
     ObjectHead,
     ObjectRef,
     ObjectStore,
     PartWriter,
     Rewrapper,
+    metadata_bytes,
 )
 from rewrap.tokens import Found, Malformed, known_version, scan, splice, token_safe_segments
 
@@ -100,7 +103,7 @@ class ObjectResult:
     new_version: int | None = None
     new_version_id: str | None = None
     error: RewrapError | None = None
-    reason: str | None = None  # why an object is opaque or unreadable
+    reason: str | None = None  # why an object is opaque ("opaque: zip archive") or unreadable ("archived")
 
     @property
     def retryable(self) -> bool:
@@ -132,7 +135,7 @@ def unseen(ref: ObjectRef, error: RewrapError) -> ObjectResult | None:
     if isinstance(error, ObjectOpaqueError):
         return ObjectResult(ref, Status.OPAQUE, reason=error.reason)
     if isinstance(error, ObjectUnreadableError):
-        return ObjectResult(ref, Status.UNREADABLE, reason=error.reason)
+        return ObjectResult(ref, Status.UNREADABLE, reason=error.unreadable_reason)
     return None
 
 
@@ -274,6 +277,8 @@ class Engine:
             head = self.store.head(ref)
         if head is None:
             return ObjectResult(ref, Status.MISSING)
+        if head.archived:
+            return ObjectResult(ref, Status.UNREADABLE, reason="archived")
         if ref.version_id:
             current = self.store.head(ObjectRef(ref.bucket, ref.key))
             if current is None or current.version_id != head.version_id:
@@ -425,7 +430,7 @@ class Engine:
             try:
                 return list(call(key_tag, part, context, deadline))
             except PartialBatchError as partial:  # some items failed: only their objects fail
-                return partial.results  # type: ignore[return-value]
+                return partial.results  # type: ignore[return-value]  # all items answered
             except (KmsKeyDisabledError, KmsWrongRegionError):
                 raise  # the key's state, not an item's: every item fails with it
             except KmsRejectedError as refusal:
@@ -490,15 +495,27 @@ class Engine:
             return tally.ended(error)
 
     def _write(self, work: _Work, replacements: dict[str, str]) -> str | None:
-        """One conditional write: the new metadata, and the body in its form when a body token changed."""
+        """One conditional write: the new metadata, and the body in its form when a body token changed.
+        Metadata that outgrows S3's 2 KB fails permanently with nothing written; the stamps, which only
+        save work, are left out when they would not fit."""
         metadata = work.metadata_with(replacements)
+        if metadata_bytes(metadata) > USER_METADATA_LIMIT:
+            raise PermanentError(
+                f"the rotated metadata ({metadata_bytes(metadata)} bytes) exceeds S3's "
+                f"{USER_METADATA_LIMIT}-byte limit; nothing written",
+                code="metadata-too-large",
+            )
         if not any(t.text in replacements for t in work.found):
             return self.store.replace_metadata(work.ref, work.head, metadata)
         assert work.body is not None
         data = encode_whole(work.form, splice(work.text, work.found, replacements))
         lowest = min(known_version(replacements.get(t, t)) for t in work.tokens)
-        metadata[STAMP_VERSION_METADATA] = str(lowest)
-        metadata[STAMP_SIZE_METADATA] = str(len(data))
+        stamped = {**metadata, STAMP_VERSION_METADATA: str(lowest), STAMP_SIZE_METADATA: str(len(data))}
+        if metadata_bytes(stamped) <= USER_METADATA_LIMIT:
+            metadata = stamped
+        else:
+            metadata.pop(STAMP_VERSION_METADATA, None)
+            metadata.pop(STAMP_SIZE_METADATA, None)
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
         return self.store.put_body(work.ref, work.head, body, metadata)
 
@@ -825,7 +842,7 @@ def _guarded(step: Callable[[T, Deadline], R], item: T, deadline: Deadline) -> R
 
 
 def _settle(
-    outcomes: list[tuple[Any, _Work | ObjectResult | RewrapError]], results: dict[ObjectRef, ObjectResult]
+    outcomes: Sequence[tuple[Any, _Work | ObjectResult | RewrapError]], results: dict[ObjectRef, ObjectResult]
 ) -> list[_Work]:
     """Record finished outcomes (results and failures) in ``results``; return the works still in flight."""
     in_flight: list[_Work] = []

@@ -76,17 +76,6 @@ class ObjectOpaqueError(PermanentError):
         return f"opaque: {self}"
 
 
-class ObjectUnreadableError(PermanentError):
-    """The object cannot be read at all: archived and not restored, SSE-C, access denied. Reported
-    ``unreadable`` with the reason; it is not a failure to retry."""
-
-    code = "unreadable"
-
-    @property
-    def reason(self) -> str:
-        return f"unreadable: {self}"
-
-
 # --- S3 ----------------------------------------------------------------------------------------
 class StorageUnavailableError(RetryableError):
     code = "s3-unavailable"
@@ -100,6 +89,18 @@ class ObjectChangedError(RetryableError):
 
 class StorageDeniedError(PermanentError):
     code = "s3-denied"
+
+
+class ObjectUnreadableError(PermanentError):
+    """S3 will not give rewrap the object: archived (not restored), SSE-C, access denied. The object is
+    reported ``unreadable`` with ``unreadable_reason`` (``archived``, ``sse-c``, ``access-denied``), not
+    failed and not retried."""
+
+    code = "unreadable"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.unreadable_reason = reason
 
 
 # --- credentials -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from rewrap.ports import ObjectRef
 
 class Kind(StrEnum):
     S3 = "s3-notification"
+    SNS = "sns"
     SQS = "sqs"
     EVENTBRIDGE = "eventbridge"
     BATCH_OPERATIONS = "s3-batch-operations"
@@ -33,6 +34,8 @@ class Unit:
     error: UnsupportedEventError | None = None  # the unit itself could not be understood
     note: str = ""  # e.g. "s3:TestEvent", acknowledged without work
     newest_versions: dict[str, int] = field(default_factory=dict)  # hints from the sweep's probe
+    # decoded ref -> the key exactly as the event spelled it, to use when only that one exists
+    raw_keys: dict[ObjectRef, ObjectRef] = field(default_factory=dict)
     census_run: str | None = None  # a census request of this run: scan and count, never write
 
 
@@ -70,8 +73,12 @@ def parse(event: Any) -> Invocation:
         if sources == {"aws:s3"}:
             units = [Unit(str(i), refs=_s3_record_refs(r)) for i, r in enumerate(records)]
             return Invocation(Kind.S3, units, raw=event)
+        if sources == {"aws:sns"}:  # a topic the function subscribes to directly
+            return Invocation(Kind.SNS, [_sns_unit(i, r) for i, r in enumerate(records)], raw=event)
     if event.get("source") == "aws.s3" and "detail" in event:
-        return Invocation(Kind.EVENTBRIDGE, [Unit(str(event.get("id", "0")), refs=_eventbridge_refs(event))], raw=event)
+        unit = Unit(str(event.get("id", "0")))
+        unit.refs, unit.raw_keys = _eventbridge_refs(event)
+        return Invocation(Kind.EVENTBRIDGE, [unit], raw=event)
     if "bucket" in event and "keys" in event:
         dry_run = event.get("dryRun")
         if dry_run is not None and not isinstance(dry_run, bool):
@@ -92,8 +99,20 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
         return unit
     try:
         unit.refs, unit.note = message_refs(body)
+        unit.raw_keys = _raw_keys(body)
         unit.newest_versions = _newest_versions(body)
         unit.census_run = census_run(body)
+    except UnsupportedEventError as error:
+        unit.error = error
+    return unit
+
+
+def _sns_unit(index: int, record: dict[str, Any]) -> Unit:
+    raw = record.get("Sns")
+    sns: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    unit = Unit(str(sns.get("MessageId") or index))
+    try:
+        unit.refs, unit.note = message_refs({"Type": "Notification", "Message": sns.get("Message")})
     except UnsupportedEventError as error:
         unit.error = error
     return unit
@@ -105,7 +124,9 @@ def message_refs(body: Any) -> tuple[list[ObjectRef], str]:
         raise UnsupportedEventError(f"message body is a JSON {type(body).__name__}, not an object")
     if body.get("Event") == "s3:TestEvent":
         return [], "s3:TestEvent"
-    if body.get("Type") == "Notification" and isinstance(body.get("Message"), str):
+    if body.get("Type") == "Notification":
+        if not isinstance(body.get("Message"), str):
+            raise UnsupportedEventError("SNS notification has no Message")
         try:
             inner = json.loads(body["Message"])
         except ValueError:
@@ -119,7 +140,7 @@ def message_refs(body: Any) -> tuple[list[ObjectRef], str]:
             refs.extend(_s3_record_refs(record))
         return refs, ""
     if body.get("source") == "aws.s3" and "detail" in body:
-        return _eventbridge_refs(body), ""
+        return _eventbridge_refs(body)[0], ""
     if "bucket" in body and "keys" in body:
         if body.get("dryRun", False) is not False:
             # A batch of messages is rotated as one invocation, so one message cannot be a dry run:
@@ -143,17 +164,28 @@ def _s3_record_refs(record: dict[str, Any]) -> list[ObjectRef]:
         key = unquote_plus(record["s3"]["object"]["key"])
     except (KeyError, TypeError):
         raise UnsupportedEventError("S3 record lacks s3.bucket.name or s3.object.key") from None
-    return [ObjectRef(_text(bucket, "bucket"), _text(key, "key"))]
+    return [ObjectRef(_bucket(bucket), _text(key, "key"))]
 
 
-def _eventbridge_refs(event: dict[str, Any]) -> list[ObjectRef]:
+def _eventbridge_refs(event: dict[str, Any]) -> tuple[list[ObjectRef], dict[ObjectRef, ObjectRef]]:
+    """The object, with its key decoded as S3 notifications encode keys (AWS does not document the
+    encoding of ``detail.object.key``; LocalStack, modelled on AWS, percent-encodes it). When the
+    decoded key differs, the key as sent is kept too: the caller uses it if only that one exists."""
     if event.get("detail-type") != "Object Created":
-        return []
+        return [], {}
     try:
         bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
     except (KeyError, TypeError):
         raise UnsupportedEventError("EventBridge S3 event lacks detail.bucket.name or detail.object.key") from None
-    return [ObjectRef(_text(bucket, "bucket"), _text(key, "key"))]  # EventBridge keys are not encoded
+    raw = ObjectRef(_bucket(bucket), _text(key, "key"))
+    decoded = ObjectRef(raw.bucket, _text(unquote_plus(raw.key), "key"))
+    return [decoded], ({decoded: raw} if decoded != raw else {})
+
+
+def _raw_keys(body: Any) -> dict[ObjectRef, ObjectRef]:
+    if isinstance(body, dict) and body.get("source") == "aws.s3" and "detail" in body:
+        return _eventbridge_refs(body)[1]
+    return {}
 
 
 def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
@@ -165,9 +197,9 @@ def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
     refs = []
     for item in keys:
         if isinstance(item, dict):
-            refs.append(ObjectRef(_text(bucket, "bucket"), _text(item.get("key"), "key"), item.get("versionId")))
+            refs.append(ObjectRef(_bucket(bucket), _text(item.get("key"), "key"), item.get("versionId")))
         else:
-            refs.append(ObjectRef(_text(bucket, "bucket"), _text(item, "key")))
+            refs.append(ObjectRef(_bucket(bucket), _text(item, "key")))
     return refs
 
 
@@ -218,17 +250,21 @@ def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
     for task in tasks:
         unit = Unit(str(task.get("taskId", "")) if isinstance(task, dict) else "")
         try:
-            bucket = task.get("s3Bucket") or str(task.get("s3BucketArn", "")).rpartition(":::")[2]
+            bucket = task.get("s3Bucket") or task.get("s3BucketArn")
             unit.refs = [
-                ObjectRef(
-                    _text(bucket, "bucket"), unquote_plus(_text(task.get("s3Key"), "key")), task.get("s3VersionId")
-                )
+                ObjectRef(_bucket(bucket), unquote_plus(_text(task.get("s3Key"), "key")), task.get("s3VersionId"))
             ]
         except (UnsupportedEventError, AttributeError) as error:
             unit.error = error if isinstance(error, UnsupportedEventError) else UnsupportedEventError("malformed task")
         unit.census_run = job_census if unit.error is None else None
         units.append(unit)
     return units
+
+
+def _bucket(value: Any) -> str:
+    """A bucket name, or the name out of a bucket ARN (the text after its last ``:``)."""
+    name = _text(value, "bucket")
+    return _text(name.rpartition(":")[2], "bucket") if name.startswith("arn:") else name
 
 
 def _text(value: Any, what: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rewrap.observability import logger, metrics, trace_handler
-from rewrap.runtime import get_runtime, invoke_self_async
+from rewrap.runtime import get_runtime
 from rewrap.service import rotate_event
 from rewrap.sweep import sweep_event
 
@@ -26,13 +26,4 @@ def rotate(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """On a schedule (or by hand): list the sweep targets and enqueue rotate requests; hand over to a
     follow-up invocation when the listing outlasts this one."""
-    runtime = get_runtime()
-    return sweep_event(
-        event,
-        context,
-        runtime.settings,
-        runtime.store,
-        runtime.rotate_queue,
-        runtime.kms,
-        invoke_self_async(runtime, context),
-    )
+    return sweep_event(event, context, get_runtime())

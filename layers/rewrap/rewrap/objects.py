@@ -1,20 +1,24 @@
 """S3 adapter: HEAD, conditional GET, conditional PUT and metadata-replacing self-copy.
 
 Every write is conditional on the ETag that was read (If-Match), so a concurrent writer is never
-overwritten and a deleted object is never brought back. A rewrite restates every header S3 would
-otherwise reset (content headers, storage class, SSE-KMS settings, tags).
+overwritten and a deleted object is never brought back. A rewrite restates everything S3 would
+otherwise reset: content headers and the raw Expires value, website redirect, storage class,
+SSE-S3 / SSE-KMS / DSSE-KMS settings, the checksum algorithm, Object Lock retention and legal
+hold, tags and ACL grants (unless the bucket enforces bucket-owner ownership). An object owned by
+another account is never rewritten: the new object would belong to us.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from rewrap.errors import (
     ObjectChangedError,
@@ -24,19 +28,18 @@ from rewrap.errors import (
     StorageDeniedError,
     StorageUnavailableError,
 )
-from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, ObjectBody, ObjectHead, ObjectRef
+from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# HEAD response fields that PutObject / CopyObject accept under the same name.
+# HEAD response fields that PutObject / CopyObject / CreateMultipartUpload accept under the same name.
 _RESTATED = (
     "ContentType",
     "ContentEncoding",
     "ContentLanguage",
     "ContentDisposition",
     "CacheControl",
-    "Expires",
     "WebsiteRedirectLocation",
     "StorageClass",
     "ServerSideEncryption",
@@ -46,26 +49,87 @@ _RESTATED = (
     "ObjectLockRetainUntilDate",
     "ObjectLockLegalHoldStatus",
 )
-_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
-_CHANGED = {"412", "PreconditionFailed", "ConditionalRequestConflict", "409"}
-_DENIED = {"403", "AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
-_RETRYABLE = {"500", "503", "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
+# HEAD (with ChecksumMode=ENABLED) field -> the algorithm a write asks for.
+_CHECKSUMS = {
+    "ChecksumCRC64NVME": "CRC64NVME",
+    "ChecksumCRC32": "CRC32",
+    "ChecksumCRC32C": "CRC32C",
+    "ChecksumSHA1": "SHA1",
+    "ChecksumSHA256": "SHA256",
+}
+# Multipart uploads take a full-object checksum only for the CRC family; SHA ones are composite.
+_FULL_OBJECT_CHECKSUMS = {"CRC64NVME", "CRC32", "CRC32C"}
+# Object ACL permission -> the Grant* parameter that restates it (WRITE does not apply to objects).
+_GRANTS = {
+    "FULL_CONTROL": "GrantFullControl",
+    "READ": "GrantRead",
+    "READ_ACP": "GrantReadACP",
+    "WRITE_ACP": "GrantWriteACP",
+}
+_EMPTY_MD5 = "1B2M2Y8AsgTpgAmY2PhCfg=="  # base64 MD5 of no bytes
+_ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}  # GLACIER_IR is read like STANDARD
+_ARCHIVE_TIERS = {"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"}  # INTELLIGENT_TIERING ArchiveStatus
 
-
-@dataclass(frozen=True)
-class Listed:
-    key: str
-    size: int
-    last_modified: datetime
-    version_id: str | None = None  # set by list_versions_page only
-    is_latest: bool = True
+# The S3 error table: code (or HTTP status, for bodiless HEAD answers) -> what it means. "retryable",
+# "changed" (our condition failed: retry), "missing" (gone: nothing to do), "denied", "unreadable",
+# anything else is the code of a permanent failure. Codes not listed: 5xx/429 retryable, else permanent.
+_ERRORS: dict[str, str] = {
+    **dict.fromkeys(("500", "503", "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"), "retryable"),
+    **dict.fromkeys(("Throttling", "ThrottlingException", "TooManyRequests", "TooManyRequestsException"), "retryable"),
+    **dict.fromkeys(("OperationAborted", "RequestTimeTooSkewed", "KMS.ThrottlingException"), "retryable"),
+    **dict.fromkeys(("404", "NoSuchKey", "NotFound", "NoSuchVersion", "405", "MethodNotAllowed"), "missing"),
+    **dict.fromkeys(("412", "PreconditionFailed", "ConditionalRequestConflict", "409"), "changed"),
+    **dict.fromkeys(
+        ("403", "AccessDenied", "AllAccessDisabled", "AccountProblem", "KMS.AccessDeniedException"), "denied"
+    ),
+    "InvalidObjectState": "unreadable",
+    "NoSuchBucket": "no-such-bucket",
+    "MetadataTooLarge": "metadata-too-large",
+    "EntityTooLarge": "too-large",
+    "InvalidRequest": "s3-invalid-request",
+    "InvalidArgument": "s3-invalid-request",
+    "AccessControlListNotSupported": "s3-invalid-request",
+    "KMS.DisabledException": "kms-key-disabled",
+    "KMS.NotFoundException": "kms-key-not-found",
+    "KMS.KMSInvalidStateException": "kms-key-disabled",
+}
+_MISSING = {code for code, kind in _ERRORS.items() if kind == "missing"}
 
 
 class S3Store:
-    def __init__(self, client: S3Client, *, multipart_copy_threshold: int = MAX_COPY_PART_BYTES) -> None:
+    def __init__(
+        self, client: S3Client, *, multipart_copy_threshold: int = MAX_COPY_PART_BYTES, requester_pays: bool = False
+    ) -> None:
         self.client = client
         # CopyObject handles up to 5 GiB; larger envelopes are copied part by part.
         self.multipart_copy_threshold = multipart_copy_threshold
+        self.requester_pays = requester_pays
+        # Per bucket, looked up once per container: (object ownership setting, owner's canonical id).
+        self._buckets: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+        # Headers sent exactly as they were read (a raw Expires value), set around one call per thread.
+        self._raw = threading.local()
+        client.meta.events.register("before-sign.s3", self._add_headers, unique_id=f"rewrap-store-{id(self)}")
+
+    def _add_headers(self, request: Any, **_: Any) -> None:
+        for name, value in getattr(self._raw, "headers", {}).items():
+            request.headers[name] = value
+        if self.requester_pays:
+            request.headers["x-amz-request-payer"] = "requester"
+
+    @contextlib.contextmanager
+    def _sending(self, headers: Mapping[str, str]) -> Iterator[None]:
+        self._raw.headers = headers
+        try:
+            yield
+        finally:
+            self._raw.headers = {}
+
+    def _call(self, operation: str, method: Any, **params: Any) -> Any:
+        try:
+            return method(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, operation) from None
 
     def list_page(
         self, bucket: str, prefix: str, continuation_token: str | None, max_keys: int = 1000
@@ -74,11 +138,11 @@ class S3Store:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if continuation_token:
             params["ContinuationToken"] = continuation_token
-        try:
-            response = self.client.list_objects_v2(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "LIST") from None
-        items = [Listed(o["Key"], int(o.get("Size", 0)), o["LastModified"]) for o in response.get("Contents", [])]
+        response = self._call("LIST", self.client.list_objects_v2, **params, OptionalObjectAttributes=["RestoreStatus"])
+        items = [
+            Listed(o["Key"], int(o.get("Size", 0)), o["LastModified"], archived=_listed_archived(o))
+            for o in response.get("Contents", [])
+        ]
         return items, response.get("NextContinuationToken") if response.get("IsTruncated") else None
 
     def list_versions_page(
@@ -89,10 +153,7 @@ class S3Store:
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if marker:
             params["KeyMarker"], params["VersionIdMarker"] = marker
-        try:
-            response = self.client.list_object_versions(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "LIST versions") from None
+        response = self._call("LIST versions", self.client.list_object_versions, **params)
         items = [
             Listed(v["Key"], int(v.get("Size", 0)), v["LastModified"], v.get("VersionId"), bool(v.get("IsLatest")))
             for v in response.get("Versions", [])
@@ -103,12 +164,15 @@ class S3Store:
 
     def head(self, ref: ObjectRef) -> ObjectHead | None:
         try:
-            response = self.client.head_object(**_where(ref))
+            response = self.client.head_object(**_where(ref), ChecksumMode="ENABLED")
         except (ClientError, BotoCoreError) as exc:
-            if _code(exc) in _MISSING:
+            code = _code(exc)
+            if code in _MISSING:  # 405: the version asked for is a delete marker
                 return None
-            if _code(exc) == "400":
-                raise ObjectUnreadableError("S3 refused to describe the object (SSE-C: no customer key)") from None
+            if code in ("400", "InvalidRequest"):  # what S3 answers a HEAD of an SSE-C object without its key
+                raise ObjectUnreadableError(
+                    "object uses SSE-C; its customer key is not available", reason="sse-c"
+                ) from None
             raise _translate(exc, "HEAD") from None
         return _head_of(response)
 
@@ -116,7 +180,7 @@ class S3Store:
         """One GET for what a HEAD and a GET would tell: the head, and the body if it is at most
         ``limit`` bytes (a larger body is left unread, the connection dropped). None when gone."""
         try:
-            response = self.client.get_object(**_where(ref))
+            response = self.client.get_object(**_where(ref), ChecksumMode="ENABLED")
             head = _head_of(response)
             if head.size > limit:
                 response["Body"].close()
@@ -125,8 +189,15 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             if _code(exc) in _MISSING:
                 return None
+            if _code(exc) in ("400", "InvalidRequest"):
+                return self._head_only(ref)
             raise _translate(exc, "GET") from None
         return head, ObjectBody(data=data, etag=head.etag, tag_count=int(response.get("TagCount") or 0))
+
+    def _head_only(self, ref: ObjectRef) -> tuple[ObjectHead, None] | None:
+        """A GET refused as a bad request: the HEAD tells why (SSE-C), or what else it is."""
+        head = self.head(ref)
+        return None if head is None else (head, None)
 
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         try:
@@ -158,50 +229,54 @@ class S3Store:
     def start_rewrite(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int) -> Rewrite:
         """A multipart upload that replaces the object part by part: unchanged byte ranges are copied
         server-side, changed ones uploaded; it completes only if the object still has ``head.etag``."""
-        extra = _write_headers(head)
-        if tag_count:
-            extra["Tagging"] = self._tagging(ref)
-        try:
-            upload = self.client.create_multipart_upload(
-                Bucket=ref.bucket, Key=ref.key, Metadata=dict(metadata), **extra
+        params, raw = self._restated(ref, head, multipart=True)
+        with self._sending(raw):
+            upload = self._call(
+                "CreateMultipartUpload",
+                self.client.create_multipart_upload,
+                Bucket=ref.bucket,
+                Key=ref.key,
+                Metadata=dict(metadata),
+                **params,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "CreateMultipartUpload") from None
-        return Rewrite(self.client, ref, head, upload["UploadId"])
+        return Rewrite(self, ref, head, upload["UploadId"], params.get("ChecksumAlgorithm"))
 
     def put_body(self, ref: ObjectRef, head: ObjectHead, body: ObjectBody, metadata: Mapping[str, str]) -> str | None:
-        extra = _write_headers(head)
-        if body.tag_count:
-            extra["Tagging"] = self._tagging(ref)
-        try:
-            response = self.client.put_object(
-                Bucket=ref.bucket, Key=ref.key, Body=body.data, Metadata=dict(metadata), IfMatch=head.etag, **extra
+        params, raw = self._restated(ref, head)
+        with self._sending(raw):
+            response = self._call(
+                "PUT",
+                self.client.put_object,
+                Bucket=ref.bucket,
+                Key=ref.key,
+                Body=body.data,
+                Metadata=dict(metadata),
+                IfMatch=head.etag,
+                **params,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "PUT") from None
-        return response.get("VersionId")
+        return _version_id(response)
 
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         if head.size > self.multipart_copy_threshold:
             return self._replace_metadata_multipart(ref, head, metadata)
-        source: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
-        if head.version_id and head.version_id != "null":
-            source["VersionId"] = head.version_id
-        try:
-            response = self.client.copy_object(
+        params, raw = self._restated(ref, head, copy=True)
+        if "ObjectLockMode" in params or params.get("ObjectLockLegalHoldStatus") == "ON":
+            raw["Content-MD5"] = _EMPTY_MD5  # Object Lock headers come with a body digest (the copy's is empty)
+        with self._sending(raw):
+            response = self._call(
+                "COPY",
+                self.client.copy_object,
                 Bucket=ref.bucket,
                 Key=ref.key,
-                CopySource=source,  # type: ignore[arg-type]
+                CopySource=_source(ref, head),
                 CopySourceIfMatch=head.etag,
                 IfMatch=head.etag,
                 MetadataDirective="REPLACE",
                 TaggingDirective="COPY",
                 Metadata=dict(metadata),
-                **_write_headers(head),
+                **params,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "COPY") from None
-        return response.get("VersionId")
+        return _version_id(response)
 
     def _replace_metadata_multipart(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         part = max(self.multipart_copy_threshold, -(-head.size // MAX_PARTS))
@@ -220,66 +295,157 @@ class S3Store:
 
     def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Write an object of our own (a report), refusing to overwrite one that exists."""
-        try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "PUT") from None
+        self._call(
+            "PUT",
+            self.client.put_object,
+            Bucket=bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            IfNoneMatch="*",
+        )
 
     def _tagging(self, ref: ObjectRef) -> str:
-        try:
-            tags = self.client.get_object_tagging(**_where(ref))["TagSet"]
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "GET tagging") from None
+        tags = self._call("GET tagging", self.client.get_object_tagging, **_where(ref))["TagSet"]
         return urlencode([(t["Key"], t["Value"]) for t in tags])
+
+    # --- what a rewrite restates ----------------------------------------------------------------
+    def _restated(
+        self, ref: ObjectRef, head: ObjectHead, *, multipart: bool = False, copy: bool = False
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The write parameters that keep everything S3 holds about the object, and the headers to
+        send as they were read. Raises ``foreign-owner`` for an object owned by another account.
+        Tags are read afresh: a GET's tag count is not something every S3 reports."""
+        params = dict(head.headers)
+        raw = {"Expires": params.pop("Expires")} if params.get("Expires") else {}
+        algorithm = params.get("ChecksumAlgorithm")
+        if multipart and algorithm:
+            params["ChecksumType"] = "FULL_OBJECT" if algorithm in _FULL_OBJECT_CHECKSUMS else "COMPOSITE"
+        # S3 rejects a KMS key id without a KMS algorithm, and Bucket Keys with DSSE-KMS.
+        if params.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse"):
+            params.pop("SSEKMSKeyId", None)
+        if params.get("ServerSideEncryption") != "aws:kms":
+            params.pop("BucketKeyEnabled", None)
+        # A retention date already past protects nothing, and S3 refuses to set one.
+        until = params.get("ObjectLockRetainUntilDate")
+        if not (until and "ObjectLockMode" in params and until > datetime.now(UTC)):
+            params.pop("ObjectLockMode", None)
+            params.pop("ObjectLockRetainUntilDate", None)
+        params.update(self._grants(ref))
+        if not copy:  # a copy keeps the tags itself (TaggingDirective=COPY)
+            tagging = self._tagging(ref)
+            if tagging:
+                params["Tagging"] = tagging
+        return params, raw
+
+    def _grants(self, ref: ObjectRef) -> dict[str, str]:
+        """The object's ACL as Grant* parameters; none when the bucket enforces bucket-owner ownership
+        (ACLs are disabled there, the bucket owner owns every object)."""
+        ownership, bucket_owner = self._bucket(ref.bucket)
+        if ownership == "BucketOwnerEnforced":
+            return {}
+        acl = self._call("GET ACL", self.client.get_object_acl, **_where(ref))
+        if acl.get("Owner", {}).get("ID") != bucket_owner:
+            raise PermanentError(
+                "object is owned by another account; rewriting it would transfer its ownership",
+                code="foreign-owner",
+            )
+        grants: dict[str, list[str]] = defaultdict(list)
+        for grant in acl.get("Grants", []):
+            parameter, grantee = _GRANTS.get(grant.get("Permission", "")), grant.get("Grantee", {})
+            if parameter is None:
+                continue
+            if grantee.get("Type") == "Group":
+                grants[parameter].append(f'uri="{grantee["URI"]}"')
+            elif grantee.get("Type") == "AmazonCustomerByEmail":
+                grants[parameter].append(f'emailAddress="{grantee["EmailAddress"]}"')
+            else:
+                grants[parameter].append(f'id="{grantee["ID"]}"')
+        return {parameter: ", ".join(values) for parameter, values in grants.items()}
+
+    def _bucket(self, bucket: str) -> tuple[str, str]:
+        """(ObjectOwnership, the bucket owner's canonical id), once per bucket per container."""
+        with self._lock:  # held for the lookup: concurrent first writes to a bucket wait for one answer
+            known = self._buckets.get(bucket)
+            if known is None:
+                known = self._buckets[bucket] = self._look_up(bucket)
+        return known
+
+    def _look_up(self, bucket: str) -> tuple[str, str]:
+        try:
+            rules = self.client.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+            ownership = rules[0]["ObjectOwnership"] if rules else "ObjectWriter"
+        except ClientError as exc:
+            if _code(exc) != "OwnershipControlsNotFoundError":
+                raise _translate(exc, "GET ownership controls") from None
+            ownership = "ObjectWriter"  # buckets from before ownership controls: ACLs apply
+        except BotoCoreError as exc:
+            raise _translate(exc, "GET ownership controls") from None
+        owner = (
+            ""
+            if ownership == "BucketOwnerEnforced"
+            else self._call("GET bucket ACL", self.client.get_bucket_acl, Bucket=bucket)["Owner"]["ID"]
+        )
+        return ownership, owner
 
 
 class Rewrite:
     """One multipart rewrite of an object, in part order. Abort it on any failure."""
 
-    def __init__(self, client: Any, ref: ObjectRef, head: ObjectHead, upload_id: str) -> None:
-        self.client = client
+    def __init__(self, store: S3Store, ref: ObjectRef, head: ObjectHead, upload_id: str, checksum: str | None) -> None:
+        self.store = store
+        self.client = store.client
         self.ref = ref
         self.head = head
         self.upload_id = upload_id
+        self.checksum = checksum  # the algorithm each part carries (the upload's), or None
         self.parts: list[dict[str, Any]] = []
         self.bytes_uploaded = 0
 
     def _target(self) -> dict[str, Any]:
         return {"Bucket": self.ref.bucket, "Key": self.ref.key, "UploadId": self.upload_id}
 
+    def _part(self, response: Mapping[str, Any]) -> None:
+        part = {"PartNumber": len(self.parts) + 1, "ETag": response["ETag"]}
+        if self.checksum and response.get(f"Checksum{self.checksum}"):
+            part[f"Checksum{self.checksum}"] = response[f"Checksum{self.checksum}"]
+        self.parts.append(part)
+
     def copy_range(self, start: int, end: int) -> None:
         """Copy source bytes [start, end) server-side as the next part (no bytes pass through us)."""
-        source: dict[str, str] = {"Bucket": self.ref.bucket, "Key": self.ref.key}
-        if self.head.version_id and self.head.version_id != "null":
-            source["VersionId"] = self.head.version_id
-        try:
-            response = self.client.upload_part_copy(
-                **self._target(),
-                PartNumber=len(self.parts) + 1,
-                CopySource=source,
-                CopySourceRange=f"bytes={start}-{end - 1}",
-                CopySourceIfMatch=self.head.etag,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "UploadPartCopy") from None
-        self.parts.append({"PartNumber": len(self.parts) + 1, "ETag": response["CopyPartResult"]["ETag"]})
+        response = self.store._call(
+            "UploadPartCopy",
+            self.client.upload_part_copy,
+            **self._target(),
+            PartNumber=len(self.parts) + 1,
+            CopySource=_source(self.ref, self.head),
+            CopySourceRange=f"bytes={start}-{end - 1}",
+            CopySourceIfMatch=self.head.etag,
+        )
+        self._part(response["CopyPartResult"])
 
     def upload(self, data: bytes) -> None:
-        try:
-            response = self.client.upload_part(**self._target(), PartNumber=len(self.parts) + 1, Body=data)
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "UploadPart") from None
-        self.parts.append({"PartNumber": len(self.parts) + 1, "ETag": response["ETag"]})
+        checksum = {"ChecksumAlgorithm": self.checksum} if self.checksum else {}
+        response = self.store._call(
+            "UploadPart",
+            self.client.upload_part,
+            **self._target(),
+            PartNumber=len(self.parts) + 1,
+            Body=data,
+            **checksum,
+        )
+        self._part(response)
         self.bytes_uploaded += len(data)
 
     def complete(self) -> str | None:
-        try:
-            response = self.client.complete_multipart_upload(
-                **self._target(), MultipartUpload={"Parts": self.parts}, IfMatch=self.head.etag
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "CompleteMultipartUpload") from None
-        return response.get("VersionId")
+        response = self.store._call(
+            "CompleteMultipartUpload",
+            self.client.complete_multipart_upload,
+            **self._target(),
+            MultipartUpload={"Parts": self.parts},
+            IfMatch=self.head.etag,
+        )
+        return _version_id(response)
 
     def abort(self) -> None:
         """Best effort: an upload left behind is invisible and removed by a lifecycle rule."""
@@ -298,14 +464,38 @@ class Rewrite:
 def _head_of(response: Mapping[str, Any]) -> ObjectHead:
     """The head of a HEAD or GET response."""
     if response.get("SSECustomerAlgorithm"):
-        raise ObjectUnreadableError("object uses SSE-C; its customer key is not available to rewrap")
+        raise ObjectUnreadableError("object uses SSE-C; its customer key is not available", reason="sse-c")
+    headers = {name: response[name] for name in _RESTATED if response.get(name) not in (None, "")}
+    # botocore parses Expires as a date; ExpiresString is the value as stored, restated verbatim.
+    expires = response.get("ExpiresString") or response.get("Expires")
+    if expires:
+        headers["Expires"] = expires if isinstance(expires, str) else expires.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    algorithm = next((name for field, name in _CHECKSUMS.items() if response.get(field)), None)
+    if algorithm:
+        headers["ChecksumAlgorithm"] = algorithm
     return ObjectHead(
         etag=response["ETag"],
         size=int(response.get("ContentLength", 0)),
         metadata=dict(response.get("Metadata", {})),
         version_id=response.get("VersionId"),
-        headers={name: response[name] for name in _RESTATED if response.get(name) not in (None, "")},
+        headers=headers,
+        archived=_archived(response.get("StorageClass"), response.get("ArchiveStatus"), response.get("Restore")),
     )
+
+
+def _archived(storage_class: str | None, archive_status: str | None, restore: str | None) -> bool:
+    """In an archive tier without a finished restore (Restore: ongoing-request="false")."""
+    if storage_class not in _ARCHIVE_CLASSES and archive_status not in _ARCHIVE_TIERS:
+        return False
+    return 'ongoing-request="false"' not in (restore or "")
+
+
+def _listed_archived(item: Mapping[str, Any]) -> bool:
+    """A listed object in GLACIER / DEEP_ARCHIVE that is not restored (RestoreStatus when S3 gives it)."""
+    if item.get("StorageClass") not in _ARCHIVE_CLASSES:
+        return False
+    status = item.get("RestoreStatus") or {}
+    return not (status.get("RestoreExpiryDate") and not status.get("IsRestoreInProgress"))
 
 
 def _where(ref: ObjectRef) -> dict[str, Any]:
@@ -315,13 +505,11 @@ def _where(ref: ObjectRef) -> dict[str, Any]:
     return where
 
 
-def _write_headers(head: ObjectHead) -> dict[str, Any]:
-    headers = dict(head.headers)
-    # S3 rejects an SSE-KMS key id without the matching algorithm, and aws:kms key ids on AES256.
-    if headers.get("ServerSideEncryption") != "aws:kms":
-        headers.pop("SSEKMSKeyId", None)
-        headers.pop("BucketKeyEnabled", None)
-    return headers
+def _source(ref: ObjectRef, head: ObjectHead) -> dict[str, str]:
+    source = {"Bucket": ref.bucket, "Key": ref.key}
+    if head.version_id and head.version_id != "null":
+        source["VersionId"] = head.version_id
+    return source
 
 
 def _code(exc: Exception) -> str:
@@ -331,20 +519,39 @@ def _code(exc: Exception) -> str:
 
 
 def _translate(exc: Exception, operation: str) -> RewrapError:
+    """The one place S3 errors become rewrap's (see ``_ERRORS``)."""
     code = _code(exc)
-    if isinstance(exc, BotoCoreError) or code in _RETRYABLE:
-        return StorageUnavailableError(f"S3 {operation} failed ({code or type(exc).__name__})")
-    if code in _MISSING:
-        return ObjectChangedError(f"object disappeared during {operation}", code="object-gone")
-    if code in _CHANGED:
-        return ObjectChangedError(f"object changed since it was read; {operation} refused ({code})")
-    if operation in ("HEAD", "GET") and code == "InvalidObjectState":
-        return ObjectUnreadableError("object is archived and not restored; restore it to read it")
-    if operation in ("HEAD", "GET") and code in _DENIED:
-        return ObjectUnreadableError(f"S3 denied {operation} ({code}); check the bucket policy and key policy")
-    if code in _DENIED:
-        return StorageDeniedError(f"S3 denied {operation} ({code}); check bucket policy, Object Lock, archive tier")
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
-    if status >= 500:
+    if isinstance(exc, ParamValidationError):  # our request is malformed: it will be every time
+        return PermanentError(f"S3 {operation} request invalid ({str(exc)[:200]})", code="s3-invalid-request")
+    if isinstance(exc, BotoCoreError):  # transport: connection, timeout, incomplete read
+        return StorageUnavailableError(f"S3 {operation} failed ({type(exc).__name__})")
+    status = (
+        int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) if isinstance(exc, ClientError) else 0
+    )
+    kind = _ERRORS.get(code) or ("retryable" if status >= 500 or status == 429 else "s3-error")
+    if kind == "retryable":
         return StorageUnavailableError(f"S3 {operation} failed ({code})")
-    return PermanentError(f"S3 {operation} failed ({code})", code="s3-error")
+    if kind == "missing":
+        return ObjectChangedError(f"object disappeared during {operation}", code="object-gone")
+    if kind == "changed":
+        return ObjectChangedError(f"object changed since it was read; {operation} refused ({code})")
+    if kind == "unreadable":
+        return ObjectUnreadableError(f"S3 refused {operation}: the object is archived", reason="archived")
+    if kind == "denied" and operation in ("HEAD", "GET"):  # cannot look at it: reported, never a false "safe"
+        return ObjectUnreadableError(
+            f"S3 denied {operation} ({code}); check the bucket policy, the key policy, and for a Requester Pays "
+            "bucket REWRAP_REQUESTER_PAYS=true",
+            reason="access-denied",
+        )
+    if kind == "denied":
+        return StorageDeniedError(
+            f"S3 denied {operation} ({code}); check the bucket policy, Object Lock, and for a Requester Pays "
+            "bucket REWRAP_REQUESTER_PAYS=true"
+        )
+    return PermanentError(f"S3 {operation} failed ({code})", code=kind)
+
+
+def _version_id(response: Mapping[str, Any]) -> str | None:
+    """The new object's version id (None on a bucket without versioning)."""
+    version = response.get("VersionId")
+    return str(version) if version else None

@@ -1,10 +1,13 @@
-"""What the engine needs from the outside world. Adapters (``objects.S3Store``,
-``ncp.client.NcpKmsClient``) implement these; tests may pass their own."""
+"""What the core (engine, service, sweep, census, reports) needs from the outside world. The
+adapters implement these: ``objects.S3Store`` (objects, listings, reports), ``ncp.client.NcpKmsClient``
+(re-wrapping, key versions, request statistics), ``queues.RotateQueue`` and ``queues.DeadLetters``.
+``runtime.py`` is the only place that builds adapters; tests may pass their own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from rewrap.deadline import Deadline
@@ -12,6 +15,12 @@ from rewrap.deadline import Deadline
 # S3 limits for multipart uploads.
 MAX_PARTS = 10_000
 MAX_COPY_PART_BYTES = 5 * 1024**3
+# S3's limit on user metadata: UTF-8 bytes of every name (without x-amz-meta-) and value, summed.
+USER_METADATA_LIMIT = 2048
+
+
+def metadata_bytes(metadata: Mapping[str, str]) -> int:
+    return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
 
 
 @dataclass(frozen=True, order=True)
@@ -34,6 +43,7 @@ class ObjectHead:
     metadata: Mapping[str, str]
     version_id: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    archived: bool = False  # in an archive tier and not restored: the body cannot be read
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,18 @@ class ObjectBody:
     data: bytes
     etag: str
     tag_count: int = 0
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One entry of a bucket listing."""
+
+    key: str
+    size: int
+    last_modified: datetime
+    version_id: str | None = None  # set by list_versions_page only
+    is_latest: bool = True
+    archived: bool = False  # GLACIER / DEEP_ARCHIVE and not restored (list_page only)
 
 
 @dataclass
@@ -74,13 +96,30 @@ class ObjectStore(Protocol):
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         """Copy the object onto itself with new user metadata, if it still has ``head.etag``."""
 
-    def open_body(self, ref: ObjectRef, head: ObjectHead) -> BodyStream | None:
+    def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
         """The body as a stream of chunks, only if it still has ``head.etag``; None when gone."""
 
     def start_rewrite(
         self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int
     ) -> PartWriter:
         """A multipart rewrite that completes only if the object still has ``head.etag``."""
+
+    # listings (the sweep and the census) and reports of our own
+    def list_page(
+        self, bucket: str, prefix: str, continuation_token: str | None, max_keys: int = 1000
+    ) -> tuple[list[Listed], str | None]:
+        """One page of the listing and the token of the next page (None at the end)."""
+
+    def list_versions_page(
+        self, bucket: str, prefix: str, marker: tuple[str, str] | None, max_keys: int = 1000
+    ) -> tuple[list[Listed], tuple[str, str] | None]:
+        """One page of object versions, current and noncurrent."""
+
+    def bucket_versioning(self, bucket: str) -> str | None:
+        """ "Enabled", "Suspended", "" (never enabled), or None when S3 will not say."""
+
+    def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        """Write an object of our own (a report), never over an existing one."""
 
 
 class Rewrapper(Protocol):
@@ -98,3 +137,40 @@ class Rewrapper(Protocol):
         """New tokens in input order; ``errors.PartialBatchError`` carries per-item outcomes when only
         some items failed."""
         ...
+
+
+class RequestQueue(Protocol):
+    """Where the sweep sends rotate requests."""
+
+    def send_requests(
+        self,
+        bucket: str,
+        keys: Sequence[str],
+        keys_per_message: int,
+        extra: Mapping[str, Any] | None = None,
+        chunks: list[list[str]] | None = None,
+    ) -> tuple[int, int]:
+        """Send the keys as requests; returns (messages, API calls). ``chunks``, when given,
+        receives the keys of each message in order."""
+        ...
+
+
+class DeadLetterSink(Protocol):
+    """Where a permanently failed message is parked with its reason."""
+
+    def forward(self, body: str, reason: str, source_message_id: str) -> None: ...
+
+
+class KeyVersions(Protocol):
+    def newest_version(self, key_tag: str, deadline: Deadline | None = None) -> int: ...
+
+
+class RequestStats(Protocol):
+    def snapshot(self) -> dict[str, int]: ...
+
+
+class CountedRewrapper(Rewrapper, Protocol):
+    """A rewrapper that counts its requests (the metrics of an invocation)."""
+
+    @property
+    def stats(self) -> RequestStats: ...

@@ -21,8 +21,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from rewrap.config import SweepTarget
 from rewrap.errors import ConfigError, RewrapError
-from rewrap.objects import S3Store
 from rewrap.observability import logger, metrics
+from rewrap.ports import ObjectStore
 
 Format = Literal["json", "csv"]
 
@@ -105,7 +105,7 @@ def report_key(prefix: str, request_id: str, now: datetime) -> str:
 
 
 def publish_report(
-    prefix: str, store: S3Store, context: Any, source: str, records: Sequence[Mapping[str, Any]]
+    prefix: str, store: ObjectStore, context: Any, source: str, records: Sequence[Mapping[str, Any]]
 ) -> str | None:
     """Write this invocation's records under ``prefix``; the report's s3:// URL, or None when
     reports are off, there is nothing to report, or the write failed (logged and counted).

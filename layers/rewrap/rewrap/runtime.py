@@ -26,6 +26,14 @@ class Runtime:
     dead_letters: DeadLetters | None
     rotate_queue: RotateQueue | None
 
+    def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
+        """Invoke this function again, asynchronously, with ``payload`` (the sweep's hand-over)."""
+        import json
+
+        self.session.client("lambda").invoke(
+            FunctionName=context.invoked_function_arn, InvocationType="Event", Payload=json.dumps(payload).encode()
+        )
+
 
 def aws_client_config(concurrency: int) -> Any:
     """The one botocore configuration of every AWS client rewrap makes (functions and CLI alike)."""
@@ -63,7 +71,9 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
         rate_limiter=AdaptiveRateLimiter(settings.kms_rate_ceiling) if settings.kms_rate_ceiling > 0 else None,
     )
     kms.check_configuration()  # a configuration the secret contradicts fails here, before any object is read
-    store = S3Store(s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes)
+    store = S3Store(
+        s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes, requester_pays=settings.requester_pays
+    )
     return Runtime(
         settings=settings,
         engine=Engine(settings, store, kms),
@@ -95,15 +105,3 @@ def reset_runtime() -> None:
         _runtime.kms.http.close()
     _runtime = None
     load_settings.cache_clear()
-
-
-def invoke_self_async(runtime: Runtime, context: Any) -> Any:
-    """A callable that re-invokes this function asynchronously with a payload (sweep hand-over)."""
-    import json
-
-    def continue_with(payload: dict[str, Any]) -> None:
-        runtime.session.client("lambda").invoke(
-            FunctionName=context.invoked_function_arn, InvocationType="Event", Payload=json.dumps(payload).encode()
-        )
-
-    return continue_with

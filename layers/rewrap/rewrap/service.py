@@ -1,31 +1,35 @@
 """The rotate route: event → engine → the response each trigger expects.
 
-- S3 notifications and EventBridge (direct, asynchronous invocations): a retryable failure raises,
-  so Lambda retries the event; permanent failures are logged and counted.
+- S3 notifications, SNS and EventBridge (direct, asynchronous invocations): a retryable failure
+  raises, so Lambda retries the event; permanent failures are logged and counted.
 - SQS: only messages with a retryable failure are returned in ``batchItemFailures``. A message
   that failed permanently is forwarded to the dead-letter queue with its reason (when
-  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost.
+  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost; of a
+  rotate request only the keys that failed are parked, each with its reason.
+- Objects S3 cannot serve (archived, SSE-C) are ``unreadable``: reported, never failed or parked.
 - S3 Batch Operations: one result per task (Succeeded / TemporaryFailure / PermanentFailure).
 - Direct rotate requests: a per-object summary.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from rewrap.census import Kind as CensusKind
 from rewrap.census_runs import CensusAnswer, answer, result_string
+from rewrap.config import Settings
 from rewrap.deadline import Deadline
-from rewrap.engine import UNSEEN, ObjectResult, Status
+from rewrap.engine import UNSEEN, Engine, ObjectResult, Status
 from rewrap.errors import ConfigError, RetryableError, RewrapError, UnsupportedEventError
 from rewrap.events import Invocation, Kind, Unit, parse
 from rewrap.observability import logger, metrics
+from rewrap.ports import CountedRewrapper, DeadLetterSink, ObjectStore
 from rewrap.reports import publish_report
-from rewrap.runtime import Runtime
 
 _METRIC_NAMES = {
     Status.ROTATED: "ObjectsRotated",
@@ -39,7 +43,22 @@ _METRIC_NAMES = {
 BATCH_RESULT_STRING_LIMIT = 900
 
 
-def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
+class RotateServices(Protocol):
+    """What the rotate route needs; the container's ``Runtime`` is one."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def store(self) -> ObjectStore: ...
+    @property
+    def kms(self) -> CountedRewrapper: ...
+    @property
+    def dead_letters(self) -> DeadLetterSink | None: ...
+
+
+def rotate_event(event: Any, context: Any, runtime: RotateServices) -> dict[str, Any]:
     try:
         invocation = parse(event)
     except UnsupportedEventError as error:
@@ -48,7 +67,7 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     census_units = [unit for unit in invocation.units if unit.census_run is not None]
     if not census_units:
         return _rotate(invocation, context, runtime)
-    reply = census_event(invocation, census_units, context, runtime)
+    reply = census_event(invocation, census_units, runtime)
     others = [unit for unit in invocation.units if unit.census_run is None]
     if not others:
         return reply
@@ -58,13 +77,13 @@ def rotate_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
     return {**reply, "results": reply["results"] + rest["results"]}  # a Batch Operations invocation
 
 
-def _rotate(invocation: Invocation, context: Any, runtime: Runtime) -> dict[str, Any]:
+def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> dict[str, Any]:
     for key_tag, version in invocation.newest_versions.items():
         runtime.engine.versions.observe(key_tag, version)
     kms_before = runtime.kms.stats.snapshot()
-    results = runtime.engine.rotate(
-        invocation.refs, deadline=Deadline.from_lambda_context(context), dry_run=invocation.dry_run
-    )
+    deadline = Deadline.from_lambda_context(context)
+    results = runtime.engine.rotate(invocation.refs, deadline=deadline, dry_run=invocation.dry_run)
+    results = _with_raw_keys(invocation, results, runtime, deadline)
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
     if runtime.settings.report_prefix:
@@ -75,7 +94,7 @@ def _rotate(invocation: Invocation, context: Any, runtime: Runtime) -> dict[str,
     if invocation.kind is Kind.BATCH_OPERATIONS:
         return _batch_operations_response(invocation, by_ref)
     summary = summarize(results)
-    if invocation.kind in (Kind.S3, Kind.EVENTBRIDGE) and summary["retryable"]:
+    if invocation.kind in (Kind.S3, Kind.SNS, Kind.EVENTBRIDGE) and summary["retryable"]:
         raise RetryableError(f"{summary['retryable']} object(s) failed with a retryable error; retrying the event")
     if invocation.kind is Kind.ROTATE_REQUEST:
         summary["objects"] = [r.to_dict() for r in results]
@@ -92,6 +111,20 @@ def summarize(results: list[ObjectResult]) -> dict[str, Any]:
     }
 
 
+def _with_raw_keys(
+    invocation: Invocation, results: list[ObjectResult], runtime: RotateServices, deadline: Deadline
+) -> list[ObjectResult]:
+    """An event key that decodes to an object that does not exist: rotate the key as the event sent
+    it, when that one exists (keys with ``%`` or ``+`` in their names). Only a ``missing`` result
+    is retried this way, so an error reading the decoded key is answered like any other."""
+    raw_keys = {decoded: raw for unit in invocation.units for decoded, raw in unit.raw_keys.items()}
+    retry = [raw_keys[r.ref] for r in results if r.status is Status.MISSING and r.ref in raw_keys]
+    if not retry:
+        return results
+    second = dict(zip(retry, runtime.engine.rotate(retry, deadline=deadline, dry_run=invocation.dry_run), strict=True))
+    return [second[raw_keys[r.ref]] if r.status is Status.MISSING and r.ref in raw_keys else r for r in results]
+
+
 def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
     """The unit's deciding error: a retryable one wins, so the unit is retried rather than parked."""
     if unit.error is not None:
@@ -101,13 +134,19 @@ def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | No
     return (retryable or errors or [None])[0]
 
 
-def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: Runtime) -> dict[str, Any]:
-    return _sqs_failures(invocation, [(unit, _unit_error(unit, by_ref)) for unit in invocation.units], runtime)
+def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices) -> dict[str, Any]:
+    outcomes = [(unit, _unit_error(unit, by_ref)) for unit in invocation.units]
+    return _sqs_failures(invocation, outcomes, runtime, by_ref)
 
 
 def _sqs_failures(
-    invocation: Invocation, outcomes: list[tuple[Unit, RewrapError | None]], runtime: Runtime
+    invocation: Invocation,
+    outcomes: list[tuple[Unit, RewrapError | None]],
+    runtime: RotateServices,
+    by_ref: dict[Any, ObjectResult] | None = None,
 ) -> dict[str, Any]:
+    """The SQS response for each message's deciding error; ``by_ref`` (rotate requests) lets a
+    parked message keep only its failed keys."""
     failures = []
     records = {str(r.get("messageId", "")): r for r in invocation.raw.get("Records", [])}
     for unit, error in outcomes:
@@ -118,8 +157,11 @@ def _sqs_failures(
             continue
         logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
         if runtime.dead_letters is not None:
+            body = str(records.get(unit.id, {}).get("body", ""))
+            if by_ref is not None:
+                body = _parked_body(body, unit, by_ref)
             try:
-                runtime.dead_letters.forward(str(records.get(unit.id, {}).get("body", "")), error.reason, unit.id)
+                runtime.dead_letters.forward(body, error.reason, unit.id)
             except RewrapError:
                 failures.append({"itemIdentifier": unit.id})  # keep it on the queue; redrive will park it
                 continue
@@ -127,8 +169,24 @@ def _sqs_failures(
     return {"batchItemFailures": failures}
 
 
+def _parked_body(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> str:
+    """What to park for a message that failed permanently: of a rotate request only its failed keys,
+    each with its reason (the rest was done), still a rotate request a redrive can replay; any other
+    message as it came."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return body
+    if unit.error is not None or not (isinstance(request, dict) and "bucket" in request and "keys" in request):
+        return body
+    failed = [ref for ref in unit.refs if by_ref[ref].error is not None]
+    keys = [{"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key for ref in failed]
+    reasons = [{"key": ref.key, "reason": by_ref[ref].error.reason} for ref in failed]  # type: ignore[union-attr]  # failed: error set
+    return json.dumps({"bucket": request["bucket"], "keys": keys, "failures": reasons})
+
+
 # --- census requests: scanned with the census's scanner, never written ------------------------------
-def census_event(invocation: Invocation, units: list[Unit], context: Any, runtime: Runtime) -> dict[str, Any]:
+def census_event(invocation: Invocation, units: list[Unit], runtime: RotateServices) -> dict[str, Any]:
     settings = runtime.settings
     if invocation.kind is Kind.SQS and not settings.report_prefix:
         raise ConfigError("census requests from the queue need REWRAP_REPORT_PREFIX to write their partials to")
@@ -140,16 +198,11 @@ def census_event(invocation: Invocation, units: list[Unit], context: Any, runtim
     for unit, reply in answers:
         if reply.error is not None:
             logger.warning("census request not answered", extra={"unit": unit.id, "reason": reply.error.reason})
-    logger.info("census done", extra={"route": str(invocation.kind), "objects": counted, "requests": len(answers)})
+    logger.info("census done", extra={"route": route, "objects": counted, "requests": len(answers)})
     if invocation.kind is Kind.SQS:
         return _sqs_failures(invocation, [(unit, reply.error) for unit, reply in answers], runtime)
     if invocation.kind is Kind.BATCH_OPERATIONS:
-        return {
-            "invocationSchemaVersion": invocation.raw.get("invocationSchemaVersion"),
-            "treatMissingKeysAs": "TemporaryFailure",
-            "invocationId": invocation.raw.get("invocationId"),
-            "results": [_census_task_result(unit, reply) for unit, reply in answers],
-        }
+        return _batch_operations_envelope(invocation, [_census_task_result(unit, reply) for unit, reply in answers])
     return _census_summary(answers[0][1])
 
 
@@ -176,6 +229,16 @@ def _census_summary(reply: CensusAnswer) -> dict[str, Any]:
     return {**out, "census": summary, "objects": [item.to_dict() for item in reply.items]}
 
 
+def _batch_operations_envelope(invocation: Invocation, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "invocationSchemaVersion": invocation.raw.get("invocationSchemaVersion"),
+        # A task we failed to answer is retried rather than silently counted as done.
+        "treatMissingKeysAs": "TemporaryFailure",
+        "invocationId": invocation.raw.get("invocationId"),
+        "results": results,
+    }
+
+
 def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectResult]) -> dict[str, Any]:
     out = []
     for unit in invocation.units:
@@ -184,18 +247,12 @@ def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectR
             result = by_ref[unit.refs[0]]
             code, text = "Succeeded", _describe(result)
             if result.status in UNSEEN:  # not a failure to retry, nor done: the job's failure report lists it
-                code, text = "PermanentFailure", result.reason or str(result.status)
+                code, text = "PermanentFailure", _describe(result)
         else:
             code = "TemporaryFailure" if error.retryable else "PermanentFailure"
             text = error.reason
         out.append({"taskId": unit.id, "resultCode": code, "resultString": text[:BATCH_RESULT_STRING_LIMIT]})
-    return {
-        "invocationSchemaVersion": invocation.raw.get("invocationSchemaVersion"),
-        # A task we failed to answer is retried rather than silently counted as done.
-        "treatMissingKeysAs": "TemporaryFailure",
-        "invocationId": invocation.raw.get("invocationId"),
-        "results": out,
-    }
+    return _batch_operations_envelope(invocation, out)
 
 
 def _describe(result: ObjectResult) -> str:
@@ -204,10 +261,16 @@ def _describe(result: ObjectResult) -> str:
         return f"{result.status}: {result.rotated_tokens}/{result.tokens} tokens {versions} -> v{result.new_version}"
     if result.status is Status.CURRENT:
         return f"current: {result.tokens} tokens at v{result.new_version or max(result.old_versions or (0,))}"
+    if result.status is Status.UNREADABLE:
+        return f"unreadable: {result.reason}"
+    if result.status is Status.OPAQUE:
+        return result.reason or "opaque"
     return str(result.status)
 
 
-def _observe(invocation: Invocation, results: list[ObjectResult], runtime: Runtime, kms_before: dict[str, int]) -> None:
+def _observe(
+    invocation: Invocation, results: list[ObjectResult], runtime: RotateServices, kms_before: dict[str, int]
+) -> None:
     for status, name in _METRIC_NAMES.items():
         count = sum(1 for r in results if r.status is status)
         if count:

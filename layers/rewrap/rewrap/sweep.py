@@ -8,10 +8,9 @@ is skipped or sent twice by the hand-over.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -19,10 +18,8 @@ from rewrap.census_runs import partial_name, run_folder, write_listing
 from rewrap.config import Settings, SweepTarget
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, UnsupportedEventError
-from rewrap.ncp.client import NcpKmsClient
-from rewrap.objects import Listed, S3Store
 from rewrap.observability import logger, metrics
-from rewrap.queues import RotateQueue
+from rewrap.ports import KeyVersions, Listed, ObjectStore, RequestQueue
 from rewrap.reports import publish_report
 
 # Stop listing and hand over when less than this much time is left.
@@ -38,6 +35,7 @@ class SweepPosition:
 @dataclass
 class SweepReport:
     listed: int = 0
+    archived: int = 0  # GLACIER / DEEP_ARCHIVE, not restored: skipped (S3 cannot serve their bodies)
     enqueued: int = 0
     messages: int = 0
     batches: int = 0
@@ -46,19 +44,28 @@ class SweepReport:
     partials: list[str] = field(default_factory=list)  # census mode: the partial each message answers with
 
     def to_dict(self) -> dict[str, Any]:
-        fields = ("listed", "enqueued", "messages", "batches", "pages")
+        fields = ("listed", "archived", "enqueued", "messages", "batches", "pages")
         return {**{name: getattr(self, name) for name in fields}, "continued": self.resume_at is not None}
 
 
-def sweep_event(
-    event: Any,
-    context: Any,
-    settings: Settings,
-    store: S3Store,
-    queue: RotateQueue | None,
-    kms: NcpKmsClient,
-    continue_with: Callable[[dict[str, Any]], None],
-) -> dict[str, Any]:
+class SweepServices(Protocol):
+    """What the sweep needs; the container's ``Runtime`` is one."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> ObjectStore: ...
+    @property
+    def rotate_queue(self) -> RequestQueue | None: ...
+    @property
+    def kms(self) -> KeyVersions: ...
+
+    def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
+        """Invoke this function again, asynchronously, with ``payload`` (the hand-over)."""
+
+
+def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, Any]:
+    settings, store, queue, kms = services.settings, services.store, services.rotate_queue, services.kms
     if queue is None:
         raise ConfigError("REWRAP_QUEUE_URL is not set; the sweep has nowhere to send work")
     targets, position = _plan(event, settings)
@@ -78,9 +85,13 @@ def sweep_event(
         }
         if census is not None:
             state.update(mode="census", runId=census["runId"], sequence=census["sequence"] + 1)
-        continue_with({"rewrapSweep": state})
+        services.continue_async(context, {"rewrapSweep": state})
         metrics.add_metric(name="SweepContinuations", unit=MetricUnit.Count, value=1)
-    for name, value in (("ObjectsListed", report.listed), ("KeysEnqueued", report.enqueued)):
+    for name, value in (
+        ("ObjectsListed", report.listed),
+        ("ObjectsArchivedSkipped", report.archived),
+        ("KeysEnqueued", report.enqueued),
+    ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="SweepMessagesSent", unit=MetricUnit.Count, value=report.messages)
     logger.info("sweep done", extra=report.to_dict())
@@ -112,13 +123,14 @@ def run_sweep(
     targets: list[SweepTarget],
     position: SweepPosition,
     settings: Settings,
-    store: S3Store,
-    queue: RotateQueue,
+    store: ObjectStore,
+    queue: RequestQueue,
     deadline: Deadline,
     newest_versions: dict[str, int] | None = None,
     census_run: str | None = None,
 ) -> SweepReport:
-    """Enqueue rotate requests (with ``census_run``: census requests of that run) for the targets."""
+    """Enqueue rotate requests (with ``census_run``: census requests of that run) for the targets.
+    A rotation skips archived objects; a census asks about them too, so they count as unreadable."""
     extra: dict[str, Any] | None = {"newestVersions": newest_versions} if newest_versions else None
     if census_run is not None:
         extra = {"mode": "census", "runId": census_run}
@@ -130,7 +142,9 @@ def run_sweep(
             items, next_token = store.list_page(target.bucket, target.prefix, token, settings.sweep_page_size)
             report.pages += 1
             report.listed += len(items)
-            keys = [item.key for item in items if _selected(item, settings)]
+            report.archived += sum(1 for item in items if item.archived)
+            skip_archived = census_run is None
+            keys = [item.key for item in items if not (skip_archived and item.archived) and _selected(item, settings)]
             if keys:
                 chunks: list[list[str]] = []
                 messages, calls = queue.send_requests(
@@ -151,7 +165,7 @@ def run_sweep(
     return report
 
 
-def probe_newest_versions(kms: NcpKmsClient, key_tags: list[str], deadline: Deadline) -> dict[str, int]:
+def probe_newest_versions(kms: KeyVersions, key_tags: list[str], deadline: Deadline) -> dict[str, int]:
     """The newest version of each key tag (one request each): from the key info where the API generation
     offers it, otherwise by encrypting a fixed probe.
 

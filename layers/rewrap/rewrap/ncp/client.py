@@ -594,7 +594,7 @@ class NcpKmsClient:
         if credentials.can_sign:
             path = path_for(False)
             timestamp = int(self.clock.wall() * 1000)
-            return path, signed_headers(method, path, timestamp, credentials, self.signature_version)  # type: ignore[arg-type]
+            return path, signed_headers(method, path, timestamp, credentials, self.signature_version)  # type: ignore[arg-type]  # v1/v2, checked in __init__
         if credentials.has_tokens and self.generation.token_auth:
             return path_for(True), {OCAPI_AUTH_HEADER: self._fresh_token(credentials, key_tag)}
         raise CredentialsInvalidError(f"NCP KMS API {self.generation.name} needs accessKey and secretKey in the secret")
@@ -606,7 +606,7 @@ class NcpKmsClient:
         now = self.clock.wall()
         if token is None or (expiry is not None and expiry - now < TOKEN_REFRESH_SECONDS):
             last = self._token_reread.get(key_tag, 0.0)
-            if token is None or self.clock.now() - last >= TOKEN_REREAD_SECONDS or expiry <= now:  # type: ignore[operator]
+            if token is None or self.clock.now() - last >= TOKEN_REREAD_SECONDS or expiry <= now:  # type: ignore[operator]  # token set: expiry known
                 self._token_reread[key_tag] = self.clock.now()
                 token = self.credentials.get(refresh=True).token_for(key_tag)
                 expiry = token_expiry(token) if token else None
@@ -676,7 +676,7 @@ def _all_or_raise(results: list[T | RewrapError]) -> list[T]:
     otherwise a PartialBatchError with every item's outcome."""
     errors = [r for r in results if isinstance(r, RewrapError)]
     if not errors:
-        return results  # type: ignore[return-value]
+        return results  # type: ignore[return-value]  # every index was filled
     if len(errors) == len(results) and all(e is errors[0] for e in errors):
         raise errors[0]
     raise PartialBatchError(list(results))
@@ -708,7 +708,7 @@ def validate_re_encrypt_reply(sent: Sequence[str], replies: Sequence[Any]) -> No
         new_match = TOKEN_RE.fullmatch(new) if isinstance(new, str) else None
         if new_match is None:
             raise KmsInvalidReplyError("reply holds an item that is not an ncpkms token")
-        old_version = int(TOKEN_RE.fullmatch(old).group(1))  # type: ignore[union-attr]
+        old_version = int(TOKEN_RE.fullmatch(old).group(1))  # type: ignore[union-attr]  # sent tokens match
         if int(new_match.group(1)) < old_version:
             raise KmsInvalidReplyError("reply holds a token at a lower key version than sent")
 

@@ -67,6 +67,11 @@ PATH_NOT_FOUND_CODE = "300"
 REQUEST_ID_HEADERS = ("x-ncp-request-id", "x-ncp-trace-id")
 # documented: a request timestamp 5 minutes or more off the gateway's clock is refused (401, code 200).
 CLOCK_SKEW_SECONDS = 300
+# documented limits of one item (§4): an AES256 plaintext up to 32 KB, a context up to 50 bytes decoded.
+MAX_PLAINTEXT_BYTES = 32 * 1024
+MAX_CONTEXT_BYTES = 50
+# the path segment under a key that names its versions (2.0 versions list, v3 one version and rotation)
+VERSIONS_SEGMENT = "versions"
 # ASSUMPTION: the codes of a refusal caused by a key's or a version's state. 1.0 documents
 # UNPROCESSABLE_ENTITY "Invalid status"; the 2.0 and v3 codes are not documented (2.0 and v3 are asked
 # for key info instead, so only 1.0 depends on this).
@@ -198,6 +203,9 @@ class Generation:
     reply_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # version states: "list" (one GET for every version, 2.0) or "each" (one GET per version, v3)
     version_info: str | None = None
+    # ``POST {key path}/{segment}`` adds a key version (documented admin call; rewrap never rotates, the
+    # emulator serves it)
+    rotate_segment: str | None = None
 
     @property
     def token_auth(self) -> bool:
@@ -222,7 +230,7 @@ class Generation:
         return (self.actions[operation], *self.other_spellings.get(operation, ()))
 
     def versions_path(self, key_tag: str, version: int | None = None) -> str:
-        path = f"{self.key_path(key_tag)}/versions"
+        path = f"{self.key_path(key_tag)}/{VERSIONS_SEGMENT}"
         return f"{path}/{version}" if self.version_info == "each" else path
 
     def key_path(self, key_tag: str, *, signature: str = "v2", token: bool = False) -> str:
@@ -344,6 +352,7 @@ GENERATIONS: Mapping[str, Generation] = {
         other_spellings={"re-encrypt": ("reencrypt",)},
         key_info=True,
         version_info="list",  # documented: GET /kms/v1/keys/{keyTag}/versions → data.versionList
+        rotate_segment="rotate",  # documented: POST /kms/v1/keys/{keyTag}/rotate
     ),
     "v3": Generation(
         name="v3",
@@ -371,6 +380,7 @@ GENERATIONS: Mapping[str, Generation] = {
         custom_key_version_fields=("keyVersion", "key_version"),
         reply_aliases={"re-encrypt": ("ciphertext",)},
         version_info="each",  # documented: GET /kms/v3/keys/{keyTag}/versions/{version} → {version, status}
+        rotate_segment=VERSIONS_SEGMENT,  # documented: POST /kms/v3/keys/{keyTag}/versions (createKeyVersion)
     ),
 }
 

@@ -1,0 +1,57 @@
+"""S3 latency and request/byte counters, injected into every contender's S3 client through botocore
+event hooks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+
+class Meter:
+    """Injected S3 latency and what a client moved: requests per operation, body bytes read/written."""
+
+    def __init__(self, latency_s: float) -> None:
+        self.latency_s = latency_s
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def attach(self, client: Any) -> Any:
+        client.meta.events.register("before-send.s3", self._before_send)
+        client.meta.events.register("after-call.s3.GetObject", self._after_get)
+        return client
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.bytes_read = self.bytes_written = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": sum(self.requests.values()),
+                "ops": dict(sorted(self.requests.items())),
+                "bytes_read": self.bytes_read,
+                "bytes_written": self.bytes_written,
+            }
+
+    def _before_send(self, request: Any, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        written = 0
+        if operation in ("PutObject", "UploadPart"):
+            headers = request.headers
+            # aws-chunked bodies (flexible checksums) announce the payload size separately.
+            written = int(headers.get("x-amz-decoded-content-length") or headers.get("Content-Length") or 0)
+        with self._lock:
+            self.requests[operation] += 1
+            self.bytes_written += written
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)  # in the calling thread, like a network round trip
+
+    def _after_get(self, http_response: Any, **_: Any) -> None:
+        if http_response.status_code < 300:
+            with self._lock:
+                self.bytes_read += int(http_response.headers.get("content-length") or 0)

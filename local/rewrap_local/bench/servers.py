@@ -1,0 +1,87 @@
+"""The moto server and the NCP KMS emulator, each in its own process (so this process's CPU time and
+memory are the contenders' alone)."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import random
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .constants import ACCESS_KEY, API_KEY, DATA_KEY_BYTES, SECRET_KEY
+
+
+def moto_main(conn: Connection) -> None:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    conn.send(f"http://{host}:{port}")
+    with contextlib.suppress(EOFError):
+        conn.recv()  # any message, or the parent going away, stops the server
+    server.stop()
+
+
+def kms_main(conn: Connection, seed: int) -> None:
+    from rewrap_local.emulator import KmsEmulator
+
+    kms = KmsEmulator(seed).start()
+    kms.add_credentials(ACCESS_KEY, SECRET_KEY, API_KEY)
+    conn.send((kms.url, kms.create_key()))
+    rng = random.Random(seed)
+    while True:
+        try:
+            command, args = conn.recv()
+        except EOFError:
+            break
+        if command == "stop":
+            break
+        try:
+            if command == "encrypt":  # n fresh data keys wrapped at the key's current version
+                tag, n = args
+                value: Any = [kms.encrypt(tag, rng.randbytes(DATA_KEY_BYTES)) for _ in range(n)]
+            elif command == "rotate":
+                value = kms.rotate(*args)
+            elif command == "latency":
+                value = kms.set_latency(*args)
+            elif command == "stats":
+                value = kms.stats.snapshot()
+            else:
+                raise ValueError(f"unknown command {command!r}")
+            conn.send(("ok", value))
+        except Exception as exc:  # noqa: BLE001 (reported to the parent, which raises it)
+            conn.send(("error", repr(exc)))
+    kms.stop()
+
+
+class Child:
+    """A server in a child process, driven through a pipe."""
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        self.conn, child_conn = ctx.Pipe()
+        self.process = ctx.Process(target=target, args=(child_conn, *args), daemon=True)
+        self.process.start()
+        child_conn.close()
+        self.hello = self.conn.recv()
+
+    def call(self, command: str, *args: Any) -> Any:
+        self.conn.send((command, args))
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"emulator {command} failed: {value}")
+        return value
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(("stop", ()))
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)

@@ -1,0 +1,73 @@
+"""The targets, each judged from the figures of the same run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .constants import TARGET_PEAK_MIB, MiB
+
+
+def verdicts(
+    sets: dict[str, dict[str, Any]], large: dict[str, Any] | None, cold: dict[str, Any]
+) -> list[dict[str, Any]]:
+    mixed, ndjson, envelope = sets["mixed"], sets["ndjson"], sets["envelope"]
+    again = mixed["current_again"]
+    # Envelope bodies are read once (they may hold tokens of their own) and never written when only
+    # the metadata changed.
+    env_ok = envelope["rewrap"]["bytes_written"] == 0 and envelope["rewrap"]["bytes_read"] <= envelope["bytes"]
+    out = [
+        {
+            "target": "≥ 20x naive throughput on the mixed set",
+            "pass": mixed["speedup_objects"] >= 20,
+            "figures": f"{mixed['speedup_objects']}x objects/s ({mixed['rewrap']['objects_per_s']} vs "
+            f"{mixed['naive']['objects_per_s']}), {mixed['speedup_tokens']}x tokens/s; the S3 floor itself is "
+            f"{mixed['floor_speedup_objects']}x naive",
+        },
+        {
+            "target": "≥ 100 tokens per KMS request on NDJSON",
+            "pass": (ndjson["rewrap"]["tokens_per_kms_request"] or 0) >= 100,
+            "figures": f"{ndjson['rewrap']['tokens_per_kms_request']} tokens/request "
+            f"({ndjson['rewrap']['re-encrypt_requests']} requests for {ndjson['tokens']:,} tokens)",
+        },
+        {
+            "target": "0 KMS requests for already-current objects once the newest version is known",
+            "pass": again["re-encrypt_requests"] == 0 and again["decrypt_requests"] == 0,
+            "figures": f"{again['re-encrypt_requests']} KMS requests for {again['objects']} current objects "
+            f"({again['tokens']} tokens); S3 {again['s3_requests_per_object']} requests/object",
+        },
+        {
+            "target": "envelope objects: body read at most once, 0 body bytes written",
+            "pass": env_ok,
+            "figures": f"{envelope['rewrap']['bytes_read']} B read, {envelope['rewrap']['bytes_written']} B written "
+            f"for {envelope['bytes'] // MiB} MiB of bodies; ops {envelope['rewrap']['s3_ops']}",
+        },
+        {
+            "target": "within 1.5x of the S3-request floor on the mixed set",
+            "pass": mixed["time_vs_floor"] <= 1.5,
+            "figures": f"{mixed['time_vs_floor']}x ({mixed['rewrap']['seconds']} s vs floor "
+            f"{mixed['floor']['seconds']} s, medians of {len(mixed['rewrap_seconds_all'])}; "
+            f"{mixed['rewrap']['s3_requests']} vs {mixed['floor']['s3_requests']} S3 requests = "
+            f"{mixed['rewrap']['s3_requests'] / mixed['floor']['s3_requests']:.2f}x)",
+        },
+    ]
+    if large is not None:
+        out.append(
+            {
+                "target": f"{large['size_mib']} MiB text object ≤ {TARGET_PEAK_MIB} MiB peak memory",
+                "pass": large["peak_above_baseline_mib"] <= TARGET_PEAK_MIB and large["status"] == "rotated",
+                "figures": f"{large['peak_above_baseline_mib']} MiB above a {large['baseline_rss_mib']} MiB baseline "
+                f"({large['status']}, {large['rotated_tokens']:,} tokens, {large['seconds']} s)",
+            }
+        )
+    out.append(
+        {
+            "target": "built rotate function: import app ≤ 1.5x a bare import boto3 (layer bytecode shipped)",
+            "pass": cold["app_vs_boto3"] <= 1.5,
+            "figures": f"import app {cold['rotate']['app_with_bytecode']} ms, with boto3 "
+            f"{cold['rotate']['app_and_boto3_with_bytecode']} ms ({cold['app_and_boto3_vs_boto3']}x) vs import boto3 "
+            f"{cold['rotate']['boto3_with_bytecode']} ms ({cold['app_vs_boto3']}x); without the layer's bytecode "
+            f"{cold['rotate']['app_and_boto3_without_bytecode']} ms; tracing on "
+            f"{cold['rotate']['app_traced_with_bytecode']} ms (median of {cold['runs']})",
+        }
+    )
+    return out

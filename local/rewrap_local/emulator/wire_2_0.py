@@ -1,0 +1,68 @@
+"""KMS API 2.0: ``POST /kms/v1/keys/{keyTag}/{action}`` (signature v2 or ``x-ncp-ocapi-token``).
+
+Bodies as in 1.0; success ``{"code": "SUCCESS", "data": {...}}``. Admin (signature only): key info,
+the versions list and rotation. With ``arrays_2_0`` off, an array body is refused with 400
+``INVALID_REQUEST`` "Invalid type: ... must be a String" (the Korean 2.0 table types it String only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rewrap.ncp.generations import GENERATIONS, GLOBAL_OCAPI, REGION_HOSTS, key_region
+
+from .errors import EmulatorError
+from .keys import Key
+from .routes import Route
+from .wire import Answer, Wire, item_field
+
+
+class Wire20(Wire):
+    generation = GENERATIONS["2.0"]
+
+    def success(self, data: dict[str, Any]) -> Answer:
+        return 200, {"code": "SUCCESS", "data": data}
+
+    def check_items(self, route: Route, body: dict[str, Any]) -> None:
+        name = item_field(route.action)
+        if not self.switches.arrays_2_0 and isinstance(body.get(name), list):
+            raise EmulatorError(f"Invalid type: {name} must be a String")
+
+    def admin(self, route: Route, key: Key, raw: bytes) -> Answer:
+        with self.store.lock:
+            if route.action == "rotate":
+                version = self.store.add_version(key)
+                data = {"keyTag": key.tag, "version": version, "rotatedDate": key.rotated_ms[-1]}
+            elif route.action == "versions":
+                data = _versions(key)
+            else:
+                data = _key_info(key)
+        self.stats._add("items", route.action)
+        return self.success(data)
+
+
+def _versions(key: Key) -> dict[str, Any]:
+    return {
+        "keyTag": key.tag,
+        "currentVersion": key.current,
+        "versionList": [
+            {
+                "version": v,
+                "status": "DISABLE" if v in key.disabled else "ENABLE",
+                "rotatedDate": key.rotated_ms[v - 1],
+            }
+            for v in range(1, key.current + 1)
+        ],
+    }
+
+
+def _key_info(key: Key) -> dict[str, Any]:
+    region = key_region(key.tag)
+    return {
+        "keyTag": key.tag,
+        "currentVersion": key.current,
+        "isConvergent": key.convergent,
+        "keyType": "AES256",
+        "status": key.status.removesuffix("D"),
+        "baseUrl": f"https://{REGION_HOSTS[region]}" if region is not None else GLOBAL_OCAPI,
+    }

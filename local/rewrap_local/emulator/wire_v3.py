@@ -1,0 +1,163 @@
+"""KMS v3: ``POST /kms/v3/keys/{keyTag}/{action}`` (signature v2) or ``/kms/v3/token/keys/...`` (token).
+
+Single-item endpoints take one string; ``batch-*`` take ``{"requests": [{item, context?}]}`` with up to
+the generation's ``max_items``, atomic: results ``{"results": {"0": {...}}}``, or only the failed items in
+``{"failures": {"<index>": {"errorCode", "message"}}}``, checked in two phases (empty/format first, then
+the rest); the status of the single cause, 400 for several; a value of the wrong JSON type fails the whole
+request with ``fieldErrors``. Admin: key info, rotation (``POST .../versions``) and one version
+(``GET|PATCH .../versions/{version}``). Success bodies are bare; errors ``{"error": {"errorCode",
+"message"}}``. ``v3_re_encrypt_field`` names the re-encrypt result (single and batch).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from rewrap.ncp.generations import CUSTOM_KEY, ENCRYPT, GENERATIONS, RE_ENCRYPT, Operation, no_limit
+from rewrap.tokens import MAX_TOKEN_CHARS, TOKEN_RE, token_version
+
+from .errors import EmulatorError, not_found
+from .keys import Key, b64
+from .routes import Route
+from .wire import OPERATIONS, Answer, Reply, Wire, decode_plaintext, item_field, json_object, read_context
+
+_VERSION_RE = re.compile(r"[1-9][0-9]{0,8}")  # decimal, as the versions path takes it ("0x1" is refused)
+
+
+class WireV3(Wire):
+    generation = GENERATIONS["v3"]
+
+    def success(self, data: dict[str, Any]) -> Answer:
+        return 200, data
+
+    def error(self, err: EmulatorError) -> Answer:
+        status, error = err.v3()
+        return status, {"error": error}
+
+    def reply_field(self, operation: Operation) -> str:
+        return self.switches.v3_re_encrypt_field if operation is RE_ENCRYPT else operation.reply_field
+
+    def request_body(self, route: Route, raw: bytes) -> dict[str, Any]:
+        if OPERATIONS[route.action] is CUSTOM_KEY and not raw.strip():
+            return {}  # issue-custom-key may omit its body
+        return json_object(raw)
+
+    def check_items(self, route: Route, body: dict[str, Any]) -> None:
+        name = item_field(route.action)  # single-item endpoints take one string
+        if OPERATIONS[route.action] is not CUSTOM_KEY and not isinstance(body.get(name), str):
+            raise EmulatorError(f"{name} must be a string", field=name)
+
+    def serve(self, route: Route, key: Key, body: dict[str, Any]) -> Answer:
+        return self._batch(route, key, body) if route.batch else super().serve(route, key, body)
+
+    # --- batches -------------------------------------------------------------------------------------
+    def _batch(self, route: Route, key: Key, body: dict[str, Any]) -> Answer:
+        """All items succeed together, or only the failed items are reported."""
+        name = item_field(route.action)
+        requests = self._requests(body, name)
+        values = [item[name] for item in requests]
+        failures = {i: error for i, value in enumerate(values) if (error := _format_error(name, value)) is not None}
+        if failures:
+            return _failure_reply(failures)
+        outcomes: list[tuple[str, bytes, int]] = []
+        contexts: list[bytes | None] = []
+        for index, item in enumerate(requests):
+            try:
+                context = read_context(key, item)
+                outcomes.append(self._batch_item(key, route.action, item[name], context))
+                contexts.append(context)
+            except EmulatorError as err:
+                failures[index] = err
+        if failures:
+            return _failure_reply(failures)
+        field = self.reply_field(OPERATIONS[route.action])
+        items, plaintexts, versions = (list(column) for column in zip(*outcomes, strict=True))
+        reply = Reply(key, contexts[0], field, items, True, plaintexts, versions, route.action != "decrypt")
+        self.finish(route, reply)
+        return 200, {"results": {str(i): {field: item} for i, item in enumerate(reply.items)}}
+
+    def _requests(self, body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        """The ``requests`` list, every item of the right JSON types (else the whole request fails)."""
+        requests = body.get("requests")
+        most = no_limit(self.generation.max_items)
+        if not isinstance(requests, list) or not 1 <= len(requests) <= most:
+            raise EmulatorError(f"requests must hold 1 to {most} items", field="requests")
+        for index, item in enumerate(requests):
+            if not isinstance(item, dict) or not isinstance(item.get(name), str):
+                raise EmulatorError(f"{name} must be a string", field=f"requests[{index}].{name}")
+            if not isinstance(item.get("context", ""), str):
+                raise EmulatorError("context must be a string", field=f"requests[{index}].context")
+        return requests
+
+    def _batch_item(self, key: Key, action: str, value: str, context: bytes | None) -> tuple[str, bytes, int]:
+        """(result item, plaintext, version of the input) for one batch item."""
+        if OPERATIONS[action] is ENCRYPT:
+            plaintext = base64.b64decode(value)
+            token = self.store.seal(key, plaintext, context)
+            return token, plaintext, token_version(token)
+        plaintext, version = self.store.open(key, value, context)
+        if OPERATIONS[action] is not RE_ENCRYPT:
+            return b64(plaintext), plaintext, version
+        return self.store.seal(key, plaintext, context), plaintext, version
+
+    # --- key administration --------------------------------------------------------------------------
+    def admin(self, route: Route, key: Key, raw: bytes) -> Answer:
+        answer = self._admin(route, key, raw)
+        self.stats._add("items", route.action)
+        return answer
+
+    def _admin(self, route: Route, key: Key, raw: bytes) -> Answer:
+        if route.action == "key-info":
+            with self.store.lock:
+                return 200, {
+                    "keyTag": key.tag,
+                    "keyType": "AES256",
+                    "status": key.status,
+                    "currentVersion": key.current,
+                    "isConvergent": key.convergent,
+                }
+        if route.action == "rotate":
+            with self.store.lock:
+                return 201, {"version": self.store.add_version(key), "status": "ENABLED"}
+        if route.version is None or not _VERSION_RE.fullmatch(route.version):
+            raise EmulatorError("version must be a decimal number", field="version")
+        version = int(route.version)
+        if route.action == "update-version":
+            self._update_version(key, version, json_object(raw).get("status"))
+        with self.store.lock:
+            if not 1 <= version <= key.current:
+                raise not_found()
+            return 200, {"version": version, "status": "DISABLED" if version in key.disabled else "ENABLED"}
+
+    def _update_version(self, key: Key, version: int, status: Any) -> None:
+        if status == "DISABLED":
+            self.store.disable_version(key.tag, version)
+        elif status == "ENABLED":
+            self.store.enable_version(key.tag, version)
+        elif status is not None:
+            raise EmulatorError("status must be ENABLED or DISABLED", field="status")
+
+
+def _format_error(name: str, value: str) -> EmulatorError | None:
+    """Phase one of a batch: empty values and formats."""
+    if not value:
+        return EmulatorError(f"{name} must not be empty")
+    if name == ENCRYPT.item_field:
+        try:
+            decode_plaintext(value)
+        except EmulatorError as err:
+            return err
+        return None
+    if len(value) > MAX_TOKEN_CHARS or TOKEN_RE.fullmatch(value) is None:
+        return EmulatorError("ciphertext is not an ncpkms token")
+    return None
+
+
+def _failure_reply(failures: dict[int, EmulatorError]) -> Answer:
+    """A batch failure: the status of the single cause, 400 when the causes differ."""
+    rendered = {index: err.v3() for index, err in sorted(failures.items())}
+    codes = {error["errorCode"] for _, error in rendered.values()}
+    status = next(iter(rendered.values()))[0] if len(codes) == 1 else 400
+    return status, {"failures": {str(index): error for index, (_, error) in rendered.items()}}

@@ -1,0 +1,159 @@
+"""The core on in-memory ports (tests/fakes.py): the engine, the rotate route and the sweep, with no
+server, no SDK call and no clock — the fast tier `make unit` runs. The same behaviours are proven
+against moto, LocalStack and the emulator in tests/integration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from rewrap.config import Settings, SweepTarget
+from rewrap.deadline import Deadline
+from rewrap.engine import Engine, Status
+from rewrap.ports import ObjectRef
+from rewrap.service import rotate_event
+from rewrap.sweep import SweepPosition, run_sweep, sweep_event
+from rewrap_local.lambda_context import LambdaContext
+from tests.fakes import MemoryBucket, MemoryQueue, VersionBumpKms
+
+BUCKET = "unit-bucket"
+
+
+@dataclass
+class Services:
+    """What the rotate route and the sweep need, over the fakes (the Runtime's shape)."""
+
+    settings: Settings
+    store: MemoryBucket
+    kms: VersionBumpKms
+    engine: Engine
+    queue: MemoryQueue = field(default_factory=MemoryQueue)
+    handed_over: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def dead_letters(self) -> MemoryQueue:
+        return self.queue
+
+    @property
+    def rotate_queue(self) -> MemoryQueue:
+        return self.queue
+
+    def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
+        self.handed_over.append(payload)
+
+
+@pytest.fixture
+def services() -> Services:
+    settings = Settings(key_tag="unit-key", buckets=frozenset({BUCKET}), kms_rate_limit=0, concurrency=4)
+    store, kms = MemoryBucket(), VersionBumpKms(newest=2)
+    return Services(settings, store, kms, Engine(settings, store, kms))
+
+
+def seed(services: Services) -> dict[str, bytes]:
+    t = VersionBumpKms.token
+    bodies = {
+        "a.json": json.dumps({"secret": t(b"alpha"), "note": "kept as is"}).encode(),
+        "b.ndjson": b"\n".join(json.dumps({"row": i, "t": t(f"row-{i}".encode())}).encode() for i in range(50)),
+        "plain.txt": b"nothing to see \xff\xfe here",
+    }
+    for key, body in bodies.items():
+        services.store.put(BUCKET, key, body)
+    services.store.put(BUCKET, "envelope.bin", b"\x00sealed", {"wrapped-key": t(b"data-key")})
+    return bodies
+
+
+def refs(*keys: str) -> list[ObjectRef]:
+    return [ObjectRef(BUCKET, k) for k in keys]
+
+
+def test_engine_rotates_text_and_envelopes_and_keeps_every_other_byte(services: Services) -> None:
+    bodies = seed(services)
+    results = services.engine.rotate(refs("a.json", "b.ndjson", "plain.txt", "envelope.bin"))
+
+    assert [r.status for r in results] == [Status.ROTATED, Status.ROTATED, Status.NO_TOKENS, Status.ROTATED]
+    assert services.store.body(BUCKET, "a.json") == bodies["a.json"].replace(b"ncpkms:v1:", b"ncpkms:v2:")
+    assert services.store.body(BUCKET, "b.ndjson") == bodies["b.ndjson"].replace(b"ncpkms:v1:", b"ncpkms:v2:")
+    assert services.store.body(BUCKET, "plain.txt") == bodies["plain.txt"]
+    assert services.store.objects[BUCKET, "envelope.bin"].metadata["wrapped-key"].startswith("ncpkms:v2:")
+    assert services.kms.counts.requests == 1  # every token of every object in one request
+
+
+def test_second_pass_writes_nothing(services: Services) -> None:
+    seed(services)
+    services.engine.rotate(refs("a.json", "envelope.bin"))
+    writes = services.store.writes
+
+    again = services.engine.rotate(refs("a.json", "envelope.bin"))
+
+    assert [r.status for r in again] == [Status.CURRENT, Status.CURRENT]
+    assert services.store.writes == writes
+
+
+def test_a_writer_between_read_and_write_wins_and_nothing_is_clobbered(services: Services) -> None:
+    seed(services)
+
+    def concurrent_writer(ref: ObjectRef) -> None:
+        services.store.before_write = None
+        services.store.put(ref.bucket, ref.key, b"written by someone else")
+
+    services.store.before_write = concurrent_writer
+    (result,) = services.engine.rotate(refs("a.json"))
+
+    assert result.status is Status.FAILED and result.error is not None and result.error.retryable
+    assert services.store.body(BUCKET, "a.json") == b"written by someone else"
+
+
+def test_dry_run_reports_and_writes_nothing(services: Services) -> None:
+    seed(services)
+    results = services.engine.rotate(refs("a.json", "envelope.bin"), dry_run=True)
+    assert {r.status for r in results} == {Status.WOULD_ROTATE}
+    assert services.store.writes == 0
+
+
+def test_rotate_route_answers_sqs_with_only_retryable_failures(services: Services) -> None:
+    seed(services)
+    services.store.put(BUCKET, "broken.txt", b"ncpkms:v1:@@@@")
+    record = {"eventSource": "aws:sqs", "messageId": "m-ok", "body": json.dumps({"bucket": BUCKET, "keys": ["a.json"]})}
+    broken = dict(record, messageId="m-broken", body=json.dumps({"bucket": BUCKET, "keys": ["broken.txt"]}))
+
+    response = rotate_event({"Records": [record, broken]}, LambdaContext(), services)
+
+    assert response == {"batchItemFailures": []}  # the malformed token is permanent: parked, not retried
+    assert [json.loads(body)["keys"] for body, _ in services.queue.parked] == [["broken.txt"]]
+    assert services.store.body(BUCKET, "a.json").count(b"ncpkms:v2:") == 1
+
+
+def test_sweep_enqueues_every_key_once_and_hands_over_when_time_runs_out(services: Services) -> None:
+    for i in range(23):
+        services.store.put(BUCKET, f"k/{i:02d}", b"x")
+    settings = Settings(key_tag="unit-key", buckets=frozenset({BUCKET}), sweep_page_size=5, sweep_keys_per_message=4)
+
+    class TwoPages(Deadline):
+        def __init__(self) -> None:
+            super().__init__(None)
+            self.pages = 2
+
+        def expired(self, margin: float = 0.0) -> bool:
+            self.pages -= 1
+            return self.pages <= 0
+
+    position: SweepPosition | None = SweepPosition()
+    invocations = 0
+    while position is not None:
+        report = run_sweep([SweepTarget(BUCKET, "k/")], position, settings, services.store, services.queue, TwoPages())
+        position, invocations = report.resume_at, invocations + 1
+
+    keys = [k for request in services.queue.requests for k in request["keys"]]
+    assert sorted(keys) == [f"k/{i:02d}" for i in range(23)] and len(keys) == len(set(keys))
+    assert invocations == 3
+
+
+def test_sweep_event_refuses_buckets_outside_the_allow_list(services: Services) -> None:
+    from rewrap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="outside REWRAP_BUCKETS"):
+        sweep_event({"targets": ["someone-elses-bucket"]}, LambdaContext(), services)
+    assert services.queue.requests == []
