@@ -94,6 +94,23 @@ def test_fleet_census_merges_into_the_direct_census_verdict_and_writes_nothing(f
     assert merged(fleet, report["runId"], 1).judge_lines()[0] == 0
 
 
+def test_archived_objects_are_asked_about_so_the_fleet_verdict_is_unknown(fleet: LocalStack) -> None:
+    # Given current objects and one archived in Glacier (a rotation sweep skips it: S3 cannot serve it)
+    seed(fleet, 3)
+    fleet.client("s3").put_object(Bucket=fleet.bucket, Key="data/cold.txt", Body=b"?", StorageClass="GLACIER")
+
+    # When a census run covers the prefix
+    report = census_sweep(fleet)
+    drain_queue(fleet.client("sqs"), fleet.queue_url, rotate)
+
+    # Then the archived object is counted as unreadable, and the verdict cannot be SAFE
+    assert report["archived"] == 1 and report["enqueued"] == 5
+    run = merged(fleet, report["runId"], 1)
+    code, lines = run.judge_lines()
+    assert run.complete and code == 1 and lines[0].startswith("UNKNOWN")
+    assert run.census.kinds["unreadable"] == 1
+
+
 def test_redelivered_census_request_is_not_counted_twice(fleet: LocalStack) -> None:
     seed(fleet, 5)
     report = census_sweep(fleet, runId="run-redelivered")
