@@ -177,11 +177,18 @@ class MemoryQueue:
     parked: list[tuple[str, str]] = field(default_factory=list)
 
     def send_requests(
-        self, bucket: str, keys: Sequence[str], keys_per_message: int, extra: Mapping[str, Any] | None = None
+        self,
+        bucket: str,
+        keys: Sequence[str],
+        keys_per_message: int,
+        extra: Mapping[str, Any] | None = None,
+        chunks: list[list[str]] | None = None,
     ) -> tuple[int, int]:
-        chunks = [list(keys[i : i + keys_per_message]) for i in range(0, len(keys), keys_per_message)]
-        self.requests += [{"bucket": bucket, "keys": chunk, **(extra or {})} for chunk in chunks]
-        return len(chunks), -(-len(chunks) // 10)
+        sent = [list(keys[i : i + keys_per_message]) for i in range(0, len(keys), keys_per_message)]
+        if chunks is not None:
+            chunks += sent
+        self.requests += [{"bucket": bucket, "keys": chunk, **(extra or {})} for chunk in sent]
+        return len(sent), -(-len(sent) // 10)
 
     def forward(self, body: str, reason: str, source_message_id: str) -> None:
         self.parked.append((body, reason))

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rewrap.census import Census, CensusTaker, ObjectCensus
+from rewrap.census_runs import merge_run
 from rewrap.config import Settings, SweepTarget
 from rewrap.deadline import Deadline
 from rewrap.engine import UNSEEN, ObjectResult, Status
@@ -42,6 +43,8 @@ from rewrap.reports import CENSUS_COLUMNS, ROTATE_COLUMNS, Format, ReportFile
 from rewrap.runtime import Runtime, aws_client_config, build_runtime
 from rewrap.service import summarize
 from rewrap.sweep import probe_newest_versions
+from rewrap_cli import fleet
+from rewrap_cli.plan import Fleet, Prices, make_plan, read_census_report, read_inventory_csv
 
 OK, PARTIAL, NOTHING_DONE = 0, 1, 2
 # Objects handed to the engine at once: enough to batch KMS requests well, small enough to report often.
@@ -158,14 +161,110 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="verdict: SAFE (exit 0) only if proven nothing is older than vN",
     )
+    census.add_argument(
+        "--from-reports",
+        action="store_true",
+        help="merge a fleet census run's partials instead: the target is s3://…/census/<runId>/",
+    )
     census.set_defaults(run=run_census)
     rotate = commands.add_parser("rotate", parents=[common], help="re-wrap every token to the newest key version")
     rotate.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     rotate.add_argument("--rate", type=float, metavar="R", help="NCP KMS requests per second (0 = unlimited)")
     rotate.set_defaults(run=run_rotate)
+    _plan_parser(commands)
+    _fleet_parser(commands)
     commands.add_parser("emulator", help="run the local NCP KMS emulator (rewrap emulator --help)")
     commands.add_parser("demo", help="rotate a seeded bucket end to end on the embedded stack")
     return parser
+
+
+def _plan_parser(commands: Any) -> None:
+    fleet, prices = Fleet(), Prices()
+    plan = commands.add_parser(
+        "plan",
+        help="what a rotation will take: requests, hours and cost (from a census report or S3 Inventory)",
+        epilog="Prices default to AWS us-east-1 list prices (arm64 Lambda); NCP KMS is not priced unless given.",
+    )
+    plan.add_argument("target", metavar="s3://bucket/prefix", type=_target)
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--census-report", type=Path, metavar="FILE", help="rewrap census --report FILE (json/csv)")
+    source.add_argument("--inventory", type=Path, metavar="FILE", help="an S3 Inventory CSV data file")
+    plan.add_argument("--min-version", type=_positive, metavar="N", help="census report: rotate what is older than vN")
+    plan.add_argument("--tokens-per-object", type=int, default=1, metavar="N", help="inventory: assumed (default 1)")
+    plan.add_argument("--kms-rate", type=float, default=fleet.kms_rate, help="NCP requests/s for the fleet (200)")
+    plan.add_argument("--containers", type=_positive, default=fleet.containers, help="rotate containers at once (6)")
+    plan.add_argument("--memory-gb", type=float, default=fleet.memory_gb, help="rotate function memory (1.0)")
+    plan.add_argument(
+        "--seconds-per-object", type=float, default=fleet.seconds_per_object, help="S3 work per object (0.05)"
+    )
+    plan.add_argument("--tokens-per-kms-request", type=_positive, default=fleet.tokens_per_kms_request)
+    for name, value in prices.__dict__.items():
+        plan.add_argument(
+            f"--price-{name.replace('_', '-')}", type=float, default=value, help=f"USD (default {value:g})"
+        )
+    plan.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
+    plan.set_defaults(run=run_plan)
+
+
+def _fleet_parser(commands: Any) -> None:
+    parser = commands.add_parser("fleet", help="start a census or rotation on the deployed sweep; follow a census run")
+    actions = parser.add_subparsers(title="actions", required=True, metavar="ACTION")
+    for mode in ("census", "rotate"):
+        start = actions.add_parser(mode, help=f"invoke the deployed sweep in {mode} mode")
+        start.add_argument("targets", metavar="s3://bucket/prefix", type=_target, nargs="+")
+        where = start.add_mutually_exclusive_group(required=True)
+        where.add_argument("--function", metavar="NAME", help="the sweep function's name or ARN")
+        where.add_argument("--stack", metavar="NAME", help="the deployed stack (its SweepFunction)")
+        start.add_argument("--run-id", metavar="ID", help="census: the run id (default: time and a random part)")
+        start.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
+        start.set_defaults(run=run_fleet_start, mode=mode)
+    state = actions.add_parser("status", help="keys listed, enqueued, reported and failed of a census run")
+    state.add_argument("run_id", metavar="RUN_ID")
+    state.add_argument("--reports", required=True, metavar="s3://bucket/prefix", help="the stack's ReportPrefix")
+    state.add_argument("--watch", action="store_true", help="refresh every --interval seconds until done")
+    state.add_argument("--interval", type=float, default=10.0, metavar="S")
+    state.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
+    state.set_defaults(run=run_fleet_status)
+
+
+def run_fleet_start(options: argparse.Namespace) -> int:
+    import boto3
+
+    session = boto3.session.Session()
+    name = fleet.sweep_function(session.client("cloudformation"), options.function, options.stack)
+    run_id = fleet.start(session.client("lambda"), name, options.mode, options.targets, options.run_id)
+    if options.mode == "census":
+        print(f"census run {run_id} started on {name}")
+        print(f"  follow it:  rewrap fleet status {run_id} --reports <ReportPrefix> --watch")
+        print(f"  verdict:    rewrap census --from-reports <ReportPrefix>census/{run_id}/ --min-version N")
+    else:
+        print(f"rotation sweep started on {name} (request {run_id}); watch the dashboard or the rotate queue")
+    return 0
+
+
+def run_fleet_status(options: argparse.Namespace) -> int:
+    s3 = _s3_client(Settings.from_env())
+    while True:
+        state = fleet.status(s3, options.reports, options.run_id)
+        print(state.line(), flush=True)
+        if state.done or not options.watch:
+            return 0 if state.done else 1
+        time.sleep(options.interval)
+
+
+def run_plan(options: argparse.Namespace) -> int:
+    target: SweepTarget = options.target
+    per_request = options.tokens_per_kms_request
+    if options.census_report is not None:
+        inventory = read_census_report(options.census_report, target.prefix, options.min_version, per_request)
+    else:
+        inventory = read_inventory_csv(options.inventory, target.prefix, options.tokens_per_object, per_request)
+    fleet = Fleet(options.kms_rate, options.containers, options.memory_gb, options.seconds_per_object)
+    prices = Prices(**{name: getattr(options, f"price_{name}") for name in Prices().__dict__})
+    plan = make_plan(inventory, fleet, prices)
+    print(f"plan for {_url(target)}: {fleet.containers} containers, NCP {fleet.kms_rate:g} requests/s")
+    _table(("", "count", "cost"), plan.rows())
+    return 0
 
 
 def _target(text: str) -> SweepTarget:
@@ -297,6 +396,8 @@ def _s3_client(settings: Settings) -> Any:
 
 # --------------------------------------------------------------------------- census
 def run_census(options: argparse.Namespace) -> int:
+    if options.from_reports:
+        return run_census_from_reports(options)
     with _runtime(options, kms=False) as (settings, _, store), _report(options, CENSUS_COLUMNS) as report:
         target: SweepTarget = options.target
         judged = options.key_tag or settings.key_tag or None
@@ -323,12 +424,63 @@ def run_census(options: argparse.Namespace) -> int:
     return judgement.exit_code
 
 
+def run_census_from_reports(options: argparse.Namespace) -> int:
+    """Merge the partials of a fleet census run (``rewrap census --from-reports s3://…/census/<runId>/``)."""
+    if options.local:
+        raise ConfigError("--from-reports reads a deployed run's partials; it cannot be combined with --local")
+    target: SweepTarget = options.target
+    if not target.prefix.rstrip("/").rpartition("/")[2]:
+        raise ConfigError("--from-reports needs the run's folder: s3://bucket/prefix/census/<runId>/")
+    settings = Settings.from_env()
+    store = S3Store(_s3_client(settings))
+    folder = target.prefix.rstrip("/") + "/"
+    started = time.monotonic()
+
+    def records() -> Iterator[tuple[str, bytes]]:
+        token: str | None = None
+        while True:
+            items, token = store.list_page(target.bucket, folder, token)
+            for item in items:
+                name = item.key[len(folder) :]
+                ref = ObjectRef(target.bucket, item.key)
+                head = store.head(ref)
+                body = store.get_body(ref, head) if head is not None else None
+                if body is not None:
+                    yield name, body.data
+            if token is None:
+                return
+
+    run = merge_run(records(), _url(target), options.min_version, options.key_tag or settings.key_tag or None)
+    code, verdict = run.judge_lines()
+    census = run.census
+    print(
+        f"census run {run.run_id} ({_url(target)}): {run.partials:,} partials from {run.listings:,} sweep "
+        f"listing records merged in {time.monotonic() - started:.1f} s; {census.objects:,} objects, "
+        f"{census.bytes_read / 1048576:,.1f} MiB read by the fleet"
+    )
+    _census_tables(census)
+    for line in verdict:
+        print(line if line.startswith(" ") else f"  {line}")
+    if options.report is not None:
+        with _report(options, CENSUS_COLUMNS) as report:
+            if report is not None:
+                report.write({"record": "verdict", "kind": "verdict", "reason": verdict[0], "exitCode": code})
+    return code
+
+
 def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -> None:
     scope = " (current and noncurrent versions)" if options.versions else ""
     print(
         f"census of {_url(options.target)}{scope}: {census.objects:,} objects, "
         f"{census.bytes_read / 1048576:,.1f} MiB read in {elapsed:.1f} s"
     )
+    _census_tables(census)
+    # The verdict comes last: it is the line an operator acts on.
+    for line in census.judge().lines:
+        print(line if line.startswith(" ") else f"  {line}")
+
+
+def _census_tables(census: Census) -> None:
     rows = [
         (tag, f"v{version}", f"{c.tokens:,}", f"{c.objects:,}", f"{c.noncurrent_objects:,}")
         for tag, versions in sorted(census.by_key.items())
@@ -350,9 +502,6 @@ def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -
         print(f"    {item.ref}{' (noncurrent)' if item.noncurrent else ''}: {versions}")
     if census.stale_objects > len(census.stale_examples):
         print(f"    … and {census.stale_objects - len(census.stale_examples):,} more (see --report)")
-    # The verdict comes last: it is the line an operator acts on.
-    for line in census.judge().lines:
-        print(line if line.startswith(" ") else f"  {line}")
 
 
 # --------------------------------------------------------------------------- rotate

@@ -17,7 +17,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
-from rewrap.deadline import Deadline, RateLimiter
+from rewrap.deadline import AdaptiveRateLimiter, Deadline, RateLimiter
 from rewrap.errors import (
     CredentialsInvalidError,
     CredentialsUnavailableError,
@@ -284,6 +284,19 @@ def test_throttle_honours_retry_after(kms: LocalStack, make_client: ClientFactor
 
     assert manual.slept and manual.slept[0] >= 0.6  # backoff alone (base 0.01 s) would wait milliseconds
     assert client.stats.retries == 1
+
+
+def test_a_429_from_ncp_halves_the_adaptive_rate(kms: LocalStack, make_client: ClientFactory) -> None:
+    manual = ManualClock()
+    limiter = AdaptiveRateLimiter(40, clock=manual.clock)
+    client = make_client(rate_limiter=limiter, clock=manual.clock)
+    tokens = old_tokens(kms, [b"a"])
+    kms.kms.inject("throttle", times=2)
+
+    client.re_encrypt(kms.key_tag, tokens)
+
+    assert client.stats.retries == 2 and limiter.cuts >= 1
+    assert limiter.per_second < 40
 
 
 def test_client_timeout_is_retried(kms: LocalStack, make_client: ClientFactory) -> None:

@@ -21,6 +21,7 @@ from cfnlint.api import ManualArgs, lint, lint_file
 from cfnlint.decode import cfn_yaml
 from samtranslator.translator.transform import transform
 
+from rewrap.config import Settings
 from tests.permissions import PLATFORM_ACTIONS, actions_for, calls_in_shipped_code, role_actions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,8 @@ SAMPLE_PARAMETERS = {
     "SweepTargets": "",
     "SweepSchedule": "rate(1 day)",
     "RotateMaxConcurrency": "5",
-    "KmsRateLimit": "30",
+    "KmsRateLimit": "",
+    "NcpRateBudget": "200",
     "DryRun": "false",
     "LogRetentionDays": "30",
     "LogLevel": "INFO",
@@ -266,9 +268,9 @@ def test_parameter_choices_and_defaults(sam: dict[str, Any]) -> None:
     assert params["SweepSchedule"]["Default"] == "rate(1 day)"
     concurrency = params["RotateMaxConcurrency"]
     assert (concurrency["MinValue"], concurrency["MaxValue"], concurrency["Default"]) == (2, 1000, 5)
-    assert "200" in concurrency["Description"]
-    # the defaults keep the fleet under NCP's shared ~200 requests/s
-    assert concurrency["Default"] * params["KmsRateLimit"]["Default"] < 200
+    assert "NcpRateBudget" in concurrency["Description"]
+    assert params["KmsRateLimit"]["Default"] == ""  # derived from the budget and the concurrency
+    assert params["NcpRateBudget"]["Default"] == 200  # NCP KMS 1.0: about 200 requests/s per account
     for optional in ("ReportPrefix", "AlarmTopicArn", "SweepTargets"):
         assert params[optional]["Default"] == ""
 
@@ -488,9 +490,9 @@ def test_every_granted_action_is_used_by_the_shipped_code_or_by_lambda_itself(sa
     rotate, sweep = role_actions(sam, "RotateFunctionRole"), role_actions(sam, "SweepFunctionRole")
     assert rotate - used - PLATFORM_ACTIONS == set()
     assert sweep - used - PLATFORM_ACTIONS == set()
-    # and every call is granted, but the census's version listing and versioning lookup, which run in
-    # `rewrap census` on the operator's own credentials, never in a function
-    assert used - (rotate | sweep) == {"s3:ListBucketVersions", "s3:GetBucketVersioning"}, calls
+    # and every call is granted, but the census's version listing, which runs in `rewrap census` on the
+    # operator's own credentials, never in a function (a fleet census run only reads bucket versioning)
+    assert used - (rotate | sweep) == {"s3:ListBucketVersions"}, calls
 
 
 def test_secret_statements_name_the_secret_parameter_only(cfn: dict[str, Any]) -> None:
@@ -557,7 +559,7 @@ def test_s3_arns_resolve_in_every_partition(cfn: dict[str, Any], partition: str)
     }
     assert rotate["KeepAclAndObjectLock"]["Resource"] == [f"{arn}/*" for arn in buckets]
     sweep_s3 = {a for s in sweep.values() for a in as_list(s["Action"]) if a.startswith("s3:")}
-    assert sweep_s3 == {"s3:ListBucket"}
+    assert sweep_s3 == {"s3:ListBucket", "s3:GetBucketVersioning"}  # versioning: for a census run's verdict
 
 
 def test_single_bucket_resolves_too(cfn: dict[str, Any]) -> None:
@@ -631,7 +633,20 @@ def test_reserved_concurrency_defaults_cover_the_queue_and_stay_under_ncp_rate(s
     parameters = sam["Parameters"]
     reserved = parameters["RotateReservedConcurrency"]["Default"]
     assert reserved >= parameters["RotateMaxConcurrency"]["Default"]  # or the SQS mapping is throttled
-    assert reserved * parameters["KmsRateLimit"]["Default"] <= 200  # NCP KMS 1.0: about 200 requests/s
+
+
+@pytest.mark.parametrize(("reserved", "containers"), [("6", 6), ("0", 5)])
+def test_default_kms_rate_ceiling_shares_ncps_budget_among_the_containers(
+    cfn: dict[str, Any], reserved: str, containers: int
+) -> None:
+    # The template passes the budget and the containers that may run at once; the function divides.
+    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, "RotateReservedConcurrency": reserved}, "aws")
+    environment = evaluate(cfn["Resources"]["RotateFunction"]["Properties"]["Environment"]["Variables"])
+    rate = ("NCP_KMS_RATE_LIMIT", "NCP_KMS_RATE_BUDGET", "REWRAP_MAX_CONTAINERS")
+    settings = Settings.from_env({name: str(environment[name]) for name in rate})
+    assert settings.max_containers == containers
+    assert settings.kms_rate_ceiling == pytest.approx(200 / containers)
+    assert settings.kms_rate_ceiling * containers <= 200  # the fleet starts within NCP's documented limit
 
 
 def test_failed_async_sweep_invocations_land_in_a_queue_with_an_alarm(cfn: dict[str, Any]) -> None:

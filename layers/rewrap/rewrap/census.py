@@ -144,6 +144,10 @@ class Census:
     exclude_prefixes: tuple[str, ...] = ()
     exclude_suffixes: tuple[str, ...] = ()
     excluded: Counter[str] = field(default_factory=Counter)  # objects skipped per exclusion
+    # Objects per key tag by the oldest version they hold, with a few examples each: what lets a
+    # census partial, written without knowing the minimum version, be judged against any minimum.
+    by_oldest: dict[str, dict[int, VersionCount]] = field(default_factory=dict)
+    oldest_examples: dict[str, dict[int, list[ObjectCensus]]] = field(default_factory=dict)
 
     @property
     def objects(self) -> int:
@@ -162,15 +166,24 @@ class Census:
             self.failures.append(item)
         for reason, detail in item.unknown_reasons:
             self.unknown[reason] += 1
-            examples = self.unknown_examples.setdefault(reason, [])
-            if len(examples) < MAX_UNKNOWN_EXAMPLES:
-                examples.append(f"{item.ref}: {detail}")
+            reasons = self.unknown_examples.setdefault(reason, [])
+            if len(reasons) < MAX_UNKNOWN_EXAMPLES:
+                reasons.append(f"{item.ref}: {detail}")
         per_version = self.by_key.setdefault(item.key_tag, {})
         for version, tokens in item.versions.items():
             count = per_version.setdefault(version, VersionCount())
             count.tokens += tokens
             count.objects += 1
             count.noncurrent_objects += item.noncurrent
+        if item.versions:
+            oldest = min(item.versions)
+            count = self.by_oldest.setdefault(item.key_tag, {}).setdefault(oldest, VersionCount())
+            count.tokens += item.tokens
+            count.objects += 1
+            count.noncurrent_objects += item.noncurrent
+            examples = self.oldest_examples.setdefault(item.key_tag, {}).setdefault(oldest, [])
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(item)
         stale = self.stale_in(item)
         if stale:
             self.stale_tokens += stale
@@ -213,6 +226,67 @@ class Census:
             "excluded": dict(self.excluded),
             "verdict": self.judge().to_dict(),
         }
+
+    def to_partial(self) -> dict[str, Any]:
+        """Everything :meth:`merge_partial` needs to add this census into another, whatever the
+        minimum version the merged census is judged against."""
+
+        def counts(table: dict[str, dict[int, VersionCount]]) -> dict[str, dict[str, list[int]]]:
+            return {
+                tag: {str(v): [c.tokens, c.objects, c.noncurrent_objects] for v, c in versions.items()}
+                for tag, versions in table.items()
+            }
+
+        return {
+            "kinds": {str(k): n for k, n in self.kinds.items() if n},
+            "noncurrentObjects": self.noncurrent_objects,
+            "malformedObjects": self.malformed_objects,
+            "bytesRead": self.bytes_read,
+            "keys": counts(self.by_key),
+            "oldest": counts(self.by_oldest),
+            "oldestExamples": {
+                tag: {str(v): [item.to_dict() for item in items] for v, items in versions.items()}
+                for tag, versions in self.oldest_examples.items()
+            },
+            "unknown": dict(self.unknown),
+            "unknownExamples": self.unknown_examples,
+        }
+
+    def merge_partial(self, partial: dict[str, Any]) -> None:
+        """Add a census partial (:meth:`to_partial`) into this census, judged by this census's minimum."""
+        for kind, n in partial.get("kinds", {}).items():
+            self.kinds[Kind(kind)] += int(n)
+        self.noncurrent_objects += int(partial.get("noncurrentObjects", 0))
+        self.malformed_objects += int(partial.get("malformedObjects", 0))
+        self.bytes_read += int(partial.get("bytesRead", 0))
+        for reason, n in partial.get("unknown", {}).items():
+            self.unknown[reason] += int(n)
+            reasons = self.unknown_examples.setdefault(reason, [])
+            reasons += partial.get("unknownExamples", {}).get(reason, [])[: MAX_UNKNOWN_EXAMPLES - len(reasons)]
+        judged = self.min_version is not None
+        for tag, versions in partial.get("keys", {}).items():
+            per_version = self.by_key.setdefault(tag, {})
+            for name, (tokens, objects, noncurrent) in versions.items():
+                version = int(name)
+                _accumulate(per_version.setdefault(version, VersionCount()), tokens, objects, noncurrent)
+                if judged and self._judges(tag) and version < int(self.min_version or 0):
+                    self.stale_tokens += tokens
+                    _accumulate(self.stale_by_version.setdefault(version, VersionCount()), tokens, objects, noncurrent)
+        for tag, versions in partial.get("oldest", {}).items():
+            per_oldest = self.by_oldest.setdefault(tag, {})
+            for name, (tokens, objects, noncurrent) in versions.items():
+                version = int(name)
+                _accumulate(per_oldest.setdefault(version, VersionCount()), tokens, objects, noncurrent)
+                examples = [_example(record) for record in partial.get("oldestExamples", {}).get(tag, {}).get(name, [])]
+                kept = self.oldest_examples.setdefault(tag, {}).setdefault(version, [])
+                kept += examples[: MAX_EXAMPLES - len(kept)]
+                if judged and self._judges(tag) and version < int(self.min_version or 0):
+                    self.stale_objects += objects
+                    self.stale_noncurrent_objects += noncurrent
+                    self.stale_examples += examples[: MAX_EXAMPLES - len(self.stale_examples)]
+
+    def _judges(self, key_tag: str) -> bool:
+        return not self.key_tag or key_tag == self.key_tag
 
     def excludes(self, key: str) -> str | None:
         """The exclusion that covers ``key``, if any."""
@@ -297,6 +371,26 @@ class Census:
         return lines
 
 
+def _accumulate(count: VersionCount, tokens: int, objects: int, noncurrent: int) -> None:
+    count.tokens += int(tokens)
+    count.objects += int(objects)
+    count.noncurrent_objects += int(noncurrent)
+
+
+def _example(record: dict[str, Any]) -> ObjectCensus:
+    """An example object of a census partial, back from its report record."""
+    ref = ObjectRef(str(record.get("bucket", "")), str(record.get("key", "")), record.get("versionId"))
+    versions = {int(str(name).lstrip("v")): int(n) for name, n in record.get("versions", {}).items()}
+    return ObjectCensus(
+        ref,
+        Kind(record.get("kind", Kind.TEXT)),
+        str(record.get("keyTag", "")),
+        bool(record.get("noncurrent")),
+        versions,
+        int(record.get("malformed", 0)),
+    )
+
+
 @dataclass
 class CensusTaker:
     store: ObjectStore
@@ -354,8 +448,10 @@ class CensusTaker:
 
     def inspect(self, bucket: str, listed: Listed, versions: bool = False) -> ObjectCensus:
         version_id = listed.version_id if versions and listed.version_id not in (None, "null") else None
-        ref = ObjectRef(bucket, listed.key, version_id)
-        noncurrent = not listed.is_latest
+        return self.inspect_ref(ObjectRef(bucket, listed.key, version_id), not listed.is_latest)
+
+    def inspect_ref(self, ref: ObjectRef, noncurrent: bool = False) -> ObjectCensus:
+        """Count one object (a census request names its objects instead of listing them)."""
         try:
             try:
                 return self._inspect(ref, noncurrent)

@@ -97,6 +97,8 @@ class Setting:
         if self.kind == "choice" and value not in self.choices:
             raise self.refused(value, "one of " + ", ".join(self.choices))
         if self.kind in ("int", "float"):
+            if value is None and self.default is None:
+                return  # unset: derived from other settings
             if self.kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
                 raise self.refused(value, f"a whole number {self.allowed()}")
             if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
@@ -137,7 +139,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NCP_KMS_TIMEOUT_SECONDS", "kms_timeout_seconds", "float", 10.0, "per-request timeout", 0.1, 300),
     Setting("NCP_KMS_MAX_ATTEMPTS", "kms_max_attempts", "int", 6, "attempts per KMS request", 1, 20),
     Setting(
-        "NCP_KMS_RATE_LIMIT", "kms_rate_limit", "float", 50.0, "KMS requests/s per container; 0 = no limit", 0, 10_000
+        "NCP_KMS_RATE_LIMIT",
+        "kms_rate_limit",
+        "float",
+        None,
+        "ceiling of the adaptive KMS rate per container, requests/s; 0 = no limit; empty: "
+        "NCP_KMS_RATE_BUDGET / REWRAP_MAX_CONTAINERS",
+        0,
+        10_000,
+    ),
+    Setting(
+        "NCP_KMS_RATE_BUDGET",
+        "kms_rate_budget",
+        "float",
+        200.0,
+        "KMS requests/s NCP allows the whole deployment (documented: 200/s per account on 1.0, 300/s per key on 2.0)",
+        1,
+        100_000,
+    ),
+    Setting(
+        "REWRAP_MAX_CONTAINERS",
+        "max_containers",
+        "int",
+        1,
+        "rotate containers that may run at once, sharing NCP_KMS_RATE_BUDGET",
+        1,
+        10_000,
     ),
     Setting("REWRAP_BUCKETS", "buckets", "set", frozenset(), "allow-list of buckets"),
     Setting("REWRAP_DRY_RUN", "dry_run", "flag", False, "report what would change, write nothing"),
@@ -237,7 +264,9 @@ class Settings:
     kms_api: str = _default("kms_api")  # NCP KMS API generation: 1.0, 2.0 or v3 (rewrap.ncp.generations)
     kms_timeout_seconds: float = _default("kms_timeout_seconds")
     kms_max_attempts: int = _default("kms_max_attempts")
-    kms_rate_limit: float = _default("kms_rate_limit")  # requests per second per container; 0 = unlimited
+    kms_rate_limit: float | None = _default("kms_rate_limit")  # requests/s per container; 0 = unlimited
+    kms_rate_budget: float = _default("kms_rate_budget")
+    max_containers: int = _default("max_containers")
     buckets: frozenset[str] = _default("buckets")
     dry_run: bool = _default("dry_run")
     max_object_bytes: int = _default("max_object_bytes")
@@ -270,6 +299,14 @@ class Settings:
         check_endpoint(self.endpoint)
         if self.signature_version not in generation.signatures:
             raise ConfigError(f"NCP_KMS_API={self.kms_api} takes NCP_KMS_SIGNATURE_VERSION v2 only")
+
+    @property
+    def kms_rate_ceiling(self) -> float:
+        """Requests/s one container may reach: NCP_KMS_RATE_LIMIT, or by default NCP's budget shared
+        by every container that may run at once."""
+        if self.kms_rate_limit is not None:
+            return self.kms_rate_limit
+        return self.kms_rate_budget / self.max_containers
 
     def bucket_allowed(self, bucket: str) -> bool:
         return bucket in self.buckets

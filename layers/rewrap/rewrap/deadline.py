@@ -73,3 +73,54 @@ class RateLimiter:
             if wait >= deadline.remaining():
                 return False
             self.clock.sleep(wait)
+
+    def throttled(self) -> None:
+        """NCP answered 429: a fixed rate keeps its pace (the client's backoff handles the retry)."""
+
+
+class AdaptiveRateLimiter(RateLimiter):
+    """A token bucket whose rate starts at ``ceiling``, halves when NCP throttles (429) and recovers
+    additively by ``recovery`` requests/s every second back to the ceiling (AIMD): one container
+    runs at full speed while NCP has room and backs off together with the others when it has not.
+
+    A burst of 429s answered to requests already in flight counts as one signal: the rate halves
+    at most once per ``cut_interval`` seconds."""
+
+    def __init__(
+        self,
+        ceiling: float,
+        *,
+        floor: float | None = None,
+        recovery: float | None = None,
+        cut_interval: float = 1.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(ceiling, clock=clock)
+        self.ceiling = ceiling
+        self.floor = floor if floor is not None else max(0.5, ceiling / 64)
+        self.recovery = recovery if recovery is not None else max(0.5, ceiling / 20)  # half → full in ~10 s
+        self.cut_interval = cut_interval
+        self.cuts = 0
+        self._last_cut = -math.inf
+        self._grown = clock.now()
+
+    def acquire(self, deadline: Deadline) -> bool:
+        with self._lock:
+            now = self.clock.now()
+            if self.per_second < self.ceiling:
+                self.per_second = min(self.ceiling, self.per_second + self.recovery * (now - self._grown))
+                self.capacity = max(1.0, self.per_second)
+            self._grown = now
+        return super().acquire(deadline)
+
+    def throttled(self) -> None:
+        with self._lock:
+            now = self.clock.now()
+            if now - self._last_cut < self.cut_interval:
+                return
+            self._last_cut = now
+            self.cuts += 1
+            self.per_second = max(self.floor, self.per_second / 2)
+            self.capacity = max(1.0, self.per_second)
+            self._tokens = min(self._tokens, 0.0)  # no burst right after a throttle
+            self._grown = now

@@ -36,6 +36,7 @@ class Unit:
     newest_versions: dict[str, int] = field(default_factory=dict)  # hints from the sweep's probe
     # decoded ref -> the key exactly as the event spelled it, to use when only that one exists
     raw_keys: dict[ObjectRef, ObjectRef] = field(default_factory=dict)
+    census_run: str | None = None  # a census request of this run: scan and count, never write
 
 
 @dataclass
@@ -83,6 +84,7 @@ def parse(event: Any) -> Invocation:
         if dry_run is not None and not isinstance(dry_run, bool):
             raise UnsupportedEventError("rotate request: dryRun must be true or false")
         unit = Unit("request", refs=_request_refs(event), newest_versions=_newest_versions(event))
+        unit.census_run = census_run(event)
         return Invocation(Kind.ROTATE_REQUEST, [unit], dry_run, raw=event)
     raise UnsupportedEventError(f"unrecognised event; top-level fields: {sorted(map(str, event))[:12]}")
 
@@ -99,6 +101,7 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
         unit.refs, unit.note = message_refs(body)
         unit.raw_keys = _raw_keys(body)
         unit.newest_versions = _newest_versions(body)
+        unit.census_run = census_run(body)
     except UnsupportedEventError as error:
         unit.error = error
     return unit
@@ -200,6 +203,19 @@ def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
     return refs
 
 
+def census_run(body: Any) -> str | None:
+    """The run id of a census request (``"mode": "census"``), or None for a rotate request."""
+    mode = body.get("mode", "rotate") if isinstance(body, dict) else "rotate"
+    if mode == "rotate":
+        return None
+    if mode != "census":
+        raise UnsupportedEventError(f"request mode must be 'rotate' or 'census', not {str(mode)[:40]!r}")
+    run_id = body.get("runId")
+    if not isinstance(run_id, str) or not run_id or len(run_id) > 128 or "/" in run_id:
+        raise UnsupportedEventError("census request: runId must be a non-empty string without '/'")
+    return run_id
+
+
 def _newest_versions(body: Any) -> dict[str, int]:
     """``newestVersions`` of a rotate request: the newest key versions the sweep saw when it ran."""
     hints = body.get("newestVersions") if isinstance(body, dict) else None
@@ -225,6 +241,11 @@ def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
     tasks = event.get("tasks")
     if not isinstance(tasks, list):
         raise UnsupportedEventError("S3 Batch Operations event has no task list")
+    arguments = (event.get("job") or {}).get("userArguments") or {}
+    job_census = None
+    if isinstance(arguments, dict) and arguments.get("mode") not in (None, "", "rotate"):
+        job_id = str(arguments.get("runId") or (event.get("job") or {}).get("id") or event.get("invocationId", ""))
+        job_census = census_run({"mode": arguments.get("mode"), "runId": job_id})
     units = []
     for task in tasks:
         unit = Unit(str(task.get("taskId", "")) if isinstance(task, dict) else "")
@@ -235,6 +256,7 @@ def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
             ]
         except (UnsupportedEventError, AttributeError) as error:
             unit.error = error if isinstance(error, UnsupportedEventError) else UnsupportedEventError("malformed task")
+        unit.census_run = job_census if unit.error is None else None
         units.append(unit)
     return units
 

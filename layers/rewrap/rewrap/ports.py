@@ -143,8 +143,16 @@ class RequestQueue(Protocol):
     """Where the sweep sends rotate requests."""
 
     def send_requests(
-        self, bucket: str, keys: Sequence[str], keys_per_message: int, extra: Mapping[str, Any] | None = None
-    ) -> tuple[int, int]: ...
+        self,
+        bucket: str,
+        keys: Sequence[str],
+        keys_per_message: int,
+        extra: Mapping[str, Any] | None = None,
+        chunks: list[list[str]] | None = None,
+    ) -> tuple[int, int]:
+        """Send the keys as requests; returns (messages, API calls). ``chunks``, when given,
+        receives the keys of each message in order."""
+        ...
 
 
 class DeadLetterSink(Protocol):

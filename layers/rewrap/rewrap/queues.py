@@ -28,10 +28,16 @@ class RotateQueue:
         self.queue_url = queue_url
 
     def send_requests(
-        self, bucket: str, keys: Sequence[str], keys_per_message: int, extra: Mapping[str, Any] | None = None
+        self,
+        bucket: str,
+        keys: Sequence[str],
+        keys_per_message: int,
+        extra: Mapping[str, Any] | None = None,
+        chunks: list[list[str]] | None = None,
     ) -> tuple[int, int]:
-        """Send ``keys`` as rotate requests, many keys per message; returns (messages, API calls)."""
-        bodies = list(_request_bodies(bucket, keys, keys_per_message, dict(extra or {})))
+        """Send ``keys`` as rotate requests, many keys per message; returns (messages, API calls).
+        ``chunks``, when given, receives the keys of each message."""
+        bodies = list(_request_bodies(bucket, keys, keys_per_message, dict(extra or {}), chunks))
         calls = 0
         for start in range(0, len(bodies), SEND_BATCH_LIMIT):
             entries: list[SendMessageBatchRequestEntryTypeDef] = [
@@ -57,7 +63,9 @@ class RotateQueue:
         return [by_id[failure["Id"]] for failure in response.get("Failed", [])]
 
 
-def _request_bodies(bucket: str, keys: Sequence[str], keys_per_message: int, extra: dict[str, Any]) -> Iterator[str]:
+def _request_bodies(
+    bucket: str, keys: Sequence[str], keys_per_message: int, extra: dict[str, Any], chunks: list[list[str]] | None
+) -> Iterator[str]:
     """Rotate-request bodies holding at most ``keys_per_message`` keys and under SQS's size limit."""
     overhead = len(json.dumps({"bucket": bucket, "keys": [], **extra}))
     chunk: list[str] = []
@@ -65,11 +73,15 @@ def _request_bodies(bucket: str, keys: Sequence[str], keys_per_message: int, ext
     for key in keys:
         key_size = len(json.dumps(key)) + 2  # the key and its ", " separator
         if chunk and (len(chunk) >= keys_per_message or size + key_size > MESSAGE_LIMIT_BYTES):
+            if chunks is not None:
+                chunks.append(chunk)
             yield json.dumps({"bucket": bucket, "keys": chunk, **extra})
             chunk, size = [], overhead
         chunk.append(key)
         size += key_size
     if chunk:
+        if chunks is not None:
+            chunks.append(chunk)
         yield json.dumps({"bucket": bucket, "keys": chunk, **extra})
 
 

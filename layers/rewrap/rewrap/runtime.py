@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewrap.config import Settings, load_settings
-from rewrap.deadline import RateLimiter
+from rewrap.deadline import AdaptiveRateLimiter
 from rewrap.engine import Engine
 from rewrap.ncp.client import NcpKmsClient, new_http_client
 from rewrap.objects import S3Store
@@ -68,7 +68,7 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
         http=new_http_client(settings.kms_timeout_seconds, max_connections=settings.concurrency),
         timeout=settings.kms_timeout_seconds,
         max_attempts=settings.kms_max_attempts,
-        rate_limiter=RateLimiter(settings.kms_rate_limit) if settings.kms_rate_limit > 0 else None,
+        rate_limiter=AdaptiveRateLimiter(settings.kms_rate_ceiling) if settings.kms_rate_ceiling > 0 else None,
     )
     kms.check_configuration()  # a configuration the secret contradicts fails here, before any object is read
     store = S3Store(

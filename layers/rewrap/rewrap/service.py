@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from rewrap.census import Kind as CensusKind
+from rewrap.census_runs import CensusAnswer, answer, result_string
 from rewrap.config import Settings
 from rewrap.deadline import Deadline
 from rewrap.engine import UNSEEN, Engine, ObjectResult, Status
-from rewrap.errors import RetryableError, RewrapError, UnsupportedEventError
+from rewrap.errors import ConfigError, RetryableError, RewrapError, UnsupportedEventError
 from rewrap.events import Invocation, Kind, Unit, parse
 from rewrap.observability import logger, metrics
 from rewrap.ports import CountedRewrapper, DeadLetterSink, ObjectStore
@@ -61,6 +64,20 @@ def rotate_event(event: Any, context: Any, runtime: RotateServices) -> dict[str,
     except UnsupportedEventError as error:
         logger.error("rejected event", extra={"reason": error.reason})
         raise
+    census_units = [unit for unit in invocation.units if unit.census_run is not None]
+    if not census_units:
+        return _rotate(invocation, context, runtime)
+    reply = census_event(invocation, census_units, runtime)
+    others = [unit for unit in invocation.units if unit.census_run is None]
+    if not others:
+        return reply
+    rest = _rotate(replace(invocation, units=others), context, runtime)
+    if invocation.kind is Kind.SQS:
+        return {"batchItemFailures": reply["batchItemFailures"] + rest["batchItemFailures"]}
+    return {**reply, "results": reply["results"] + rest["results"]}  # a Batch Operations invocation
+
+
+def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> dict[str, Any]:
     for key_tag, version in invocation.newest_versions.items():
         runtime.engine.versions.observe(key_tag, version)
     kms_before = runtime.kms.stats.snapshot()
@@ -118,10 +135,21 @@ def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | No
 
 
 def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices) -> dict[str, Any]:
+    outcomes = [(unit, _unit_error(unit, by_ref)) for unit in invocation.units]
+    return _sqs_failures(invocation, outcomes, runtime, by_ref)
+
+
+def _sqs_failures(
+    invocation: Invocation,
+    outcomes: list[tuple[Unit, RewrapError | None]],
+    runtime: RotateServices,
+    by_ref: dict[Any, ObjectResult] | None = None,
+) -> dict[str, Any]:
+    """The SQS response for each message's deciding error; ``by_ref`` (rotate requests) lets a
+    parked message keep only its failed keys."""
     failures = []
     records = {str(r.get("messageId", "")): r for r in invocation.raw.get("Records", [])}
-    for unit in invocation.units:
-        error = _unit_error(unit, by_ref)
+    for unit, error in outcomes:
         if error is None:
             continue
         if error.retryable or not unit.id:
@@ -129,7 +157,9 @@ def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runti
             continue
         logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
         if runtime.dead_letters is not None:
-            body = _parked_body(str(records.get(unit.id, {}).get("body", "")), unit, by_ref)
+            body = str(records.get(unit.id, {}).get("body", ""))
+            if by_ref is not None:
+                body = _parked_body(body, unit, by_ref)
             try:
                 runtime.dead_letters.forward(body, error.reason, unit.id)
             except RewrapError:
@@ -155,6 +185,60 @@ def _parked_body(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> str:
     return json.dumps({"bucket": request["bucket"], "keys": keys, "failures": reasons})
 
 
+# --- census requests: scanned with the census's scanner, never written ------------------------------
+def census_event(invocation: Invocation, units: list[Unit], runtime: RotateServices) -> dict[str, Any]:
+    settings = runtime.settings
+    if invocation.kind is Kind.SQS and not settings.report_prefix:
+        raise ConfigError("census requests from the queue need REWRAP_REPORT_PREFIX to write their partials to")
+    route = str(invocation.kind)
+    answers = [(unit, answer(str(unit.census_run), unit.refs, settings, runtime.store, route)) for unit in units]
+    counted = sum(len(a.items) for _, a in answers)
+    if counted:
+        metrics.add_metric(name="ObjectsCensused", unit=MetricUnit.Count, value=counted)
+    for unit, reply in answers:
+        if reply.error is not None:
+            logger.warning("census request not answered", extra={"unit": unit.id, "reason": reply.error.reason})
+    logger.info("census done", extra={"route": route, "objects": counted, "requests": len(answers)})
+    if invocation.kind is Kind.SQS:
+        return _sqs_failures(invocation, [(unit, reply.error) for unit, reply in answers], runtime)
+    if invocation.kind is Kind.BATCH_OPERATIONS:
+        return _batch_operations_envelope(invocation, [_census_task_result(unit, reply) for unit, reply in answers])
+    return _census_summary(answers[0][1])
+
+
+def _census_task_result(unit: Unit, reply: CensusAnswer) -> dict[str, Any]:
+    if reply.error is not None:
+        code = "TemporaryFailure" if reply.error.retryable else "PermanentFailure"
+        text = reply.error.reason
+    else:
+        item = reply.items[0]
+        seen = item.kind not in (CensusKind.MISSING, CensusKind.UNREADABLE, CensusKind.FAILED)
+        code, text = ("Succeeded" if seen else "PermanentFailure"), result_string(item)
+    return {"taskId": unit.id, "resultCode": code, "resultString": text[:BATCH_RESULT_STRING_LIMIT]}
+
+
+def _census_summary(reply: CensusAnswer) -> dict[str, Any]:
+    out: dict[str, Any] = {"mode": "census", "runId": reply.run_id, "partial": reply.partial}
+    if reply.error is not None:
+        out["error"] = {"class": type(reply.error).__name__, "reason": reply.error.reason}
+        out["retryable"] = int(reply.error.retryable)
+        out["permanent"] = int(not reply.error.retryable)
+        return out
+    summary = reply.census.to_dict()
+    summary.pop("verdict", None)  # a request's objects are a sample; the verdict is the merged run's
+    return {**out, "census": summary, "objects": [item.to_dict() for item in reply.items]}
+
+
+def _batch_operations_envelope(invocation: Invocation, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "invocationSchemaVersion": invocation.raw.get("invocationSchemaVersion"),
+        # A task we failed to answer is retried rather than silently counted as done.
+        "treatMissingKeysAs": "TemporaryFailure",
+        "invocationId": invocation.raw.get("invocationId"),
+        "results": results,
+    }
+
+
 def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectResult]) -> dict[str, Any]:
     out = []
     for unit in invocation.units:
@@ -168,13 +252,7 @@ def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectR
             code = "TemporaryFailure" if error.retryable else "PermanentFailure"
             text = error.reason
         out.append({"taskId": unit.id, "resultCode": code, "resultString": text[:BATCH_RESULT_STRING_LIMIT]})
-    return {
-        "invocationSchemaVersion": invocation.raw.get("invocationSchemaVersion"),
-        # A task we failed to answer is retried rather than silently counted as done.
-        "treatMissingKeysAs": "TemporaryFailure",
-        "invocationId": invocation.raw.get("invocationId"),
-        "results": out,
-    }
+    return _batch_operations_envelope(invocation, out)
 
 
 def _describe(result: ObjectResult) -> str:

@@ -7,11 +7,14 @@ is skipped or sent twice by the hand-over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from rewrap.census_runs import partial_name, run_folder, write_listing
 from rewrap.config import Settings, SweepTarget
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, UnsupportedEventError
@@ -38,6 +41,7 @@ class SweepReport:
     batches: int = 0
     pages: int = 0
     resume_at: SweepPosition | None = None  # set when a follow-up invocation continues the listing
+    partials: list[str] = field(default_factory=list)  # census mode: the partial each message answers with
 
     def to_dict(self) -> dict[str, Any]:
         fields = ("listed", "archived", "enqueued", "messages", "batches", "pages")
@@ -65,20 +69,23 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     if queue is None:
         raise ConfigError("REWRAP_QUEUE_URL is not set; the sweep has nowhere to send work")
     targets, position = _plan(event, settings)
+    census = _census_state(event, settings)
     deadline = Deadline.from_lambda_context(context, 0.0)
-    newest = probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
-    report = run_sweep(targets, position, settings, store, queue, deadline, newest)
+    if census is None:
+        newest = probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
+        report = run_sweep(targets, position, settings, store, queue, deadline, newest)
+    else:  # a census needs no KMS call: the newest versions are not asked for
+        newest = {}
+        report = run_sweep(targets, position, settings, store, queue, deadline, census_run=census["runId"])
     if report.resume_at is not None:
-        services.continue_async(
-            context,
-            {
-                "rewrapSweep": {
-                    "targets": [_target_text(t) for t in targets],
-                    "target": report.resume_at.target,
-                    "continuationToken": report.resume_at.continuation_token,
-                }
-            },
-        )
+        state: dict[str, Any] = {
+            "targets": [_target_text(t) for t in targets],
+            "target": report.resume_at.target,
+            "continuationToken": report.resume_at.continuation_token,
+        }
+        if census is not None:
+            state.update(mode="census", runId=census["runId"], sequence=census["sequence"] + 1)
+        services.continue_async(context, {"rewrapSweep": state})
         metrics.add_metric(name="SweepContinuations", unit=MetricUnit.Count, value=1)
     for name, value in (
         ("ObjectsListed", report.listed),
@@ -90,7 +97,26 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     logger.info("sweep done", extra=report.to_dict())
     record = {**report.to_dict(), "targets": [_target_text(t) for t in targets], "newestVersions": newest}
     publish_report(settings.report_prefix, store, context, "sweep", [record])
+    if census is not None:
+        versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
+        listing = {**report.to_dict(), "targets": record["targets"], "versioning": versioning}
+        write_listing(settings, store, census["runId"], census["sequence"], listing, report.partials)
+        return {**report.to_dict(), "mode": "census", "runId": census["runId"]}
     return report.to_dict()
+
+
+def _census_state(event: Any, settings: Settings) -> dict[str, Any] | None:
+    """Census mode's run id and the invocation's place in the run, or None for a rotation sweep."""
+    state = event.get("rewrapSweep", event) if isinstance(event, dict) else {}
+    if not isinstance(state, dict) or state.get("mode", "rotate") == "rotate":
+        return None
+    if state.get("mode") != "census":
+        raise UnsupportedEventError(f"sweep: mode must be 'rotate' or 'census', not {str(state.get('mode'))[:40]!r}")
+    run_folder(settings.report_prefix, "-")  # a census run needs somewhere to write: refuse now, not per message
+    run_id = state.get("runId") or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    if not isinstance(run_id, str) or "/" in run_id or len(run_id) > 128:
+        raise UnsupportedEventError("sweep: runId must be a string without '/'")
+    return {"runId": run_id, "sequence": int(state.get("sequence", 0))}
 
 
 def run_sweep(
@@ -101,8 +127,13 @@ def run_sweep(
     queue: RequestQueue,
     deadline: Deadline,
     newest_versions: dict[str, int] | None = None,
+    census_run: str | None = None,
 ) -> SweepReport:
-    extra = {"newestVersions": newest_versions} if newest_versions else None
+    """Enqueue rotate requests (with ``census_run``: census requests of that run) for the targets.
+    A rotation skips archived objects; a census asks about them too, so they count as unreadable."""
+    extra: dict[str, Any] | None = {"newestVersions": newest_versions} if newest_versions else None
+    if census_run is not None:
+        extra = {"mode": "census", "runId": census_run}
     report = SweepReport()
     token = position.continuation_token
     for index in range(position.target, len(targets)):
@@ -112,9 +143,15 @@ def run_sweep(
             report.pages += 1
             report.listed += len(items)
             report.archived += sum(1 for item in items if item.archived)
-            keys = [item.key for item in items if not item.archived and _selected(item, settings)]
+            skip_archived = census_run is None
+            keys = [item.key for item in items if not (skip_archived and item.archived) and _selected(item, settings)]
             if keys:
-                messages, calls = queue.send_requests(target.bucket, keys, settings.sweep_keys_per_message, extra)
+                chunks: list[list[str]] = []
+                messages, calls = queue.send_requests(
+                    target.bucket, keys, settings.sweep_keys_per_message, extra, chunks
+                )
+                if census_run is not None:
+                    report.partials += [partial_name(target.bucket, chunk) for chunk in chunks]
                 report.enqueued += len(keys)
                 report.messages += messages
                 report.batches += calls
@@ -157,7 +194,7 @@ def _plan(event: Any, settings: Settings) -> tuple[list[SweepTarget], SweepPosit
         return targets, SweepPosition(int(state.get("target", 0)), state.get("continuationToken"))
     if isinstance(event, dict) and isinstance(event.get("targets"), list):
         targets = [SweepTarget.parse(str(t)) for t in event["targets"]]
-    elif isinstance(event, dict) and (event.get("source") == "aws.events" or not event):
+    elif isinstance(event, dict) and (event.get("source") == "aws.events" or not set(event) - {"mode", "runId"}):
         targets = list(settings.sweep_targets)
     else:
         raise UnsupportedEventError(f"sweep: unrecognised event; fields: {sorted(map(str, event))[:12]}")

@@ -59,7 +59,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--kms-latency-ms", type=float, nargs=2, default=(20.0, 40.0), metavar=("MIN", "MAX"))
     parser.add_argument("--s3-latency-ms", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
-    parser.add_argument("--kms-rate-limit", type=float, default=defaults.kms_rate_limit, help="0 = unlimited")
+    parser.add_argument(
+        "--kms-rate-limit", type=float, default=defaults.kms_rate_ceiling, help="adaptive ceiling; 0 = unlimited"
+    )
     parser.add_argument("--batch", type=int, default=defaults.sweep_keys_per_message, help="keys per rotate request")
     parser.add_argument("--large-mib", type=int, default=None, help="size of the large text object (0 skips it)")
     parser.add_argument("--gzip-mib", type=int, default=None, help="size of the gzip NDJSON object (0 skips it)")

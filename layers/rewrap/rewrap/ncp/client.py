@@ -37,6 +37,7 @@ from rewrap.errors import (
     KmsInvalidReplyError,
     KmsKeyDisabledError,
     KmsRejectedError,
+    KmsThrottledError,
     KmsTokenExpiredError,
     KmsUnavailableError,
     KmsVersionDisabledError,
@@ -538,6 +539,8 @@ class NcpKmsClient:
                 self.credentials.get(refresh=True)  # the secret may have been rotated; try once more
                 attempt -= 1
             except RetryableError as error:
+                if isinstance(error, KmsThrottledError) and self.rate_limiter is not None:
+                    self.rate_limiter.throttled()
                 if attempt >= self.max_attempts:
                     raise
                 pause = self._backoff(attempt, error.retry_after)

@@ -1,0 +1,188 @@
+"""``rewrap plan``: what a rotation of a prefix will take and cost, before it starts.
+
+From a census report (``rewrap census --report FILE``, JSON lines or CSV: per object its kind and
+tokens per version) or an S3 Inventory CSV (bucket, key, size, …: no token counts, so every object
+is assumed to be a text object holding ``--tokens-per-object`` tokens, all older than the newest
+version). The request counts follow the engine's paths; time is the slower of the NCP rate budget
+and the fleet's S3 work; prices are parameters (AWS us-east-1 list prices by default).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewrap.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Prices:
+    """List prices in USD. Defaults: AWS us-east-1 (arm64 Lambda) as published in 2024-2025. NCP KMS
+    is billed per request by NCP; its price is not built in (0 = not priced): pass yours."""
+
+    s3_write_per_1k: float = 0.005  # PUT, COPY, POST, LIST
+    s3_read_per_1k: float = 0.0004  # GET, HEAD
+    lambda_gb_second: float = 0.0000133334  # arm64
+    lambda_per_1m_requests: float = 0.20
+    sqs_per_1m_requests: float = 0.40
+    kms_per_10k: float = 0.0
+
+
+@dataclass(frozen=True)
+class Fleet:
+    kms_rate: float = 200.0  # NCP requests/s for the whole fleet (NCP_KMS_RATE_BUDGET)
+    containers: int = 6  # rotate containers at once (RotateReservedConcurrency)
+    memory_gb: float = 1.0  # the rotate function's memory
+    seconds_per_object: float = 0.05  # S3 work per object and container at REWRAP_CONCURRENCY 16
+    keys_per_message: int = 100
+    tokens_per_kms_request: int = 100  # tokens re-wrapped by one request (1.0 lists: up to 32 KB)
+
+
+@dataclass
+class Inventory:
+    objects: Counter[str] = field(default_factory=Counter)  # per kind
+    stale_objects: int = 0
+    stale_tokens: int = 0
+    tokens: int = 0
+    kms_requests: int = 0
+
+
+def read_census_report(path: Path, prefix: str, min_version: int | None, tokens_per_request: int) -> Inventory:
+    """A census report's objects (under ``prefix``): stale ones are those with a version older than
+    ``min_version`` (None: every object holding tokens)."""
+    inventory = Inventory()
+    for record in _records(path):
+        if record.get("kind") == "verdict" or not str(record.get("key", "")).startswith(prefix):
+            continue
+        versions = _versions(record.get("versions"))
+        stale = sum(n for v, n in versions.items() if min_version is None or v < min_version)
+        inventory.objects[str(record.get("kind", "text"))] += 1
+        inventory.tokens += sum(versions.values())
+        if stale:
+            inventory.stale_objects += 1
+            inventory.stale_tokens += stale
+            inventory.kms_requests += math.ceil(stale / tokens_per_request)
+    return inventory
+
+
+def read_inventory_csv(path: Path, prefix: str, tokens_per_object: int, tokens_per_request: int) -> Inventory:
+    """An S3 Inventory CSV (no header; bucket, key, … as the inventory's fileSchema): every object a
+    text object with ``tokens_per_object`` tokens to re-wrap."""
+    inventory = Inventory()
+    with path.open(newline="", encoding="utf-8") as file:
+        for row in csv.reader(file):
+            if len(row) < 2 or not row[1].startswith(prefix):
+                continue
+            inventory.objects["text"] += 1
+            inventory.tokens += tokens_per_object
+            if tokens_per_object:
+                inventory.stale_objects += 1
+                inventory.stale_tokens += tokens_per_object
+                inventory.kms_requests += math.ceil(tokens_per_object / tokens_per_request)
+    return inventory
+
+
+@dataclass
+class Plan:
+    inventory: Inventory
+    s3_reads: int
+    s3_writes: int
+    sqs_requests: int
+    invocations: int
+    kms_requests: int
+    hours: float
+    bound: str
+    gb_seconds: float
+    costs: dict[str, float | None]
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        cost = self.costs
+
+        def usd(name: str) -> str:
+            value = cost[name]
+            return "not priced (--price-kms-per-10k)" if value is None else f"${value:,.2f}"
+
+        objects = ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.inventory.objects.items())) or "none"
+        return [
+            ("objects", objects, ""),
+            ("to rotate", f"{self.inventory.stale_objects:,} objects, {self.inventory.stale_tokens:,} tokens", ""),
+            ("S3 reads (GET, HEAD)", f"{self.s3_reads:,}", usd("s3_reads")),
+            ("S3 writes (PUT, COPY, LIST)", f"{self.s3_writes:,}", usd("s3_writes")),
+            ("SQS requests", f"{self.sqs_requests:,}", usd("sqs")),
+            ("Lambda invocations", f"{self.invocations:,}", usd("lambda_requests")),
+            ("Lambda GB-seconds", f"{self.gb_seconds:,.0f}", usd("lambda_compute")),
+            ("NCP KMS requests", f"{self.kms_requests:,}", usd("kms")),
+            ("time", f"{self.hours:,.2f} h ({self.bound}-bound)", ""),
+            ("total", "", f"${sum(v for v in cost.values() if v is not None):,.2f}"),
+        ]
+
+
+def make_plan(inventory: Inventory, fleet: Fleet, prices: Prices) -> Plan:
+    objects = sum(inventory.objects.values())
+    stale = inventory.stale_objects
+    # Every object: one read to look (a GET for declared text, HEAD + GET otherwise: counted as 2);
+    # a rotated one: one write (PUT, or COPY for an envelope). The sweep lists 1,000 keys a page.
+    s3_reads = 2 * objects
+    s3_writes = stale + math.ceil(objects / 1000)
+    messages = math.ceil(objects / fleet.keys_per_message)
+    sqs_requests = math.ceil(messages / 10) + 2 * messages  # sends in batches of 10; receive + delete
+    invocations = math.ceil(messages / 10)  # the event source mapping delivers up to 10 messages
+    kms_seconds = inventory.kms_requests / fleet.kms_rate if fleet.kms_rate > 0 else 0.0
+    s3_seconds = objects * fleet.seconds_per_object / fleet.containers
+    seconds = max(kms_seconds, s3_seconds)
+    bound = "NCP KMS rate" if kms_seconds >= s3_seconds else "S3"
+    gb_seconds = seconds * fleet.containers * fleet.memory_gb
+    costs: dict[str, float | None] = {
+        "s3_reads": s3_reads / 1000 * prices.s3_read_per_1k,
+        "s3_writes": s3_writes / 1000 * prices.s3_write_per_1k,
+        "sqs": sqs_requests / 1e6 * prices.sqs_per_1m_requests,
+        "lambda_requests": invocations / 1e6 * prices.lambda_per_1m_requests,
+        "lambda_compute": gb_seconds * prices.lambda_gb_second,
+        "kms": inventory.kms_requests / 10_000 * prices.kms_per_10k if prices.kms_per_10k else None,
+    }
+    return Plan(
+        inventory,
+        s3_reads,
+        s3_writes,
+        sqs_requests,
+        invocations,
+        inventory.kms_requests,
+        seconds / 3600,
+        bound,
+        gb_seconds,
+        costs,
+    )
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        text = path.open(encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    with text:
+        if path.suffix == ".csv":
+            yield from csv.DictReader(text)
+            return
+        for number, line in enumerate(text, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    raise ConfigError(f"{path}:{number} is not a JSON line of a census report") from None
+
+
+def _versions(value: Any) -> dict[int, int]:
+    """``{"v1": 3}`` (JSON) or ``v1=3;v2=1`` (CSV) → {1: 3, 2: 1}."""
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, str) and value:
+        items = (part.partition("=")[::2] for part in value.split(";") if "=" in part)
+    else:
+        return {}
+    return {int(str(k).lstrip("v")): int(n) for k, n in items}
