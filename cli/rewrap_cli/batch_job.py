@@ -140,19 +140,24 @@ def read_manifest(s3: Any, url: str) -> Manifest:
         head = s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"cannot read the manifest {url}: {exc}") from None
+    if not head.get("ContentLength"):
+        raise ConfigError(f"the manifest {url} is empty")
     etag, version = str(head["ETag"]).strip('"'), head.get("VersionId")
     version = version if version and version != "null" else None
     kept = {"VersionId": version} if version else {}
     if key.endswith("manifest.json"):
-        body = json.loads(s3.get_object(Bucket=bucket, Key=key, **kept)["Body"].read())
-        if str(body.get("fileFormat", "")).upper() != "CSV":
+        try:
+            body = json.loads(s3.get_object(Bucket=bucket, Key=key, **kept)["Body"].read())
+        except ValueError:
+            raise ConfigError(f"the inventory manifest {url} is not JSON") from None
+        if not isinstance(body, dict) or str(body.get("fileFormat", "")).upper() != "CSV":
             raise ConfigError(
                 f"the inventory {url} is {body.get('fileFormat')!r}: S3 Batch Operations reads CSV inventories only"
             )
         return Manifest(bucket, key, INVENTORY_FORMAT, (), etag, version)
     first = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{_FIRST_LINE_BYTES - 1}", **kept)["Body"].read()
     line = first.decode("utf-8", "replace").splitlines()[:1]
-    fields = next(csv.reader(io.StringIO(line[0]))) if line else []
+    fields = next(csv.reader(io.StringIO(line[0])), []) if line else []
     if len(fields) not in (2, 3):
         raise ConfigError(
             f"the manifest {url} is neither a manifest.json nor a CSV of Bucket,Key[,VersionId] lines "
