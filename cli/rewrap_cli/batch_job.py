@@ -152,7 +152,7 @@ def read_manifest(s3: Any, url: str) -> Manifest:
             raise ConfigError(f"the inventory manifest {url} is not JSON") from None
         if not isinstance(body, dict) or str(body.get("fileFormat", "")).upper() != "CSV":
             raise ConfigError(
-                f"the inventory {url} is {body.get('fileFormat')!r}: S3 Batch Operations reads CSV inventories only"
+                f"the inventory {url} is not a CSV inventory: S3 Batch Operations reads CSV inventories only"
             )
         return Manifest(bucket, key, INVENTORY_FORMAT, (), etag, version)
     first = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{_FIRST_LINE_BYTES - 1}", **kept)["Body"].read()
@@ -192,7 +192,7 @@ def job_request(
         "Manifest": manifest.spec(function.partition),
         "Priority": options.priority,
         "RoleArn": role_arn,
-        "Description": options.description or f"rewrap {options.mode} of s3://{manifest.bucket}/{manifest.key}"[:256],
+        "Description": (options.description or f"rewrap {options.mode} of s3://{manifest.bucket}/{manifest.key}")[:256],
     }
 
 

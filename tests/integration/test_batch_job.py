@@ -267,6 +267,7 @@ def test_manifest_and_report_buckets_must_be_the_roles(stack: LocalStack, jobs: 
     [
         ("inv/manifest.json", b'{"fileFormat": "Parquet", "files": []}', "reads CSV inventories only"),
         ("inv/manifest.json", b"<html>", "is not JSON"),
+        ("inv/manifest.json", b"[]", "reads CSV inventories only"),
         ("list.csv", b"my-bucket,a,v1,extra\n", "its first line has 4 fields"),
         ("list.csv", b"", "is empty"),
         ("list.csv", b"\n", "its first line has 0 fields"),
