@@ -47,6 +47,8 @@ class Clients:
 
     @classmethod
     def from_session(cls, session: Any) -> Clients:
+        if not session.region_name:
+            raise ConfigError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the stack's region")
         return cls(
             s3=session.client("s3"),
             cloudformation=session.client("cloudformation"),
@@ -196,13 +198,21 @@ def job_request(
     }
 
 
-def submit(options: argparse.Namespace, clients: Clients) -> int:
+def check_arguments(options: argparse.Namespace) -> tuple[str, str]:
+    """What can be refused before any AWS call; returns the manifest's and the report's bucket."""
     if options.mode not in MODES:
         raise ConfigError(f"unknown mode {options.mode!r}: rewrap batch-job census|rotate")
     if options.dry_run and options.mode == "census":
         raise ConfigError("--dry-run is for rotate jobs; a census job never writes an object")
     manifest_bucket, _ = s3_location(options.manifest, "--manifest", object_key=True)
     report_bucket, _ = s3_location(options.report, "--report", object_key=False)
+    if not options.stack and not (options.role_arn and options.function_arn):
+        raise ConfigError("pass --stack NAME (the deployed rewrap stack), or both --role-arn and --function-arn")
+    return manifest_bucket, report_bucket
+
+
+def submit(options: argparse.Namespace, clients: Clients) -> int:
+    manifest_bucket, report_bucket = check_arguments(options)
     stack = read_stack(clients.cloudformation, options.stack) if options.stack else None
     role_arn, function = _role_and_function(options, stack)
     allowed = stack.buckets() if stack is not None and not options.role_arn else None
@@ -261,4 +271,5 @@ def _print_job(
 def run_batch_job(options: argparse.Namespace) -> int:
     import boto3
 
+    check_arguments(options)
     return submit(options, Clients.from_session(boto3.session.Session()))

@@ -285,3 +285,14 @@ def test_manifests_batch_operations_cannot_read_are_refused_before_the_job(
             "census", "--manifest", f"s3://{manifests}/{key}", "--report", f"s3://{manifests}/r",
             "--role-arn", ROLE, "--function-arn", VERSION,
         )  # fmt: skip
+
+
+def test_without_a_region_it_says_so_before_reading_the_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    args = ["batch-job", "census", "--stack", "rewrap", "--manifest", "s3://inv-1/m.json", "--report", "s3://inv-1/r"]
+    assert cli.main(args) == 2
+    assert "no AWS region: set AWS_REGION" in capsys.readouterr().err
