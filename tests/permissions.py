@@ -1,7 +1,9 @@
 """Which IAM actions each AWS call of the functions needs, and what the template's roles grant.
 
 Shared by the template test (every granted action is used somewhere in the shipped code) and the
-artifact test (every call the built functions actually made is granted to their role)."""
+artifact test (every call the built functions actually made is granted to their role). The role for
+S3 Batch Operations is used by no function: what it grants is what the service does with it, and the
+calls `rewrap batch-job` makes run on the operator's own credentials (the README lists them)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CODE = [ROOT / "layers" / "rewrap" / "rewrap", ROOT / "functions"]
+BATCH_JOB_CLI = [ROOT / "cli" / "rewrap_cli" / "batch_job.py"]
 
 # A HEAD or GET shows Object Lock settings only with their Get permissions; a rewrite restates tags,
 # the ACL (Grant* parameters) and Object Lock, which need the Put ones.
@@ -41,6 +44,25 @@ CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("secretsmanager", "get_secret_value"): {"secretsmanager:GetSecretValue"},
     ("lambda", "invoke"): {"lambda:InvokeFunction"},
 }
+# S3 Batch Operations with BatchOperationsRole: it reads the job's manifest (an inventory's manifest.json
+# and its data files, or a CSV, by version when the manifest names one), invokes the rotate function and
+# writes the completion report (GetBucketLocation: in AWS's documented policy for reports).
+BATCH_OPERATIONS_ACTIONS = {
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:GetBucketLocation",
+    "lambda:InvokeFunction",
+}
+# What `rewrap batch-job` calls, on the operator's credentials: the stack's outputs, the manifest's HEAD and
+# first line, who the caller is (no permission needed), and the job (passing the role needs iam:PassRole).
+OPERATOR_CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
+    ("cloudformation", "describe_stacks"): {"cloudformation:DescribeStacks"},
+    ("s3", "head_object"): {"s3:GetObject"},
+    ("s3", "get_object"): {"s3:GetObject"},
+    ("sts", "get_caller_identity"): set(),
+    ("s3control", "create_job"): {"s3control:CreateJob", "iam:PassRole"},
+}
 # Calls made for the code by a library: a Powertools SecretsProvider reads the secret.
 LIBRARY_CALLS = {"SecretsProvider": ("secretsmanager", "get_secret_value")}
 # Granted for Lambda itself, not for a call in the code: its logs, X-Ray, the SQS event source mapping,
@@ -58,13 +80,15 @@ PLATFORM_ACTIONS = {
 }
 
 
-def calls_in_shipped_code() -> dict[tuple[str, str], list[str]]:
-    """Every AWS call the shipped code makes (by method name), with where it is made."""
-    by_name = {operation: (service, operation) for service, operation in CALL_ACTIONS}
+def calls_in_shipped_code(
+    roots: list[Path] = SHIPPED_CODE, table: dict[tuple[str, str], set[str]] = CALL_ACTIONS
+) -> dict[tuple[str, str], list[str]]:
+    """Every AWS call the shipped code (or other ``roots``) makes (by method name), with where it is made."""
+    by_name = {operation: (service, operation) for service, operation in table}
     by_name.update(LIBRARY_CALLS)
     found: dict[tuple[str, str], list[str]] = {}
-    for root in SHIPPED_CODE:
-        for path in sorted(root.rglob("*.py")):
+    for root in roots:
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 # a method called or passed on (``self._call("GET ACL", self.client.get_object_acl, …)``)
                 name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
@@ -74,10 +98,12 @@ def calls_in_shipped_code() -> dict[tuple[str, str], list[str]]:
     return found
 
 
-def actions_for(calls: Iterator[tuple[str, str]] | list[tuple[str, str]]) -> set[str]:
+def actions_for(
+    calls: Iterator[tuple[str, str]] | list[tuple[str, str]], table: dict[tuple[str, str], set[str]] = CALL_ACTIONS
+) -> set[str]:
     needed: set[str] = set()
     for call in calls:
-        needed |= CALL_ACTIONS[call]
+        needed |= table[call]
     return needed
 
 

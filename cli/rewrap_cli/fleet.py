@@ -7,15 +7,18 @@ stack's ``SweepFunction``) with the targets and, for a census, a run id it makes
 
 from __future__ import annotations
 
+import argparse
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from rewrap.census_runs import LISTING_FORMAT, PARTIAL_FORMAT, run_folder
-from rewrap.config import SweepTarget
+from rewrap.config import Settings, SweepTarget
 from rewrap.errors import ConfigError
+from rewrap_cli.common import s3_client
 
 
 def new_run_id() -> str:
@@ -97,3 +100,28 @@ def status(s3: Any, reports: str, run_id: str) -> Status:
     out.listing_done = bool(sequences) and [s for s, _ in sequences] == list(range(len(sequences)))
     out.listing_done = out.listing_done and not sequences[-1][1]
     return out
+
+
+def run_fleet_start(options: argparse.Namespace) -> int:
+    import boto3
+
+    session = boto3.session.Session()
+    name = sweep_function(session.client("cloudformation"), options.function, options.stack)
+    run_id = start(session.client("lambda"), name, options.mode, options.targets, options.run_id)
+    if options.mode == "census":
+        print(f"census run {run_id} started on {name}")
+        print(f"  follow it:  rewrap fleet status {run_id} --reports <ReportPrefix> --watch")
+        print(f"  verdict:    rewrap census --from-reports <ReportPrefix>census/{run_id}/ --min-version N")
+    else:
+        print(f"rotation sweep started on {name} (request {run_id}); watch the dashboard or the rotate queue")
+    return 0
+
+
+def run_fleet_status(options: argparse.Namespace) -> int:
+    s3 = s3_client(Settings.from_env())
+    while True:
+        state = status(s3, options.reports, options.run_id)
+        print(state.line(), flush=True)
+        if state.done or not options.watch:
+            return 0 if state.done else 1
+        time.sleep(options.interval)

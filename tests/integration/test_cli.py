@@ -15,6 +15,7 @@ import pytest
 
 import rewrap_cli.main as cli
 from rewrap.reports import CENSUS_COLUMNS
+from rewrap_cli.common import Progress
 from rewrap_local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,7 +258,7 @@ def test_progress_is_one_updating_line_on_a_terminal_and_plain_lines_otherwise()
 
     terminal, plain = Terminal(), io.StringIO()
     for stream in (terminal, plain):
-        progress = cli.Progress(stream, interval=0)
+        progress = Progress(stream, interval=0)
         for done in (10, 20):
             progress.update(done, lambda: "rotated 5")
         progress.finish()
@@ -265,7 +266,7 @@ def test_progress_is_one_updating_line_on_a_terminal_and_plain_lines_otherwise()
     assert "20 objects" in terminal.getvalue() and "rotated 5" in terminal.getvalue()
     assert [line.split(" objects")[0] for line in plain.getvalue().splitlines()] == ["10", "20"]
     quiet = io.StringIO()
-    cli.Progress(quiet, enabled=False, interval=0).update(1, lambda: "x")
+    Progress(quiet, enabled=False, interval=0).update(1, lambda: "x")
     assert quiet.getvalue() == ""
 
 

@@ -22,7 +22,15 @@ from cfnlint.decode import cfn_yaml
 from samtranslator.translator.transform import transform
 
 from rewrap.config import Settings
-from tests.permissions import PLATFORM_ACTIONS, actions_for, calls_in_shipped_code, role_actions
+from tests.permissions import (
+    BATCH_JOB_CLI,
+    BATCH_OPERATIONS_ACTIONS,
+    OPERATOR_CALL_ACTIONS,
+    PLATFORM_ACTIONS,
+    actions_for,
+    calls_in_shipped_code,
+    role_actions,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -45,6 +53,7 @@ SAMPLE_PARAMETERS = {
     "ReportPrefix": "",
     "KmsKeyArns": [""],
     "AlarmTopicArn": "",
+    "BatchOperationsBuckets": [""],
     "Tracing": "PassThrough",
     "RotateReservedConcurrency": "6",
 }
@@ -214,7 +223,7 @@ def test_transform_produces_the_whole_stack(cfn: dict[str, Any]) -> None:
     assert counts["AWS::SQS::QueuePolicy"] == 2
     assert counts["AWS::Events::Rule"] == 2  # Object Created -> queue, schedule -> sweep
     assert counts["AWS::Logs::LogGroup"] == 2
-    assert counts["AWS::IAM::Role"] == 2
+    assert counts["AWS::IAM::Role"] == 3  # rotate, sweep, and S3 Batch Operations (with BatchOperationsBuckets)
     assert counts["AWS::CloudWatch::Alarm"] >= 2
     assert not any(t.startswith("AWS::Serverless::") for t in counts)
 
@@ -250,6 +259,9 @@ def test_transformed_template_is_cfn_lint_clean(cfn: dict[str, Any]) -> None:
         ("AlarmTopicArn", "", True),
         ("AlarmTopicArn", "arn:aws:sns:ap-northeast-2:123456789012:ops-alerts", True),
         ("AlarmTopicArn", "ops-alerts", False),
+        ("BatchOperationsBuckets", "", True),
+        ("BatchOperationsBuckets", "inventory-bucket", True),
+        ("BatchOperationsBuckets", "s3://inventory-bucket", False),
     ],
 )
 def test_parameter_patterns(sam: dict[str, Any], parameter: str, value: str, accepted: bool) -> None:
@@ -418,7 +430,10 @@ def test_sweep_is_named_and_allowed_to_continue_itself(cfn: dict[str, Any]) -> N
     assert invoke["Action"] == "lambda:InvokeFunction"
     assert invoke["Resource"] == [arn, f"{arn}:*"]  # unqualified or qualified invoked_function_arn
     invokers = [(r, s["Sid"]) for r, s in statements(cfn) if "lambda:InvokeFunction" in as_list(s["Action"])]
-    assert invokers == [(role_of(cfn, "SweepFunction"), "ContinueInANewInvocation")]
+    assert sorted(invokers) == [
+        ("BatchOperationsRole", "InvokePublishedRotateVersions"),  # S3 Batch Operations invokes the rotate function
+        (role_of(cfn, "SweepFunction"), "ContinueInANewInvocation"),
+    ]
 
 
 SHARED_VARIABLES = {
@@ -493,6 +508,60 @@ def test_every_granted_action_is_used_by_the_shipped_code_or_by_lambda_itself(sa
     # and every call is granted, but the census's version listing, which runs in `rewrap census` on the
     # operator's own credentials, never in a function (a fleet census run only reads bucket versioning)
     assert used - (rotate | sweep) == {"s3:ListBucketVersions"}, calls
+    # the Batch Operations role: what the service itself does with it, no more and no less (KMS only
+    # for SSE-KMS manifest and report buckets, through S3)
+    batch = role_actions(sam, "BatchOperationsRole")
+    assert batch - {"kms:Decrypt", "kms:GenerateDataKey"} == BATCH_OPERATIONS_ACTIONS
+
+
+def test_batch_job_cli_calls_are_the_documented_operator_permissions() -> None:
+    # `rewrap batch-job` runs on the operator's credentials; no role of the stack grants these
+    calls = calls_in_shipped_code(BATCH_JOB_CLI, OPERATOR_CALL_ACTIONS)
+    assert set(calls) == set(OPERATOR_CALL_ACTIONS), calls
+    documented = README.read_text().split("**batch-job census|rotate**", 1)[1].split("\n- ", 1)[0]
+    actions = actions_for(list(calls), OPERATOR_CALL_ACTIONS)
+    assert {"s3control:CreateJob", "iam:PassRole", "cloudformation:DescribeStacks"} <= actions
+    for action in actions:
+        assert f"`{action}`" in documented, action
+
+
+def test_batch_operations_role_only_with_its_buckets(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["BatchOperationsRole"]
+    assert role["Condition"] == cfn["Outputs"]["BatchOperationsRoleArn"]["Condition"] == "HasBatchOperationsBuckets"
+    condition = Evaluator(cfn, SAMPLE_PARAMETERS).conditions
+    assert condition["HasBatchOperationsBuckets"] is False  # the default: no role
+    with_buckets = {**SAMPLE_PARAMETERS, "BatchOperationsBuckets": ["inventory-bucket"]}
+    assert Evaluator(cfn, with_buckets).conditions["HasBatchOperationsBuckets"] is True
+    assert cfn["Outputs"]["BatchOperationsRoleArn"]["Value"] == {"Fn::GetAtt": ["BatchOperationsRole", "Arn"]}
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Principal"], trust["Action"]) == ({"Service": "batchoperations.s3.amazonaws.com"}, "sts:AssumeRole")
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_batch_operations_role_reads_manifests_writes_reports_and_invokes_rotate_versions(
+    cfn: dict[str, Any], partition: str
+) -> None:
+    buckets = ["inventory-bucket", "reports.bucket"]
+    granted = evaluated_statements(cfn, "BatchOperationsRole", partition=partition, BatchOperationsBuckets=buckets)
+    arns = [f"arn:{partition}:s3:::{b}" for b in buckets]
+    invoke = granted["InvokePublishedRotateVersions"]
+    # any published version or alias (a job pins one; a deploy mid-job publishes the next), never $LATEST
+    assert (invoke["Action"], invoke["Resource"]) == ("lambda:InvokeFunction", "<RotateFunction.Arn>:*")
+    assert (set(granted["ReadManifests"]["Action"]), granted["ReadManifests"]["Resource"]) == (
+        {"s3:GetObject", "s3:GetObjectVersion"},
+        [f"{arn}/*" for arn in arns],
+    )
+    assert (granted["WriteCompletionReports"]["Action"], granted["WriteCompletionReports"]["Resource"]) == (
+        "s3:PutObject",
+        [f"{arn}/*" for arn in arns],
+    )
+    assert granted["LocateReportBuckets"]["Resource"] == arns
+    assert "UseKeysOfManifestAndReportBuckets" not in granted
+    key = "arn:aws:kms:ap-northeast-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    keyed = evaluated_statements(cfn, "BatchOperationsRole", BatchOperationsBuckets=buckets, KmsKeyArns=[key])
+    statement = keyed["UseKeysOfManifestAndReportBuckets"]
+    assert statement["Resource"] == [key]
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == "s3.ap-northeast-2.amazonaws.com"
 
 
 def test_secret_statements_name_the_secret_parameter_only(cfn: dict[str, Any]) -> None:
@@ -509,6 +578,7 @@ def test_s3_statements_reference_the_bucket_parameter(cfn: dict[str, Any]) -> No
     assert len(s3) >= 3
     for role, statement in s3:
         expected = "ReportPrefix" if statement["Sid"] == "WriteAuditReports" else "BucketNames"
+        expected = "BatchOperationsBuckets" if role == "BatchOperationsRole" else expected
         assert expected in refs(statement["Resource"]), (role, statement)
 
 
@@ -719,6 +789,7 @@ def test_outputs(cfn: dict[str, Any]) -> None:
         "RotateQueueArn",
         "DeadLetterQueueUrl",
         "LayerArn",
+        "BatchOperationsRoleArn",
     } <= set(cfn["Outputs"])
 
 

@@ -1,0 +1,128 @@
+"""``rewrap census``: count tokens per key version and judge SAFE / NOT SAFE / UNKNOWN, directly
+(one machine lists and reads the prefix) or ``--from-reports`` (merge a fleet census run's partials)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+
+from rewrap.census import Census, CensusTaker, ObjectCensus
+from rewrap.census_runs import merge_run
+from rewrap.config import Settings, SweepTarget
+from rewrap.errors import ConfigError
+from rewrap.objects import S3Store
+from rewrap.ports import ObjectRef
+from rewrap.reports import CENSUS_COLUMNS
+from rewrap_cli.common import Progress, report_file, s3_client, s3_url, table
+from rewrap_cli.wiring import connect
+
+
+def run_census(options: argparse.Namespace) -> int:
+    if options.from_reports:
+        return run_census_from_reports(options)
+    with connect(options, kms=False) as (settings, _, store), report_file(options, CENSUS_COLUMNS) as report:
+        target: SweepTarget = options.target
+        judged = options.key_tag or settings.key_tag or None
+        census = Census(
+            min_version=options.min_version,
+            key_tag=judged,
+            exclude_prefixes=tuple(options.exclude_prefix),
+            exclude_suffixes=tuple(options.exclude_suffix),
+        )
+        taker = CensusTaker(store, default_key_tag=settings.key_tag, concurrency=settings.concurrency)
+        progress = Progress(sys.stderr, enabled=not options.quiet)
+
+        def seen(item: ObjectCensus) -> None:
+            if report is not None:
+                report.write(item.to_dict())
+            progress.update(census.objects, lambda: f"{census.stale_tokens:,} tokens older than the minimum")
+
+        taker.run(target.bucket, target.prefix, census, versions=options.versions, on_object=seen)
+        elapsed = progress.finish()
+        judgement = census.judge()
+        if report is not None:
+            report.write({"record": "verdict", "kind": "verdict", "reason": judgement.lines[0], **judgement.to_dict()})
+    _print_census(options, census, elapsed)
+    return judgement.exit_code
+
+
+def run_census_from_reports(options: argparse.Namespace) -> int:
+    """Merge the partials of a fleet census run (``rewrap census --from-reports s3://…/census/<runId>/``)."""
+    if options.local:
+        raise ConfigError("--from-reports reads a deployed run's partials; it cannot be combined with --local")
+    target: SweepTarget = options.target
+    if not target.prefix.rstrip("/").rpartition("/")[2]:
+        raise ConfigError("--from-reports needs the run's folder: s3://bucket/prefix/census/<runId>/")
+    settings = Settings.from_env()
+    store = S3Store(s3_client(settings))
+    folder = target.prefix.rstrip("/") + "/"
+    started = time.monotonic()
+
+    def records() -> Iterator[tuple[str, bytes]]:
+        token: str | None = None
+        while True:
+            items, token = store.list_page(target.bucket, folder, token)
+            for item in items:
+                name = item.key[len(folder) :]
+                ref = ObjectRef(target.bucket, item.key)
+                head = store.head(ref)
+                body = store.get_body(ref, head) if head is not None else None
+                if body is not None:
+                    yield name, body.data
+            if token is None:
+                return
+
+    run = merge_run(records(), s3_url(target), options.min_version, options.key_tag or settings.key_tag or None)
+    code, verdict = run.judge_lines()
+    census = run.census
+    print(
+        f"census run {run.run_id} ({s3_url(target)}): {run.partials:,} partials from {run.listings:,} sweep "
+        f"listing records merged in {time.monotonic() - started:.1f} s; {census.objects:,} objects, "
+        f"{census.bytes_read / 1048576:,.1f} MiB read by the fleet"
+    )
+    _census_tables(census)
+    for line in verdict:
+        print(line if line.startswith(" ") else f"  {line}")
+    if options.report is not None:
+        with report_file(options, CENSUS_COLUMNS) as report:
+            if report is not None:
+                report.write({"record": "verdict", "kind": "verdict", "reason": verdict[0], "exitCode": code})
+    return code
+
+
+def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -> None:
+    scope = " (current and noncurrent versions)" if options.versions else ""
+    print(
+        f"census of {s3_url(options.target)}{scope}: {census.objects:,} objects, "
+        f"{census.bytes_read / 1048576:,.1f} MiB read in {elapsed:.1f} s"
+    )
+    _census_tables(census)
+    # The verdict comes last: it is the line an operator acts on.
+    for line in census.judge().lines:
+        print(line if line.startswith(" ") else f"  {line}")
+
+
+def _census_tables(census: Census) -> None:
+    rows = [
+        (tag, f"v{version}", f"{c.tokens:,}", f"{c.objects:,}", f"{c.noncurrent_objects:,}")
+        for tag, versions in sorted(census.by_key.items())
+        for version, c in sorted(versions.items())
+    ]
+    table(("key tag", "version", "tokens", "objects", "noncurrent"), rows or [("—", "—", "0", "0", "0")])
+    kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(census.kinds.items()))
+    print(f"  objects by kind: {kinds or 'none'}; noncurrent versions {census.noncurrent_objects:,}")
+    if census.stale_noncurrent_objects:
+        print(
+            f"  {census.stale_noncurrent_objects:,} objects with older tokens are noncurrent versions, which cannot be "
+            "rotated (S3 versions are immutable): expire them (lifecycle NoncurrentVersionExpiration) or delete them"
+        )
+    if census.stale_examples:
+        print("  objects with older tokens (first few):")
+    for item in census.stale_examples:
+        assert census.min_version is not None
+        versions = ", ".join(f"v{v}: {n} tokens" for v, n in sorted(item.versions.items()) if v < census.min_version)
+        print(f"    {item.ref}{' (noncurrent)' if item.noncurrent else ''}: {versions}")
+    if census.stale_objects > len(census.stale_examples):
+        print(f"    … and {census.stale_objects - len(census.stale_examples):,} more (see --report)")
