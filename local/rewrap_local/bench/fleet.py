@@ -67,7 +67,7 @@ WARMUP = "warmup/"
 class FleetParams:
     sizes: tuple[int, ...] = DEFAULT_SIZES
     workers: int = 4
-    traced: int = 1  # rotate containers that trace memory (the sweep's always does)
+    traced: int = 2  # rotate containers that trace memory (the sweep's always does)
     census_before: bool = False  # a census run before the rotation too (NOT SAFE, with the seeded counts)
     batch: int = 2  # messages per invocation (Lambda's BatchSize, ≤ 10 per ReceiveMessage here)
     keys_per_message: int = 25
@@ -540,7 +540,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} (about 2 minutes)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "bench", help="fleet.jsonl, fleet.md, fleet.png")
     parser.add_argument("--workers", type=int, default=4, help="rotate containers polling the queue")
-    parser.add_argument("--traced", type=int, default=1, help="rotate containers that trace memory (tracemalloc)")
+    parser.add_argument("--traced", type=int, default=2, help="rotate containers that trace memory (tracemalloc)")
     parser.add_argument("--batch", type=int, default=2, help=f"messages per invocation (1-{RECEIVE_LIMIT})")
     parser.add_argument("--keys-per-message", type=int, default=25, help="REWRAP_SWEEP_KEYS_PER_MESSAGE")
     parser.add_argument("--concurrency", type=int, default=16, help="REWRAP_CONCURRENCY per container")
