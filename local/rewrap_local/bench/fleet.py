@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -123,7 +124,7 @@ class Phase:
             s3.update(call.get("s3", {}).get("ops", {}))
             sqs.update(call.get("sqs", {}).get("ops", {}))
             sqs.update(call.get("mapping", {}).get("ops", {}))
-        peaks = [i["peak_bytes"] for i in self.invocations if "peak_bytes" in i] or [0]
+        peaks = [i["peak_bytes"] for i in self.invocations if "peak_bytes" in i]
         n = max(1, self.objects)
         kms_requests = sum(self.kms.values())
         return {
@@ -145,8 +146,9 @@ class Phase:
             "sqs_per_object": round(sum(sqs.values()) / n, 4),
             "bytes_read_per_object": round(sum(c.get("s3", {}).get("bytes_read", 0) for c in calls) / n, 1),
             "cpu_s": round(sum(c.get("cpu_s", 0.0) for c in calls), 2),
-            "peak_mib_max": round(max(peaks) / 2**20, 2),
-            "peak_mib_median": round(statistics.median(peaks) / 2**20, 2),
+            # None: no invocation of this run landed on a container that traces memory
+            "peak_mib_max": round(max(peaks) / 2**20, 2) if peaks else None,
+            "peak_mib_median": round(statistics.median(peaks) / 2**20, 2) if peaks else None,
             "traced_invocations": sum("peak_bytes" in i for i in self.invocations),
             "server_cpu_s": self.server_cpu,
             "invocation_s_median": _median(i["seconds"] for i in self.invocations),
@@ -155,10 +157,11 @@ class Phase:
         }
 
 
+Hook = Callable[["FleetBench"], None]
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU time of a process (Linux ``/proc``; 0 elsewhere)."""
-    import os
-
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
@@ -192,6 +195,7 @@ class FleetBench:
         secrets = session.client("secretsmanager", endpoint_url=self.moto_url)
         self.secret_id = secrets.create_secret(Name="rewrap/ncp-kms-fleet", SecretString=secret)["ARN"]
         self.pool = TokenPool()
+        self.before_rotation: Hook | None = None
         self.envelope_body = _pseudo_random(ENVELOPE_BYTES)
 
     def close(self) -> None:
@@ -422,6 +426,8 @@ class FleetBench:
             if self.params.census_before:
                 phases.insert(0, ("census_before", "census"))
             for name, mode in phases:
+                if mode == "rotate" and self.before_rotation is not None:
+                    self.before_rotation(self)
                 phase = self.run_phase(name, mode, seeded, sweeper, workers)
                 figures = phase.figures()
                 problems += phase.problems
@@ -436,18 +442,32 @@ class FleetBench:
                 self.log(
                     f"    {name}: {figures['objects_per_s']:,} objects/s, S3 {figures['s3_per_object']}/object, "
                     f"KMS {figures['kms_per_object']}/object, peak {figures['peak_mib_max']} MiB per invocation"
+                    f" ({figures['traced_invocations']} of {figures['invocations']} invocations traced)"
                 )
-            sample = stratified(seeded.items, SPOT_CHECK)
-            wrong = unconverged(self.admin, seeded.bucket, sample, newest=NEWEST)
-            out["spot_check"] = {"objects": len(sample), "wrong": wrong[:10]}
-            if wrong:
-                problems.append(f"{len(wrong)} of {len(sample)} objects read back not all at v{NEWEST}: {wrong[:3]}")
+            problems += self.spot_check(seeded, out)
         finally:
             for container in containers:
                 container.close()
         out["problems"] = problems
         out["seconds"] = round(time.perf_counter() - started, 1)
+        out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: how busy it was
         return out
+
+    def spot_check(self, seeded: Seeded, out: dict[str, Any]) -> list[str]:
+        """A sample read back directly, not through the census: every token at the newest version, and
+        every one decrypts (the emulator opens it)."""
+        sample = stratified(seeded.items, SPOT_CHECK)
+        tokens: list[str] = []
+        wrong = unconverged(self.admin, seeded.bucket, sample, newest=NEWEST, tokens=tokens)
+        undecryptable = self.kms.call("undecryptable", self.key_tag, tokens)
+        out["spot_check"] = {"objects": len(sample), "tokens": len(tokens), "wrong": wrong[:10]}
+        out["spot_check"]["undecryptable"] = undecryptable
+        problems = []
+        if wrong:
+            problems.append(f"{len(wrong)} of {len(sample)} objects read back not all at v{NEWEST}: {wrong[:3]}")
+        if undecryptable:
+            problems.append(f"{undecryptable} of {len(tokens)} tokens read back do not decrypt")
+        return problems
 
     def check_census(self, name: str, run: Any, seeded: Seeded, figures: dict[str, Any]) -> list[str]:
         """The merged census against what was seeded: before the rotation NOT SAFE with exactly the
@@ -517,10 +537,13 @@ def flatness(sizes: dict[int, dict[str, Any]], tolerance: float) -> dict[str, An
         ratios[label] = {}
         for size in ordered:
             reference, value = base[phase][name], sizes[size][phase][name]
-            ratio = round(value / reference, 3) if reference else (1.0 if not value else None)
+            if reference is None or value is None:  # not measured at one of the sizes: not compared
+                ratios[label][str(size)] = None
+                continue
+            ratio = round(value / reference, 3) if reference else (1.0 if not value else float("inf"))
             ratios[label][str(size)] = ratio
-            if ratio is None or abs(ratio - 1) > abs(worst[1] - 1):
-                worst = (f"{label} at {size:,}", ratio if ratio is not None else float("inf"))
+            if abs(ratio - 1) > abs(worst[1] - 1):
+                worst = (f"{label} at {size:,}", ratio)
     flat = len(ordered) > 1 and abs(worst[1] - 1) <= tolerance
     if len(ordered) < 2:
         verdict = "one size only: nothing to compare"
@@ -557,16 +580,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(params: FleetParams, log: Callable[[str], None], prepare: Callable[[FleetBench], None] | None = None) -> dict:
-    """Every size measured; ``prepare`` runs once the tokens exist (a test injects faults there)."""
+def run(params: FleetParams, log: Callable[[str], None], before_rotation: Hook | None = None) -> dict[str, Any]:
+    """Every size measured; ``before_rotation`` runs before each rotation run (a test injects faults there)."""
     began = time.perf_counter()
     machine = machine_info()
     bench = FleetBench(params, log)
     sizes: dict[int, dict[str, Any]] = {}
     try:
+        bench.before_rotation = before_rotation
         bench.make_tokens()
-        if prepare is not None:
-            prepare(bench)
         for size in params.sizes:
             log(f"fleet bench: {size:,} objects, {params.workers} rotate containers")
             sizes[size] = bench.measure(size)

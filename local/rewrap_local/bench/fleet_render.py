@@ -26,8 +26,8 @@ def size_rows(record: dict[str, Any]) -> list[list[str]]:
         row = [f"{int(size):,}"]
         for phase, _ in shown:
             row += [_num(f[phase]["objects_per_s"]), f"{f[phase]['s3_per_object']:.3f}"]
-        peaks = [f[phase]["peak_mib_max"] for phase, _ in shown]
-        medians = [f[phase]["peak_mib_median"] for phase, _ in shown]
+        peaks = [f[phase]["peak_mib_max"] or 0 for phase, _ in shown]
+        medians = [f[phase]["peak_mib_median"] or 0 for phase, _ in shown]
         row += [
             f"{f['rotate']['kms_per_object']:.4f}",
             f"{max(peaks):.2f}, {max(medians):.2f}",
@@ -55,7 +55,8 @@ def checks(record: dict[str, Any]) -> list[str]:
         lines.append(
             f"{int(size):,} objects: {before}rotation {f['rotate']['statuses']}; census after it: "
             f"{census['verdict']}, complete {census['complete']}, {census['accounted']:,} keys reported, tokens "
-            f"{census['tokens_by_version']}; {spot['objects']} objects read back directly, {len(spot['wrong'])} wrong"
+            f"{census['tokens_by_version']}; {spot['objects']} objects read back directly: {len(spot['wrong'])} wrong, "
+            f"{spot['undecryptable']} of {spot['tokens']:,} tokens undecryptable"
         )
         lines += [f"  WRONG: {problem}" for problem in f["problems"]]
     return lines

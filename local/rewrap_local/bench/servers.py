@@ -75,6 +75,9 @@ def kms_main(conn: Connection, seed: int) -> None:
                 value = kms.set_latency(*args)
             elif command == "inject":  # a queued fault: (kind, times[, action])
                 value = kms.inject(*args)
+            elif command == "undecryptable":  # how many of the tokens do not decrypt
+                tag, tokens = args
+                value = sum(not _decrypts(kms, tag, token) for token in tokens)
             elif command == "stats":
                 value = kms.stats.snapshot()
             else:
@@ -83,6 +86,16 @@ def kms_main(conn: Connection, seed: int) -> None:
         except Exception as exc:  # noqa: BLE001 (reported to the parent, which raises it)
             conn.send(("error", repr(exc)))
     kms.stop()
+
+
+def _decrypts(kms: Any, tag: str, token: str) -> bool:
+    from rewrap_local.emulator import EmulatorError
+
+    try:
+        kms.decrypt(tag, token)
+    except EmulatorError:
+        return False
+    return True
 
 
 class Child:
