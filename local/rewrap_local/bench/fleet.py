@@ -290,6 +290,7 @@ class FleetBench:
         sweeper.conn.send(("invoke", ("sweep", event)))
         expected: int | None = None
         acked = 0
+        idle = 0  # consecutive quiet waits with the queue empty
         conns = {worker.conn: worker for worker in workers} | {sweeper.conn: sweeper}
         while expected is None or acked < expected:
             ready = wait(list(conns), timeout=5)
@@ -307,7 +308,8 @@ class FleetBench:
                     acked += value["acked"]
                     if "error" in value:
                         phase.problems.append(f"{mode}: rotate invocation failed: {value['error']}")
-            if not ready and expected is not None and self._queue_empty(seeded.queue_url):
+            idle = idle + 1 if not ready and expected is not None and self._queue_empty(seeded.queue_url) else 0
+            if idle >= 2:  # nothing in flight and nothing reported for 10 s: the rest went to the dead-letter queue
                 phase.problems.append(f"{mode}: the queue emptied with {acked} of {expected} messages acknowledged")
                 break
             if time.perf_counter() - began > self.params.phase_timeout_s:
