@@ -527,14 +527,16 @@ FLAT_FIGURES = (
 
 
 def flatness(sizes: dict[int, dict[str, Any]], tolerance: float) -> dict[str, Any]:
-    """Each per-object figure at each size over the smallest size's; flat when all are within ±tolerance."""
+    """Each per-object figure at each size over the smallest size's. Flat: all within ±tolerance;
+    linear: none grows beyond +tolerance (a figure that falls with size, as fixed per-run costs
+    spread over more objects, does not make the cost grow faster than the objects)."""
     for figures in sizes.values():
         census = figures["census"]
         census["merge_ms_per_1000"] = round(census["merge_s"] * 1e6 / max(1, figures["objects"]), 3)
     ordered = sorted(sizes)
     base = sizes[ordered[0]]
     ratios: dict[str, dict[str, float | None]] = {}
-    worst = ("", 1.0)
+    compared: list[tuple[float, str]] = []
     for phase, name, label in FLAT_FIGURES:
         ratios[label] = {}
         for size in ordered:
@@ -544,16 +546,35 @@ def flatness(sizes: dict[int, dict[str, Any]], tolerance: float) -> dict[str, An
                 continue
             ratio = round(value / reference, 3) if reference else (1.0 if not value else float("inf"))
             ratios[label][str(size)] = ratio
-            if abs(ratio - 1) > abs(worst[1] - 1):
-                worst = (f"{label} at {size:,}", ratio)
-    flat = len(ordered) > 1 and abs(worst[1] - 1) <= tolerance
-    if len(ordered) < 2:
-        verdict = "one size only: nothing to compare"
-    elif flat:
-        verdict = f"FLAT within ±{tolerance:.0%}: worst {worst[0]} ({worst[1]:.2f}x the {ordered[0]:,}-object figure)"
+            if size != ordered[0]:
+                compared.append((ratio, f"{label} at {size:,}"))
+    if not compared:
+        return {"flat": False, "linear": False, "verdict": "one size only: nothing to compare", "ratios": ratios}
+    (low, lowest), (high, highest) = min(compared), max(compared)
+    flat = high <= 1 + tolerance and low >= 1 - tolerance
+    linear = high <= 1 + tolerance
+    smallest = f"the {ordered[0]:,}-object figure"
+    if flat:
+        verdict = f"FLAT within ±{tolerance:.0%}: every per-object figure between {low:.2f}x and {high:.2f}x {smallest}"
+    elif linear:
+        verdict = (
+            f"NO GROWTH beyond +{tolerance:.0%} (cost linear in objects): the highest is {highest}, {high:.2f}x "
+            f"{smallest}; NOT FLAT within ±{tolerance:.0%} only because {lowest} falls to {low:.2f}x"
+        )
     else:
-        verdict = f"NOT FLAT beyond ±{tolerance:.0%}: {worst[0]} is {worst[1]:.2f}x the {ordered[0]:,}-object figure"
-    return {"flat": flat, "verdict": verdict, "ratios": ratios, "worst": worst[0]}
+        verdict = f"NOT FLAT: {highest} grows to {high:.2f}x {smallest} (beyond +{tolerance:.0%})"
+    return {"flat": flat, "linear": linear, "verdict": verdict, "ratios": ratios, "highest": highest, "lowest": lowest}
+
+
+def rerender(out: Path) -> dict[str, Any]:
+    """The last record of ``out/fleet.jsonl`` judged again and written to fleet.md and fleet.png."""
+    from .fleet_render import write_outputs
+
+    record: dict[str, Any] = json.loads((out / "fleet.jsonl").read_text().splitlines()[-1])
+    sizes = {int(size): figures for size, figures in record["sizes"].items()}
+    record["flatness"] = flatness(sizes, record["parameters"]["tolerance"])
+    write_outputs(out, record, append=False)
+    return record
 
 
 # --- main -------------------------------------------------------------------------------------------------
@@ -576,6 +597,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--census-before", action="store_true", help="a census run before the rotation too (must be NOT SAFE)"
     )
+    parser.add_argument("--rerender", action="store_true", help="judge and render the last record again, no run")
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= RECEIVE_LIMIT:
         parser.error(f"--batch must be 1-{RECEIVE_LIMIT}")
@@ -613,6 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .fleet_render import print_summary, write_outputs
 
     args = parse_args(argv)
+    if args.rerender:
+        print_summary(rerender(args.out))
+        return 0
     params = FleetParams(
         sizes=tuple(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)),
         workers=args.workers,

@@ -156,10 +156,11 @@ def chart(record: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(out: Path, record: dict[str, Any]) -> None:
+def write_outputs(out: Path, record: dict[str, Any], *, append: bool = True) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "fleet.jsonl").open("a") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if append:
+        with (out / "fleet.jsonl").open("a") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
     (out / "fleet.md").write_text(render_markdown(record))
     chart(record, out / "fleet.png")
 
