@@ -21,7 +21,7 @@ PYTHON313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1
 LS_VENV := .venv-localstack
 LS_STAMP := $(LS_VENV)/.installed-stamp
 
-.PHONY: help install package test test-moto test-localstack unit integration artifact demo lint fmt bench soak \
+.PHONY: help install package test test-moto test-localstack unit integration artifact demo lint fmt bench bench-fleet soak \
 	soak-localstack clean
 
 help: ## list the targets
@@ -87,6 +87,9 @@ lint: $(STAMP) $(SAM) $(CHECKOV) ## ruff, format check, mypy, cfn-lint, sam vali
 
 bench: $(STAMP) package ## throughput against a naive rotator and the S3 floor → docs/bench/ (about 6 minutes)
 	$(BIN)/python -m rewrap_local.bench
+
+bench-fleet: $(STAMP) ## census and rotation through sweep → SQS → rotate containers at 1k/5k/20k objects → docs/bench/fleet.md
+	$(BIN)/python -m rewrap_local.bench.fleet $(FLEET_ARGS)
 
 soak: $(STAMP) ## fault-injection soak: every fault alone and mixed, then converged; prints the report
 	$(BIN)/python -m rewrap_local.soak $(SOAK_ARGS)

@@ -141,19 +141,7 @@ def build_data_sets(scale: Scale, pool: TokenPool, seed: int) -> list[DataSet]:
     envelopes = [
         _envelope(f"envelope/{i:03d}.bin", envelope_bytes, pool.take(False), False) for i in range(scale.envelopes)
     ]
-    mixed: list[Item] = []
-    for i in range(scale.mixed):
-        current = (i // 10) % 2 == 1  # blocks of ten, so every kind is half current
-        kind = i % 10
-        key = f"mixed/{i:05d}"
-        if kind <= 6:
-            tokens = [pool.take(current) for _ in range(rng.randint(1, 3))]
-            mixed.append(_text(f"{key}.json", _small_doc(rng, i, tokens), len(tokens), current))
-        elif kind == 7:
-            tokens = [pool.take(current) for _ in range(rng.randint(20, 60))]
-            mixed.append(_text(f"{key}.config.json", _config_doc(rng, tokens), len(tokens), current))
-        else:
-            mixed.append(_envelope(f"{key}.bin", 256 * 1024, pool.take(current), current))
+    mixed = mixed_items(scale.mixed, pool, rng)
     return [
         DataSet("small", f"{scale.small} small JSON files, 1-3 tokens each", small, naive_objects=scale.naive_small),
         DataSet(
@@ -175,6 +163,33 @@ def build_data_sets(scale: Scale, pool: TokenPool, seed: int) -> list[DataSet]:
             naive_objects=scale.naive_mixed,
         ),
     ]
+
+
+def mixed_items(
+    count: int,
+    pool: TokenPool,
+    rng: random.Random,
+    *,
+    prefix: str = "mixed/",
+    envelope_bytes: int = 256 * 1024,
+    config_tokens: tuple[int, int] = (20, 60),
+) -> list[Item]:
+    """70% small JSON documents of 1-3 tokens, 10% configs, 20% envelopes; in blocks of ten, so
+    every kind is half current."""
+    items: list[Item] = []
+    for i in range(count):
+        current = (i // 10) % 2 == 1
+        kind = i % 10
+        key = f"{prefix}{i:05d}"
+        if kind <= 6:
+            tokens = [pool.take(current) for _ in range(rng.randint(1, 3))]
+            items.append(_text(f"{key}.json", _small_doc(rng, i, tokens), len(tokens), current))
+        elif kind == 7:
+            tokens = [pool.take(current) for _ in range(rng.randint(*config_tokens))]
+            items.append(_text(f"{key}.config.json", _config_doc(rng, tokens), len(tokens), current))
+        else:
+            items.append(_envelope(f"{key}.bin", envelope_bytes, pool.take(current), current))
+    return items
 
 
 def stratified(items: Sequence[Item], n: int) -> list[Item]:

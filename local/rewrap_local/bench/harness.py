@@ -146,21 +146,31 @@ class Bench:
 
     def check_converged(self, items: Sequence[Item]) -> list[str]:
         """Keys whose tokens are not all at the newest version (unmetered)."""
-        from rewrap.tokens import scan
+        return unconverged(self.admin, BUCKET, items, newest=2)
 
-        newest = 2
 
-        def wrong(item: Item) -> str | None:
-            if item.envelope:
-                token = self.admin.head_object(Bucket=BUCKET, Key=item.key)["Metadata"].get(WRAPPED_KEY_METADATA, "")
-                return None if token.startswith(f"ncpkms:v{newest}:") else item.key
-            body = self.admin.get_object(Bucket=BUCKET, Key=item.key)["Body"].read()
-            found, malformed = scan(body)
-            ok = len(found) == item.tokens and not malformed and all(t.version == newest for t in found)
-            return None if ok else item.key
+def unconverged(
+    client: Any, bucket: str, items: Sequence[Item], *, newest: int, tokens: list[str] | None = None
+) -> list[str]:
+    """Keys of ``items`` whose tokens are not all at ``newest`` (or not all there), read with ``client``;
+    ``tokens``, when given, receives every token read."""
+    from rewrap.tokens import scan
 
-        with ThreadPoolExecutor(8) as pool:
-            return [k for k in pool.map(wrong, items) if k]
+    def wrong(item: Item) -> str | None:
+        if item.envelope:
+            token = client.head_object(Bucket=bucket, Key=item.key)["Metadata"].get(WRAPPED_KEY_METADATA, "")
+            if tokens is not None:
+                tokens.append(token)
+            return None if token.startswith(f"ncpkms:v{newest}:") else item.key
+        body = client.get_object(Bucket=bucket, Key=item.key)["Body"].read()
+        found, malformed = scan(body)
+        if tokens is not None:
+            tokens.extend(t.text for t in found)
+        ok = len(found) == item.tokens and not malformed and all(t.version == newest for t in found)
+        return None if ok else item.key
+
+    with ThreadPoolExecutor(8) as pool:
+        return [k for k in pool.map(wrong, items) if k]
 
 
 def _pseudo_random(size: int) -> bytes:

@@ -1,5 +1,5 @@
 """S3 latency and request/byte counters, injected into every contender's S3 client through botocore
-event hooks."""
+event hooks (the fleet bench meters its SQS clients the same way)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ class Meter:
         self.bytes_written = 0
 
     def attach(self, client: Any) -> Any:
-        client.meta.events.register("before-send.s3", self._before_send)
+        """Count (and delay) every request ``client`` sends, whatever its service; S3 GETs count bytes too."""
+        service = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-send.{service}", self._before_send)
         client.meta.events.register("after-call.s3.GetObject", self._after_get)
         return client
 

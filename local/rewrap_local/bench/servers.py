@@ -23,9 +23,32 @@ def moto_main(conn: Connection) -> None:
     server.start()
     host, port = server.get_host_and_port()
     conn.send(f"http://{host}:{port}")
-    with contextlib.suppress(EOFError):
-        conn.recv()  # any message, or the parent going away, stops the server
+    while True:
+        try:
+            command, args = conn.recv()
+        except EOFError:  # the parent went away
+            break
+        if command != "seed":  # "stop", or anything else
+            break
+        try:
+            conn.send(("ok", _seed(*args)))
+        except Exception as exc:  # noqa: BLE001 (reported to the parent, which raises it)
+            conn.send(("error", repr(exc)))
     server.stop()
+
+
+def _seed(bucket: str, objects: list[tuple[str, bytes, str, dict[str, str]]]) -> int:
+    """(key, body, content type, user metadata) written straight into moto's backend, without HTTP:
+    seeding a bucket of many thousand objects in seconds. Nothing measured goes this way."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+    from moto.s3.utils import metadata_from_headers
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for key, body, content_type, metadata in objects:
+        headers = {"Content-Type": content_type, **{f"x-amz-meta-{k}": v for k, v in metadata.items()}}
+        backend.put_object(bucket, key, body).set_metadata(metadata_from_headers(headers))
+    return len(objects)
 
 
 def kms_main(conn: Connection, seed: int) -> None:
@@ -50,6 +73,11 @@ def kms_main(conn: Connection, seed: int) -> None:
                 value = kms.rotate(*args)
             elif command == "latency":
                 value = kms.set_latency(*args)
+            elif command == "inject":  # a queued fault: (kind, times[, action])
+                value = kms.inject(*args)
+            elif command == "undecryptable":  # how many of the tokens do not decrypt
+                tag, tokens = args
+                value = sum(not _decrypts(kms, tag, token) for token in tokens)
             elif command == "stats":
                 value = kms.stats.snapshot()
             else:
@@ -58,6 +86,16 @@ def kms_main(conn: Connection, seed: int) -> None:
         except Exception as exc:  # noqa: BLE001 (reported to the parent, which raises it)
             conn.send(("error", repr(exc)))
     kms.stop()
+
+
+def _decrypts(kms: Any, tag: str, token: str) -> bool:
+    from rewrap_local.emulator import EmulatorError
+
+    try:
+        kms.decrypt(tag, token)
+    except EmulatorError:
+        return False
+    return True
 
 
 class Child:
