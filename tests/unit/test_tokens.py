@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 import random
+import re
 
 import pytest
 
@@ -17,6 +18,7 @@ from rewrap.tokens import (
     is_token,
     scan,
     splice,
+    token_match,
     token_safe_segments,
     token_version,
 )
@@ -282,3 +284,56 @@ def test_token_safe_segments_never_change_what_a_scan_finds() -> None:
         malformed = [m for offset, segment in segments for m in scan(segment, offset)[1]]
         assert [(t.text, t.start, t.end) for t in found] == [(t.text, t.start, t.end) for t in whole[0]]
         assert [m.start for m in malformed] == [m.start for m in whole[1]]
+
+
+# The scanner's first patterns, kept as references: the fast ones must agree with them exactly.
+_REFERENCE_CANDIDATE_RE = re.compile(rb"ncpkms:v([0-9]*):(?:(?!ncpkms:v)(?:[A-Za-z0-9+/]|\\/))*={0,2}")
+_REFERENCE_TOKEN_RE = re.compile(
+    r"ncpkms:v([1-9][0-9]{0,8}):(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)"
+)
+# Pieces that put every boundary of a token next to every other: prefixes, versions, base64 runs of
+# every length, padding, escaped slashes and other escapes, separators.
+_PIECES = [b"ncpkms:v", b"ncpkms", b":v", b":", b"v", b"0", b"1", b"42", b"1234567890", b"A", b"ab", b"c+/", b"Zz9"]
+_PIECES += [b"xyzw", b"=", b"==", b"===", b"\\/", b"\\", b"\\n", b"/", b"+", b",", b'"', b" ", b"\n", b"\xff", b"-"]
+
+
+def _glued(rng: random.Random) -> bytes:
+    return b"".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 40)))
+
+
+def test_token_match_agrees_with_the_strict_pattern() -> None:
+    rng = random.Random(20261201)
+    values = [T1, T2, T3, SLASHY, "ncpkms:v1:", "ncpkms:v1:=", "ncpkms:v1:A===", "ncpkms:v0:AAAA", "ncpkms:v1:AAAAA"]
+    values += [random_token(rng) for _ in range(300)]
+    values += [_glued(rng).decode("latin-1") for _ in range(3000)]
+    values += [v[:cut] for v in values[:300] for cut in (len(v) - 1, len(v) - 2, 12)]
+    for value in values:
+        strict = _REFERENCE_TOKEN_RE.fullmatch(value)
+        fast = token_match(value)
+        assert (fast is None) == (strict is None), value
+        if strict is not None and fast is not None:
+            assert fast.group(1) == strict.group(1)
+            assert token_version(value) == int(strict.group(1))
+        assert is_token(value) == (strict is not None and len(value) <= MAX_TOKEN_CHARS)
+
+
+def test_plain_scan_cuts_candidates_where_the_lookahead_pattern_did() -> None:
+    """The plain scan finds every candidate the lookahead pattern found, at the same spans, and
+    judges it the same way, including tokens glued to the next one or to a bare prefix."""
+    rng = random.Random(20261202)
+    for _ in range(3000):
+        data = _glued(rng)
+        if rng.random() < 0.5:
+            data += random_token(rng).encode() + _glued(rng) + random_token(rng).encode()
+        assert b"%" not in data and b"\\u" not in data  # the plain scan's input
+        reference = list(_REFERENCE_CANDIDATE_RE.finditer(data))
+        found, malformed = scan(data)
+        spans = sorted([(f.start, f.end) for f in found] + [(m.start, -1) for m in malformed])
+        assert [s for s, _ in spans] == [m.start() for m in reference], data
+        for match in reference:
+            text = match.group(0).replace(b"\\/", b"/").decode("ascii")
+            valid = len(text) <= MAX_TOKEN_CHARS and _REFERENCE_TOKEN_RE.fullmatch(text) is not None
+            hit = next((f for f in found if f.start == match.start()), None)
+            assert (hit is not None) == valid, data
+            if hit is not None:
+                assert (hit.text, hit.end) == (text, match.end()), data

@@ -70,7 +70,7 @@ from rewrap.ncp.generations import (
     wrong_region,
 )
 from rewrap.ncp.signing import OCAPI_AUTH_HEADER, Credentials, signed_headers, token_expiry
-from rewrap.tokens import TOKEN_RE, chunk_by_size, token_version
+from rewrap.tokens import chunk_by_size, known_version, token_match, token_version
 
 VERSION_PROBE = b"rewrap-version-probe"
 # A token this close to its exp claim makes the client read the secret again (at most every
@@ -208,7 +208,7 @@ class NcpKmsClient:
             "POST", functools.partial(self._path, CUSTOM_KEY, key_tag, False), body, None, key_tag=key_tag
         )
         ciphertext = data.get("ciphertext")
-        match = TOKEN_RE.fullmatch(ciphertext) if isinstance(ciphertext, str) else None
+        match = token_match(ciphertext) if isinstance(ciphertext, str) else None
         if match is None:
             raise KmsInvalidReplyError("custom key reply holds no token")
         version = next((data[f] for f in self.generation.custom_key_version_fields if data.get(f)), None)
@@ -688,7 +688,7 @@ def _checked_re_encrypt(sent: list[str], replies: list[Any]) -> list[str]:
 
 
 def _checked_tokens(sent: list[str], replies: list[Any]) -> list[str]:
-    if not all(isinstance(r, str) and TOKEN_RE.fullmatch(r) for r in replies):
+    if not all(isinstance(r, str) and token_match(r) for r in replies):
         raise KmsInvalidReplyError("encrypt reply holds an item that is not a token")
     return replies
 
@@ -705,11 +705,10 @@ def validate_re_encrypt_reply(sent: Sequence[str], replies: Sequence[Any]) -> No
     if len(replies) != len(sent):
         raise KmsInvalidReplyError(f"reply holds {len(replies)} items for {len(sent)} sent")
     for old, new in zip(sent, replies, strict=True):
-        new_match = TOKEN_RE.fullmatch(new) if isinstance(new, str) else None
+        new_match = token_match(new) if isinstance(new, str) else None
         if new_match is None:
             raise KmsInvalidReplyError("reply holds an item that is not an ncpkms token")
-        old_version = int(TOKEN_RE.fullmatch(old).group(1))  # type: ignore[union-attr]  # sent tokens match
-        if int(new_match.group(1)) < old_version:
+        if int(new_match.group(1)) < known_version(old):  # sent tokens were validated when found
             raise KmsInvalidReplyError("reply holds a token at a lower key version than sent")
 
 
