@@ -1,41 +1,21 @@
-"""Escaped tokens and body forms: found in every writing, written back the same way, and the same
-whether scanned whole or in segments at any chunking (property tests with fixed seeds)."""
+"""Escaped tokens and body forms: found in every writing and written back the same way (property
+tests with fixed seeds; scanning in segments versus whole is in tests/integration/test_scan_properties.py)."""
 
 from __future__ import annotations
 
-import base64
 import codecs
 import gzip
 import random
-from collections.abc import Callable
 
 import pytest
 
 from rewrap.errors import BodyDecodeError, ObjectOpaqueError
 from rewrap.forms import Encoder, decode_whole, encode_whole, open_text
-from rewrap.tokens import scan, splice, token_safe_segments
+from rewrap.tokens import scan, splice
+from tests.bodies import FORMS, json_u, pct, random_body
 
 TOKEN = "ncpkms:v1:ab/c+d/e/f+="
 NEW = "ncpkms:v7:Zz+/Yy/+Xx=="
-
-
-def json_u(token: str, chars: str = "+=/", upper: bool = False) -> str:
-    return "".join((f"\\u{ord(c):04X}" if upper else f"\\u{ord(c):04x}") if c in chars else c for c in token)
-
-
-def pct(token: str, upper: bool = True) -> str:
-    return "".join((f"%{ord(c):02X}" if upper else f"%{ord(c):02x}") if c in ":+/=" else c for c in token)
-
-
-FORMS: dict[str, Callable[[str], str]] = {
-    "plain": lambda t: t,
-    "json slash": lambda t: t.replace("/", "\\/"),
-    "gson": lambda t: json_u(t, "="),
-    "dotnet": lambda t: json_u(t, "+=", upper=True).replace("/", "\\/"),
-    "every char": lambda t: json_u(t, t),
-    "percent upper": pct,
-    "percent lower": lambda t: pct(t, upper=False),
-}
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -77,43 +57,6 @@ def test_adjacent_tokens_in_mixed_writings_stay_apart() -> None:
     found, malformed = scan(data)
     assert [f.text for f in found] == [TOKEN] * 4 and malformed == []
     assert splice(data, found, {TOKEN: NEW}) == f"{NEW}{pct(NEW)}{json_u(NEW, 'n')}AAAA{NEW}".encode()
-
-
-def random_token(rng: random.Random) -> str:
-    return f"ncpkms:v{rng.randint(1, 99)}:{base64.b64encode(rng.randbytes(rng.choice([30, 31, 32, 45]))).decode()}"
-
-
-def random_body(rng: random.Random, tokens: int) -> bytes:
-    """Tokens in random writings with adversarial neighbours: base64-like letters, bare prefixes,
-    broken escapes, stray % and backslashes."""
-    parts = []
-    writings = list(FORMS.values())
-    for _ in range(tokens):
-        token = rng.choice(writings)(random_token(rng))
-        choice = rng.random()
-        if choice < 0.1:
-            token += "ncpkms:vX"
-        elif choice < 0.15:
-            token = token[: rng.randrange(12, len(token))]  # cut anywhere, inside an escape too
-        parts.append(rng.choice(["", "AAAA", "=", "x"]) + token)
-        parts.append(rng.choice([" ", "\n", "%", "%2", "\\", '\\"', "%20", "\\u0020", "ab+/", "\xff"]))
-    return "".join(parts).encode("utf-8", "surrogateescape")
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_scanning_in_segments_equals_scanning_whole(seed: int) -> None:
-    rng = random.Random(seed)
-    body = random_body(rng, 9000)
-    whole = scan(body)
-    assert len(whole[0]) > 1000 and len(whole[1]) > 100
-    target = rng.randint(20_000, 60_000)
-    chunk = rng.randint(1, 70_000)
-    segments = list(token_safe_segments((body[i : i + chunk] for i in range(0, len(body), chunk)), target))
-    assert len(segments) > 3 and b"".join(s for _, s in segments) == body
-    found = [t for offset, segment in segments for t in scan(segment, offset)[0]]
-    malformed = [m for offset, segment in segments for m in scan(segment, offset)[1]]
-    assert [(t.text, t.start, t.end) for t in found] == [(t.text, t.start, t.end) for t in whole[0]]
-    assert [(m.start, m.reason) for m in malformed] == [(m.start, m.reason) for m in whole[1]]
 
 
 def encodings(text: bytes, rng: random.Random) -> dict[str, tuple[str | None, bytes]]:
