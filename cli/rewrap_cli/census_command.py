@@ -8,8 +8,9 @@ import sys
 import time
 from collections.abc import Iterator
 
-from rewrap.census import Census, CensusTaker, ObjectCensus
+from rewrap.census import Census, ObjectCensus
 from rewrap.census_runs import merge_run
+from rewrap.census_taker import CensusTaker
 from rewrap.config import Settings, SweepTarget
 from rewrap.errors import ConfigError
 from rewrap.objects import S3Store
@@ -31,7 +32,12 @@ def run_census(options: argparse.Namespace) -> int:
             exclude_prefixes=tuple(options.exclude_prefix),
             exclude_suffixes=tuple(options.exclude_suffix),
         )
-        taker = CensusTaker(store, default_key_tag=settings.key_tag, concurrency=settings.concurrency)
+        taker = CensusTaker(
+            store,
+            default_key_tag=settings.key_tag,
+            concurrency=settings.concurrency,
+            text_suffixes=settings.text_suffixes,
+        )
         progress = Progress(sys.stderr, enabled=not options.quiet)
 
         def seen(item: ObjectCensus) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from rewrap.census import DEFAULT_KEY_LABEL, Census, CensusTaker, Kind
+from rewrap.census import DEFAULT_KEY_LABEL, Census, Kind
+from rewrap.census_taker import CensusTaker
 from rewrap.errors import StorageDeniedError
 from rewrap.objects import S3Store
 from rewrap.ports import BodyStream, Listed, ObjectHead, ObjectRef
@@ -95,6 +96,24 @@ def test_counts_are_exact_for_current_objects(stack: LocalStack, seeded: dict[st
     # the other key's v1 token is not judged against this key's minimum
     assert (census.stale_tokens, census.stale_objects) == (402, 3)
     assert sorted(i.ref.key for i in census.stale_examples) == ["data/big.ndjson", "data/broken.txt", "data/env.bin"]
+
+
+def test_declared_text_is_read_with_one_get_and_counted_the_same(stack: LocalStack, seeded: dict[str, Any]) -> None:
+    # Given the census counted the usual way (HEAD, then GET) and once with .json/.txt declared text
+    client = stack.client("s3")
+    calls: Counter[str] = Counter()
+    client.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
+    usual = CensusTaker(S3Store(client), default_key_tag=stack.key_tag).run(stack.bucket, "data/", Census())
+    before = dict(calls)
+    calls.clear()
+    taker = CensusTaker(S3Store(client), default_key_tag=stack.key_tag, text_suffixes=(".json", ".txt"))
+    declared = taker.run(stack.bucket, "data/", Census())
+
+    # Then the counts are the same, and each of the four declared-text objects (doc.json, plain.txt,
+    # broken.txt, other-key.txt) costs one GET and no HEAD; env.bin and big.ndjson are HEAD, then GET
+    assert counts(declared) == counts(usual) and declared.kinds == usual.kinds
+    assert (before["HeadObject"], before["GetObject"]) == (6, 6)
+    assert (calls["HeadObject"], calls["GetObject"]) == (2, 6)
 
 
 def test_versions_add_noncurrent_versions_and_flag_them(stack: LocalStack, seeded: dict[str, Any]) -> None:

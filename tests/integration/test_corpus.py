@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import rewrap_cli.main as cli
-from rewrap.census import Census, CensusTaker, Kind
+from rewrap.census import Census, Kind
+from rewrap.census_taker import CensusTaker
 from rewrap.engine import Status
 from rewrap.forms import decode_whole
 from rewrap.objects import S3Store

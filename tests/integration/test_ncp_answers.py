@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 import rewrap.rewrapping
-from rewrap.census import Census, CensusTaker, RescueList, version_states, with_version_states
+from rewrap.census import Census
+from rewrap.census_taker import CensusTaker, RescueList, version_states, with_version_states
 from rewrap.engine import Status
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
 from rewrap.ncp.client import NcpKmsClient

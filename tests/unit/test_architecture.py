@@ -12,7 +12,20 @@ PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "rewrap" / "rewrap"
 ENGINE = ["engine", "results", "records", "metadata", "work", "rewrapping", "runner", "streamed"]
 CORE = [
     *ENGINE,
-    *("service", "sweep", "census", "census_runs", "reports", "tokens", "forms", "events", "ports", "config", "errors"),
+    *(
+        "service",
+        "sweep",
+        "census",
+        "census_taker",
+        "census_runs",
+        "reports",
+        "tokens",
+        "forms",
+        "events",
+        "ports",
+        "config",
+        "errors",
+    ),
 ]
 # The S3 adapter is objects.py with its tables: s3_attributes, s3_errors.
 ADAPTERS = {

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rewrap.census import Census, CensusTaker, Kind, ObjectCensus
+from rewrap.census import Census, Kind, ObjectCensus
+from rewrap.census_taker import CensusTaker
 from rewrap.config import Settings, SweepTarget
 from rewrap.errors import BucketNotAllowedError, ConfigError, ObjectChangedError, RewrapError
 from rewrap.ports import ObjectRef, ObjectStore
@@ -73,7 +74,12 @@ def answer(run_id: str, refs: Sequence[ObjectRef], settings: Settings, store: Ob
     if refused:
         result.error = BucketNotAllowedError(f"bucket {refused[0]!r} is not in REWRAP_BUCKETS")
         return result
-    taker = CensusTaker(store, default_key_tag=settings.key_tag, concurrency=settings.concurrency)
+    taker = CensusTaker(
+        store,
+        default_key_tag=settings.key_tag,
+        concurrency=settings.concurrency,
+        text_suffixes=settings.text_suffixes,
+    )
     workers = max(1, min(settings.concurrency, len(refs)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="census") as pool:
         result.items = list(pool.map(taker.inspect_ref, refs))

@@ -35,7 +35,15 @@ from rewrap.errors import (
 )
 from rewrap.forms import encode_whole, open_text
 from rewrap.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
-from rewrap.ports import USER_METADATA_LIMIT, ObjectBody, ObjectRef, ObjectStore, Rewrapper, metadata_bytes
+from rewrap.ports import (
+    SINGLE_READ_BYTES,
+    USER_METADATA_LIMIT,
+    ObjectBody,
+    ObjectRef,
+    ObjectStore,
+    Rewrapper,
+    metadata_bytes,
+)
 from rewrap.results import UNSEEN, ObjectResult, Status, unseen
 from rewrap.rewrapping import KmsBatches, Rewrapped, VersionCache, token_groups
 from rewrap.runner import Runner
@@ -45,9 +53,6 @@ from rewrap.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
 
 # What callers import from here, besides the engine itself.
 __all__ = ["UNSEEN", "Engine", "ObjectResult", "Status", "VersionCache"]
-
-# Objects declared text (REWRAP_TEXT_SUFFIXES) up to this size are read with a single GET.
-SINGLE_READ_BYTES = 256 * 1024
 
 
 class Engine:

@@ -80,6 +80,10 @@ class PartWriter(Protocol):
     def abort(self) -> None: ...
 
 
+# Objects declared text (REWRAP_TEXT_SUFFIXES) up to this size are read with a single GET, head and body.
+SINGLE_READ_BYTES = 256 * 1024
+
+
 class ObjectStore(Protocol):
     def head(self, ref: ObjectRef) -> ObjectHead | None:
         """None when the object (version) does not exist."""
