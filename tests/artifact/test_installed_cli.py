@@ -17,6 +17,10 @@ from rewrap.runtime import Runtime
 from rewrap_local.stack import LocalStack
 from tests.permissions import ROOT
 
+# Each test installs into a fresh environment (pip resolving from the index) and the second runs the demo:
+# minutes on a busy machine, so past the suite's default 300 s per test.
+pytestmark = pytest.mark.timeout(1200)
+
 DEV_ONLY = ("moto", "pytest", "cryptography", "ruff", "cfn-lint", "mypy")
 
 
