@@ -303,8 +303,12 @@ def test_missing_and_empty_objects_are_not_errors(stack: LocalStack, runtime: Ru
     assert empty.status is Status.NO_TOKENS
 
 
-def test_objects_declared_text_are_read_with_a_single_get(stack: LocalStack, runtime: Runtime) -> None:
-    # Given keys declared text by suffix: a small one, one too big for a single read, and an envelope
+@pytest.mark.parametrize(("budget", "big_gets"), [(128 * 1024 * 1024, 1), (1024 * 1024, 2)])
+def test_objects_declared_text_are_read_with_a_single_get(
+    stack: LocalStack, runtime: Runtime, budget: int, big_gets: int
+) -> None:
+    # Given keys declared text by suffix: a small one, a bigger one, and an envelope; the bodies read
+    # with their heads may take a quarter of the engine's memory budget (256 KiB of a 1 MiB one)
     s3 = stack.client("s3")
     put_text(stack, runtime, "small.json", [b"a", b"b"])
     put_text(stack, runtime, "big.json", [f"{i}".encode() for i in range(5000)])  # ~350 KiB
@@ -312,6 +316,7 @@ def test_objects_declared_text_are_read_with_a_single_get(stack: LocalStack, run
     s3.put_object(Bucket=stack.bucket, Key="sealed.json", Body=b"{}", Metadata={"wrapped": data_key.ciphertext})
     stack.kms.rotate(stack.key_tag)
     runtime.engine.settings = stack.settings(text_suffixes=(".json",))
+    runtime.engine.memory_budget_bytes = budget
     # a bucket that uses ACLs (new AWS and LocalStack buckets enforce bucket-owner ownership)
     s3.put_bucket_ownership_controls(
         Bucket=stack.bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
@@ -322,12 +327,14 @@ def test_objects_declared_text_are_read_with_a_single_get(stack: LocalStack, run
     # When
     results = runtime.engine.rotate([ObjectRef(stack.bucket, k) for k in ("small.json", "big.json", "sealed.json")])
 
-    # Then all three rotate without a HEAD: the small one cost one GET and one PUT; the big one's
-    # first GET stopped at the headers, so it was read again in full. Each write reads the ACL it
-    # restates (and a PUT the tags); the bucket's ownership and owner are looked up once.
+    # Then all three rotate without a HEAD: the small one cost one GET and one PUT, and so did the big
+    # one while the allowance held it; past the allowance its first GET stopped at the headers and it
+    # was read again in full. Each write reads the ACL it restates (and a PUT the tags); the bucket's
+    # ownership and owner are looked up once.
     assert [r.status for r in results] == [Status.ROTATED] * 3
     acl_calls = ["GetBucketOwnershipControls", "GetBucketAcl"] + ["GetObjectAcl"] * 3 + ["GetObjectTagging"] * 2
-    assert sorted(calls) == sorted(["GetObject"] * 4 + ["PutObject", "PutObject", "CopyObject", *acl_calls])
+    writes = ["PutObject", "PutObject", "CopyObject"]
+    assert sorted(calls) == sorted(["GetObject"] * (2 + big_gets) + writes + acl_calls)
     assert {t.version for t in scan(body_of(stack, "big.json"))[0]} == {2}
     assert s3.head_object(Bucket=stack.bucket, Key="sealed.json")["Metadata"]["wrapped"].startswith("ncpkms:v2:")
 

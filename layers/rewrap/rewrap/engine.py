@@ -71,6 +71,7 @@ class Engine:
         self.versions = version_cache or VersionCache(settings.version_cache_seconds)
         self.memory_budget_bytes = memory_budget_bytes
         self._decoded = Allowance(memory_budget_bytes)
+        self._early = Allowance(memory_budget_bytes // 4)
 
     def rotate(
         self, refs: Sequence[ObjectRef], *, deadline: Deadline | None = None, dry_run: bool | None = None
@@ -84,6 +85,8 @@ class Engine:
             run = Runner(pool)
             kms = KmsBatches(self.kms, self.versions, run, verify=self.settings.verify)
             self._decoded = Allowance(self.memory_budget_bytes)
+            # bodies read with their head are held until their wave: a quarter of the budget for them all
+            self._early = Allowance(self.memory_budget_bytes // 4)
             works = _settle(run.each(self._inspect, unique, deadline), results)
             streamed = [w for w in works if self._streams(w)]
             for wave in self._waves([w for w in works if not self._streams(w)]):
@@ -110,8 +113,10 @@ class Engine:
             raise OutOfTimeError("invocation ran out of time before the object was read")
         body: ObjectBody | None = None
         if self._known_text(ref):
-            read = self.store.read_small(ref, SINGLE_READ_BYTES)
+            read = self.store.read_small(ref, min(SINGLE_READ_BYTES, self._early.left))
             head, body = read if read is not None else (None, None)
+            if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
+                self._early.take(len(body.data))
         else:
             head = self.store.head(ref)
         if head is None:

@@ -81,7 +81,7 @@ class PartWriter(Protocol):
 
 
 # Objects declared text (REWRAP_TEXT_SUFFIXES) up to this size are read with a single GET, head and body.
-SINGLE_READ_BYTES = 256 * 1024
+SINGLE_READ_BYTES = 1024 * 1024
 
 
 class ObjectStore(Protocol):
