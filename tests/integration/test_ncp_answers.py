@@ -20,7 +20,8 @@ from rewrap.census_taker import CensusTaker, RescueList, version_states, with_ve
 from rewrap.engine import Status
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
 from rewrap.ncp.client import NcpKmsClient
-from rewrap.ncp.generations import ASSUMPTIONS
+from rewrap.ncp.generations import ASSUMPTIONS, RE_ENCRYPT
+from rewrap.ncp.replies import checked_re_encrypt
 from rewrap.ncp.signing import Credentials, token_expiry
 from rewrap.ports import ObjectRef
 from rewrap.rewrapping import isolate
@@ -189,7 +190,7 @@ def test_re_encrypt_path_spelling_falls_back_once_and_is_remembered(
     stack.kms.rotate(stack.key_tag)
     stack.kms.stats.reset()
 
-    with caplog.at_level(logging.WARNING, logger="rewrap.ncp.client"):
+    with caplog.at_level(logging.WARNING, logger="rewrap.ncp.batching"):
         first = client.re_encrypt(stack.key_tag, tokens)
         second = client.re_encrypt(stack.key_tag, tokens[:1])
 
@@ -276,9 +277,7 @@ def test_2_0_one_item_requests_fail_only_the_refused_item(stack: LocalStack) -> 
     ]
     stack.kms.rotate(stack.key_tag)
 
-    outcomes = client._each(
-        rewrap.ncp.client.RE_ENCRYPT, stack.key_tag, tokens, None, None, rewrap.ncp.client._checked_re_encrypt
-    )
+    outcomes = client._each(RE_ENCRYPT, stack.key_tag, tokens, None, None, checked_re_encrypt)
 
     assert [type(o) for o in outcomes] == [str, KmsRejectedError, str]
 

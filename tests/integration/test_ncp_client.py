@@ -28,8 +28,10 @@ from rewrap.errors import (
     OutOfTimeError,
     RetryableError,
 )
-from rewrap.ncp.client import ClientStats, NcpKmsClient, validate_re_encrypt_reply
+from rewrap.ncp.client import NcpKmsClient
+from rewrap.ncp.replies import validate_re_encrypt_reply
 from rewrap.ncp.signing import Credentials
+from rewrap.ncp.transport import ClientStats
 from rewrap.runtime import Runtime
 from rewrap.secrets import SecretCredentials
 from rewrap.tokens import token_version

@@ -20,8 +20,9 @@ import pytest
 
 from functions.rotate.app import lambda_handler as rotate
 from rewrap.errors import ConfigError, KmsUnavailableError
-from rewrap.ncp.client import NcpKmsClient, new_http_client
+from rewrap.ncp.client import NcpKmsClient
 from rewrap.ncp.signing import Credentials
+from rewrap.ncp.transport import new_http_client
 from rewrap.observability import logger
 from rewrap.runtime import get_runtime
 from rewrap.tokens import scan, token_version

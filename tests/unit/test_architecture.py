@@ -34,6 +34,9 @@ ADAPTERS = {
     "rewrap.s3_errors",
     "rewrap.queues",
     "rewrap.ncp.client",
+    "rewrap.ncp.transport",
+    "rewrap.ncp.batching",
+    "rewrap.ncp.replies",
     "rewrap.secrets",
     "rewrap.runtime",
 }

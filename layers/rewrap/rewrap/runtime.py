@@ -8,7 +8,8 @@ from typing import Any
 from rewrap.config import Settings, load_settings
 from rewrap.deadline import AdaptiveRateLimiter
 from rewrap.engine import Engine
-from rewrap.ncp.client import NcpKmsClient, new_http_client
+from rewrap.ncp.client import NcpKmsClient
+from rewrap.ncp.transport import new_http_client
 from rewrap.objects import S3Store
 from rewrap.queues import DeadLetters, RotateQueue
 from rewrap.secrets import SecretCredentials
