@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from rewrap.tokens import scan, token_safe_segments
+from rewrap.token_segments import token_safe_segments
+from rewrap.tokens import scan
 from tests.bodies import random_body
 
 

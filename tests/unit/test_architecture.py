@@ -20,6 +20,7 @@ CORE = [
         "census_runs",
         "reports",
         "tokens",
+        "token_segments",
         "forms",
         "events",
         "ports",

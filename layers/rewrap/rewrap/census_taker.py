@@ -22,7 +22,8 @@ from rewrap.forms import open_text
 from rewrap.metadata import KEY_TAG_METADATA, scan_metadata
 from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
 from rewrap.ports import SINGLE_READ_BYTES, Listed, ObjectHead, ObjectRef, ObjectStore
-from rewrap.tokens import scan, token_safe_segments
+from rewrap.token_segments import token_safe_segments
+from rewrap.tokens import scan
 
 
 @dataclass

@@ -18,7 +18,8 @@ from rewrap.forms import Encoder, Form, open_text
 from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, ObjectStore, PartWriter
 from rewrap.results import ObjectResult, Status
 from rewrap.rewrapping import KmsBatches
-from rewrap.tokens import Found, scan, splice, token_safe_segments
+from rewrap.token_segments import token_safe_segments
+from rewrap.tokens import Found, scan, splice
 from rewrap.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
 
 

@@ -4,7 +4,8 @@ Bodies are scanned as bytes, so non-UTF-8 content around tokens survives untouch
 written with JSON escapes (``\\/``, ``\\u002b``, any character as ``\\uXXXX``) or %-encoded as in URLs,
 form bodies and logs (``ncpkms%3Av1%3A…%2B…%3D``); it is recognised, and its replacement is written
 back in the same form. A candidate cut short by an incomplete escape is reported malformed, never
-sent to KMS as a shorter token.
+sent to KMS as a shorter token. A stream is cut into pieces that each scan alone by
+``rewrap.token_segments``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ _SHAPE_BYTES_RE = re.compile(_SHAPE_RE.pattern.encode())
 # instead of being half-matched. Runs of base64 characters (possessive: no backtracking, the scan's
 # hot loop) and JSON-escaped slashes, then the padding.
 _CANDIDATE_RE = re.compile(rb"ncpkms:v([0-9]*):(?:[A-Za-z0-9+/]++|\\/)*+={0,2}")
-_PREFIX_RE = re.compile(rb"ncpkms:v")
 _ESCAPED_SLASH = b"\\/"
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _TOKEN_CHARS = _B64_CHARS | {"=", ":"}
@@ -184,7 +184,7 @@ def _plain_candidate_end(data: bytes, match: re.Match[bytes]) -> int:
     return end - 6 if data.startswith(_PREFIX_BYTES, end - 6) else end
 
 
-def _plain_candidates(data: bytes, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int]]:
+def plain_candidates(data: bytes, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int]]:
     """The (start, end) of each candidate written plainly that begins before ``stop``, in order."""
     search = _CANDIDATE_RE.search
     position = start
@@ -212,7 +212,7 @@ def _scan_escaped(data: bytes, base_offset: int) -> tuple[list[Found], list[Malf
     found: list[Found] = []
     malformed: list[Malformed] = []
     position = 0
-    prefix_re = _prefix_re(data)
+    prefix_re = prefix_pattern(data)
     while True:
         match = prefix_re.search(data, position)
         if match is None:
@@ -225,7 +225,7 @@ def _scan_escaped(data: bytes, base_offset: int) -> tuple[list[Found], list[Malf
                 _take_plain(data, match.start(), plain_end, base_offset, found, malformed)
                 position = plain_end
                 continue
-        candidate = _read_candidate(data, match.start())
+        candidate = read_candidate(data, match.start())
         if candidate is None:  # no ":" after the version: not token-like (as in the plain scan)
             position = match.end()
             continue
@@ -265,7 +265,7 @@ def _next_unit(data: bytes, i: int) -> tuple[_Unit | None, bool]:
     return (chr(byte), data[i : i + 1]), False
 
 
-def _read_candidate(data: bytes, start: int) -> tuple[str, int, list[_Unit], int | None] | None:
+def read_candidate(data: bytes, start: int) -> tuple[str, int, list[_Unit], int | None] | None:
     """Decode a candidate at ``start`` (its prefix matched): its text, raw end, units, and the offset
     of an incomplete escape right after it (a token cut short there must never reach KMS)."""
     units: list[_Unit] = []
@@ -309,7 +309,7 @@ def _read_candidate(data: bytes, start: int) -> tuple[str, int, list[_Unit], int
     return "".join(c for c, _ in units), i, units, cut_short
 
 
-def _prefix_re(data: bytes) -> re.Pattern[bytes]:
+def prefix_pattern(data: bytes) -> re.Pattern[bytes]:
     return _ESCAPED_PREFIX_RE if any(e in data for e in _LETTER_ESCAPES) else _ESCAPED_SEPARATORS_RE
 
 
@@ -363,68 +363,3 @@ def chunk_by_size(items: Sequence[str], limit: int) -> Iterator[list[str]]:
         size += len(item)
     if chunk:
         yield chunk
-
-
-# A token, with every slash escaped, is at most this long; a cut this far from a candidate is safe.
-# Where escapes may occur, a token with every character \\u-escaped (and an escape after it) is.
-_MAX_RAW_TOKEN = 2 * MAX_TOKEN_CHARS
-_MAX_RAW_ESCAPED_TOKEN = 6 * (MAX_TOKEN_CHARS + 2)
-
-
-def token_safe_segments(chunks: Iterable[bytes], target: int) -> Iterator[tuple[int, bytes]]:
-    """Regroup a byte stream into (offset, segment) pieces of about ``target`` bytes, never cutting
-    through anything that looks like a token, so each piece can be scanned and spliced on its own.
-
-    Every piece but the last is at least ``target - 2 * MAX_TOKEN_CHARS`` bytes long (``6 *`` where
-    the stream holds escapes)."""
-    buffer = bytearray()
-    offset = 0
-    for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= target + _MAX_RAW_TOKEN and len(buffer) >= target + (reach := _reach(buffer, target)):
-            cut = _safe_cut(buffer, target, reach)
-            yield offset, bytes(buffer[:cut])
-            del buffer[:cut]
-            offset += cut
-    if buffer:
-        yield offset, bytes(buffer)
-
-
-def _reach(buffer: bytearray, target: int) -> int:
-    """How far around ``target`` a token may reach: farther where escapes occur near it."""
-    start = max(0, target - _MAX_RAW_ESCAPED_TOKEN)
-    escaped = buffer.find(b"%", start) >= 0 or buffer.find(b"\\u", start) >= 0
-    return _MAX_RAW_ESCAPED_TOKEN if escaped else _MAX_RAW_TOKEN
-
-
-def _safe_cut(buffer: bytearray, target: int, reach: int) -> int:
-    """``target``, or the start of the token-like run (or bare prefix) that spans it.
-
-    A bare prefix matters too: it ends the token before it, so cutting through it would let that
-    token run on into the cut-off letters. An escape right after a token is part of its run, so a
-    cut never turns "%20" into an incomplete "%2"."""
-    window_start = max(0, target - reach)
-    window = bytes(buffer[window_start : target + reach])
-    for start, end in _runs(window, target - window_start):
-        start, end = window_start + start, window_start + end
-        if start < target < end:
-            return start if start > 0 else end
-    return target
-
-
-def _runs(window: bytes, before: int) -> Iterator[tuple[int, int]]:
-    """Spans of token-like runs starting before ``before`` in ``window``: candidates (with an escape
-    right after them) and prefixes."""
-    if may_hold_escaped(window):
-        for match in _prefix_re(window).finditer(window):
-            if match.start() >= before:
-                return
-            candidate = _read_candidate(window, match.start())
-            end = match.end() if candidate is None else candidate[1]
-            yield match.start(), min(len(window), max(match.end(), end) + 6)
-        return
-    yield from _plain_candidates(window, stop=before)
-    for match in _PREFIX_RE.finditer(window):
-        if match.start() >= before:
-            break
-        yield match.start(), match.end()
