@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewrap.errors import ConfigError
+from rewrap_cli.common import aws_session
 
 MODES = ("census", "rotate")
 INVENTORY_FORMAT = "S3InventoryReport_CSV_20161130"
@@ -47,8 +48,6 @@ class Clients:
 
     @classmethod
     def from_session(cls, session: Any) -> Clients:
-        if not session.region_name:
-            raise ConfigError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the stack's region")
         return cls(
             s3=session.client("s3"),
             cloudformation=session.client("cloudformation"),
@@ -269,7 +268,5 @@ def _print_job(
 
 
 def run_batch_job(options: argparse.Namespace) -> int:
-    import boto3
-
     check_arguments(options)
-    return submit(options, Clients.from_session(boto3.session.Session()))
+    return submit(options, Clients.from_session(aws_session()))

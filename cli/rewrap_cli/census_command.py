@@ -6,15 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
 
 from rewrap.census import Census, ObjectCensus
-from rewrap.census_runs import merge_run
+from rewrap.census_runs import merge_run, run_records
 from rewrap.census_taker import CensusTaker
 from rewrap.config import Settings, SweepTarget
 from rewrap.errors import ConfigError
 from rewrap.objects import S3Store
-from rewrap.ports import ObjectRef
 from rewrap.reports import CENSUS_COLUMNS
 from rewrap_cli.common import Progress, report_file, s3_client, s3_url, table
 from rewrap_cli.wiring import connect
@@ -63,24 +61,10 @@ def run_census_from_reports(options: argparse.Namespace) -> int:
         raise ConfigError("--from-reports needs the run's folder: s3://bucket/prefix/census/<runId>/")
     settings = Settings.from_env()
     store = S3Store(s3_client(settings))
-    folder = target.prefix.rstrip("/") + "/"
+    folder = SweepTarget(target.bucket, target.prefix.rstrip("/") + "/")
     started = time.monotonic()
-
-    def records() -> Iterator[tuple[str, bytes]]:
-        token: str | None = None
-        while True:
-            items, token = store.list_page(target.bucket, folder, token)
-            for item in items:
-                name = item.key[len(folder) :]
-                ref = ObjectRef(target.bucket, item.key)
-                head = store.head(ref)
-                body = store.get_body(ref, head) if head is not None else None
-                if body is not None:
-                    yield name, body.data
-            if token is None:
-                return
-
-    run = merge_run(records(), s3_url(target), options.min_version, options.key_tag or settings.key_tag or None)
+    judged = options.key_tag or settings.key_tag or None
+    run = merge_run(run_records(store, folder), s3_url(target), options.min_version, judged)
     code, verdict = run.judge_lines()
     census = run.census
     print(

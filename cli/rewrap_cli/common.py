@@ -41,6 +41,16 @@ def explain(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (run again with --verbose for the traceback)"
 
 
+def aws_session() -> Any:
+    """A boto3 session for commands that call the deployed stack; without a region, one clear line."""
+    import boto3
+
+    session = boto3.session.Session()
+    if not session.region_name:
+        raise ConfigError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the stack's region")
+    return session
+
+
 class LocalExtraMissing(ConfigError):
     """The embedded stack is an optional part of the package."""
 

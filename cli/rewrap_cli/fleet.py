@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rewrap.census_runs import LISTING_FORMAT, PARTIAL_FORMAT, run_folder
+from rewrap.census import Kind
+from rewrap.census_runs import RunMerge, merge_run, run_folder, run_records
 from rewrap.config import Settings, SweepTarget
 from rewrap.errors import ConfigError
-from rewrap_cli.common import s3_client
+from rewrap.objects import S3Store
+from rewrap.ports import ObjectStore
+from rewrap_cli.common import aws_session, s3_client, s3_url
 
 
 def new_run_id() -> str:
@@ -51,15 +54,30 @@ def start(lambda_client: Any, function: str, mode: str, targets: list[SweepTarge
 
 @dataclass
 class Status:
+    """Where a census run stands, from the run folder's listing records and partials."""
+
     run_id: str
-    listings: int = 0
-    listed: int = 0
-    enqueued: int = 0
-    expected_partials: int = 0
-    partials: int = 0
-    reported: int = 0
-    failed: int = 0  # objects the fleet could not read (kind failed or unreadable)
-    listing_done: bool = False
+    listed: int
+    enqueued: int
+    expected_partials: int
+    partials: int
+    reported: int
+    failed: int  # objects the fleet could not read (kind failed or unreadable)
+    listing_done: bool
+
+    @classmethod
+    def of(cls, run: RunMerge) -> Status:
+        kinds = run.census.kinds
+        return cls(
+            run.run_id,
+            listed=run.listed,
+            enqueued=run.enqueued,
+            expected_partials=run.expected_partials,
+            partials=run.partials,
+            reported=run.accounted,
+            failed=kinds[Kind.FAILED] + kinds[Kind.UNREADABLE],
+            listing_done=run.listing_done,
+        )
 
     @property
     def done(self) -> bool:
@@ -75,37 +93,13 @@ class Status:
         )
 
 
-def status(s3: Any, reports: str, run_id: str) -> Status:
+def status(store: ObjectStore, reports: str, run_id: str) -> Status:
     folder = run_folder(reports, run_id)
-    out = Status(run_id)
-    sequences: list[tuple[int, bool]] = []
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=folder.bucket, Prefix=folder.prefix):
-        for item in page.get("Contents", []):
-            record = json.loads(s3.get_object(Bucket=folder.bucket, Key=item["Key"])["Body"].read())
-            if record.get("runId") != run_id:
-                continue
-            if record.get("format") == LISTING_FORMAT:
-                out.listings += 1
-                out.listed += int(record.get("listed", 0))
-                out.enqueued += int(record.get("enqueued", 0))
-                out.expected_partials += len(record.get("partials", []))
-                sequences.append((int(record.get("sequence", 0)), bool(record.get("continued"))))
-            elif record.get("format") == PARTIAL_FORMAT:
-                out.partials += 1
-                out.reported += int(record.get("keys", 0))
-                kinds = record.get("census", {}).get("kinds", {})
-                out.failed += int(kinds.get("failed", 0)) + int(kinds.get("unreadable", 0))
-    sequences.sort()
-    out.listing_done = bool(sequences) and [s for s, _ in sequences] == list(range(len(sequences)))
-    out.listing_done = out.listing_done and not sequences[-1][1]
-    return out
+    return Status.of(merge_run(run_records(store, folder), s3_url(folder), None, None))
 
 
 def run_fleet_start(options: argparse.Namespace) -> int:
-    import boto3
-
-    session = boto3.session.Session()
+    session = aws_session()
     name = sweep_function(session.client("cloudformation"), options.function, options.stack)
     run_id = start(session.client("lambda"), name, options.mode, options.targets, options.run_id)
     if options.mode == "census":
@@ -118,9 +112,9 @@ def run_fleet_start(options: argparse.Namespace) -> int:
 
 
 def run_fleet_status(options: argparse.Namespace) -> int:
-    s3 = s3_client(Settings.from_env())
+    store = S3Store(s3_client(Settings.from_env()))
     while True:
-        state = status(s3, options.reports, options.run_id)
+        state = status(store, options.reports, options.run_id)
         print(state.line(), flush=True)
         if state.done or not options.watch:
             return 0 if state.done else 1

@@ -291,3 +291,19 @@ def test_fleet_census_invokes_the_stacks_sweep_with_a_run_id(capsys: pytest.Capt
             {"StackName": "rewrap", "LogicalResourceId": "SweepFunction"},
         )
         assert fleet_cli.sweep_function(cloudformation, None, "rewrap") == "rewrap-sweep"
+
+
+@pytest.mark.parametrize(
+    "command", [["census", "s3://b/p/", "--stack", "rewrap"], ["rotate", "s3://b/", "--function", "sweep"]]
+)
+def test_fleet_without_a_region_says_so_in_one_line(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rewrap_cli.main as cli
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    assert cli.main(["fleet", *command]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "rewrap: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the stack's region"

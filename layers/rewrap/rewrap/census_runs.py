@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -134,6 +134,21 @@ def write_listing(
 
 
 # --- merging a run --------------------------------------------------------------------------------
+def run_records(store: ObjectStore, folder: SweepTarget) -> Iterator[tuple[str, bytes]]:
+    """Every object of a run folder as (name within the folder, body), listed page by page."""
+    token: str | None = None
+    while True:
+        items, token = store.list_page(folder.bucket, folder.prefix, token)
+        for item in items:
+            ref = ObjectRef(folder.bucket, item.key)
+            head = store.head(ref)
+            body = store.get_body(ref, head) if head is not None else None
+            if body is not None:  # deleted since the listing
+                yield item.key[len(folder.prefix) :], body.data
+        if token is None:
+            return
+
+
 @dataclass
 class RunMerge:
     census: Census
@@ -143,6 +158,8 @@ class RunMerge:
     listed: int = 0
     enqueued: int = 0
     accounted: int = 0
+    expected_partials: int = 0  # named by the listing records read so far
+    listing_done: bool = False  # every hand-over's listing record is there and the last one finished
     missing: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why the run is not known to be complete
@@ -207,11 +224,13 @@ def merge_run(
         merged.accounted += int(record.get("keys", 0))
         merged.census.merge_partial(record.get("census", {}))
     merged.census.versioning = _worst_versioning(versioning.values()) if versioning else ""
+    merged.expected_partials = len(expected)
     if not sequences:
         merged.problems.append("no sweep listing record in the run: the keys that should be reported are not known")
     else:
         sequences.sort()
-        if [s for s, _ in sequences] != list(range(len(sequences))) or sequences[-1][1]:
+        merged.listing_done = [s for s, _ in sequences] == list(range(len(sequences))) and not sequences[-1][1]
+        if not merged.listing_done:
             merged.problems.append("the sweep's listing is not finished (a hand-over's listing record is missing)")
         merged.missing = sorted(expected - found)
         merged.foreign += sorted(f"{name} (not enqueued by this run's sweep)" for name in found - expected)
