@@ -34,7 +34,8 @@ class Params:
 class Bench:
     def __init__(self, params: Params) -> None:
         import boto3
-        from botocore.config import Config
+
+        from rewrap.runtime import aws_client_config
 
         self.params = params
         self.moto = Child(moto_main)
@@ -42,7 +43,7 @@ class Bench:
         self.moto_url: str = self.moto.hello
         self.kms_url, self.key_tag = self.kms.hello
         self.session = boto3.session.Session(**FAKE_AWS)
-        pool_config = Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 3})
+        pool_config = aws_client_config(concurrency=8)  # seeding and checking run 8 threads
         self.admin = self.session.client("s3", endpoint_url=self.moto_url, config=pool_config)  # no latency
         # S3's default for new buckets since 2023: ACLs disabled, so no contender reads or restates one
         # (moto also answers GetObjectAcl with a 500 for an object made by a multipart upload)
@@ -87,11 +88,10 @@ class Bench:
         return runtime, meter
 
     def metered_client(self) -> tuple[Any, Meter]:
-        from botocore.config import Config
+        """An S3 client configured as rewrap's own (the floor and the naive rotator use it), metered."""
+        from rewrap.runtime import aws_client_config
 
-        config = Config(
-            max_pool_connections=self.params.concurrency + 4, retries={"mode": "standard", "max_attempts": 3}
-        )
+        config = aws_client_config(self.params.concurrency)
         meter = Meter(self.s3_latency)
         return meter.attach(self.session.client("s3", endpoint_url=self.moto_url, config=config)), meter
 
