@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .render import _num, render_text
+from ..render import _num, render_text
 
 PHASES = (("census_before", "census before"), ("rotate", "rotation"), ("census", "census"))
 
