@@ -50,6 +50,10 @@ def test_fleet_bench_at_a_tiny_size_measures_and_verifies(tmp_path: Path) -> Non
         assert before["kms_requests"] == census["kms_requests"] == 0
         assert 0 < rotation["kms_requests"] < objects and rotation["kms_ops"].get("re-encrypt", 0) >= 1
         assert census["partials"] == census["messages"] > 0 and census["merge_s"] > 0
+        # the merge figure is the median CPU time of the default number of timed merges
+        low, high = census["merge_cpu_s_range"]
+        assert census["merge_repeats"] == 7 and 0 < low <= census["merge_cpu_s"] <= high
+        assert census["merge_cpu_us_per_partial"] > 0
     # request counts per object do not depend on timing: flat across sizes
     ratios = record["flatness"]["ratios"]
     assert 0.75 <= ratios["census S3 req/object"][sizes[1]] <= 1.25

@@ -25,7 +25,7 @@ is not a broken benchmark).
 
 The package: ``params`` (parameters, what a size seeded), ``stack`` (the servers and the admin
 clients), ``seeding``, ``sweep_run`` (one sweep → queue → rotate-containers run and the warm-up),
-``phase`` (what a run did, as figures), ``census_merge`` (the partials fetched and merged, timed),
+``phase`` (what a run did, as figures), ``census_merge`` (the partials fetched, merged and timed),
 ``checks`` (the results against what was seeded), ``driver`` (one size, end to end), ``flatness``
 (the verdict across sizes), ``render`` (tables, fleet.md, fleet.png) and ``cli`` (the entry point).
 

@@ -33,6 +33,7 @@ def run(params: FleetParams, log: Callable[[str], None], before_rotation: Hook |
         for size in params.sizes:
             log(f"fleet bench: {size:,} objects, {params.workers} rotate containers")
             sizes[size] = bench.measure(size)
+        bench.time_merges(sizes)
     finally:
         bench.close()
     problems = [f"{size:,} objects: {p}" for size, f in sizes.items() for p in f["problems"]]
@@ -72,6 +73,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--kms-latency-ms", type=float, nargs=2, default=(20.0, 40.0), metavar=("MIN", "MAX"))
     parser.add_argument("--s3-latency-ms", type=float, default=3.0)
     parser.add_argument("--tolerance", type=float, default=0.25, help="flatness verdict: ±this fraction")
+    parser.add_argument(
+        "--merge-repeats", type=int, default=7, help="rounds of timed census merges (every size in each), median kept"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--census-before", action="store_true", help="a census run before the rotation too (must be NOT SAFE)"
@@ -80,6 +84,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= RECEIVE_LIMIT:
         parser.error(f"--batch must be 1-{RECEIVE_LIMIT}")
+    if args.merge_repeats < 1:
+        parser.error("--merge-repeats must be at least 1")
     return args
 
 
@@ -101,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         quick=args.quick,
         census_before=args.census_before,
+        merge_repeats=args.merge_repeats,
     )
 
     def log(message: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..containers import Container
-from .census_merge import merge_census
+from .census_merge import RunPartials, fetch_partials, time_merges
 from .checks import check_census, check_rotation, rotation_statuses, spot_check
 from .params import FleetParams, Seeded
 from .seeding import Seeder
@@ -27,6 +27,8 @@ class FleetBench:
         self.seeder = Seeder(self.stack, params)
         self.runner = SweepRunner(self.stack, params)
         self.before_rotation: Hook | None = None
+        # (size, phase) → the census run's partials, kept for the merges timed once every size has run
+        self.census_runs: dict[tuple[int, str], RunPartials] = {}
 
     def close(self) -> None:
         self.stack.close()
@@ -68,6 +70,11 @@ class FleetBench:
         out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: how busy it was
         return out
 
+    def time_merges(self, sizes: dict[int, dict[str, Any]]) -> None:
+        """Every census run's merge timed, all sizes interleaved, into its figures."""
+        for (size, name), timing in time_merges(self.census_runs, self.params.merge_repeats).items():
+            sizes[size][name].update(timing)
+
     def measure_phases(
         self, seeded: Seeded, sweeper: Container, workers: Sequence[Container], out: dict[str, Any]
     ) -> list[str]:
@@ -84,8 +91,10 @@ class FleetBench:
             problems += phase.problems
             if mode == "census":
                 run_id = phase.sweep.get("response", {}).get("runId", "?")
-                run, merge = merge_census(self.stack, seeded, run_id)
-                figures.update(merge)
+                partials = fetch_partials(self.stack, seeded, run_id)
+                self.census_runs[seeded.size, name] = partials
+                run = partials.merge()
+                figures.update(partials=run.partials, fetch_s=round(partials.fetch_s, 3))
                 problems += check_census(self.stack, name, run, seeded, figures)
             else:
                 figures["statuses"] = dict(rotation_statuses(self.stack, seeded))

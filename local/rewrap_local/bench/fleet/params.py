@@ -34,6 +34,7 @@ class FleetParams:
     seed: int = 7
     quick: bool = False
     phase_timeout_s: float = 1800.0
+    merge_repeats: int = 7  # rounds of census merges timed after the runs; the figure is the median
 
 
 @dataclass
