@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from rewrap_local.bench import fleet
+from rewrap_local.bench.fleet.cli import main, run
+from rewrap_local.bench.fleet.params import FleetParams
+from rewrap_local.bench.fleet.stack import FleetStack
 
 SIZES = (30, 60)
 
@@ -23,7 +25,7 @@ def test_fleet_bench_at_a_tiny_size_measures_and_verifies(tmp_path: Path) -> Non
     # When the bench runs at two tiny sizes, through its command line, with a census before the rotation too
     sizes = [str(size) for size in SIZES]
     argv = ["--sizes", *sizes, "--workers", "2", "--traced", "2", "--census-before", "--out", str(tmp_path)]
-    assert fleet.main([*argv, "--kms-latency-ms", "1", "2", "--s3-latency-ms", "0"]) == 0
+    assert main([*argv, "--kms-latency-ms", "1", "2", "--s3-latency-ms", "0"]) == 0
 
     # Then its record says every object was rotated and the census after it is SAFE and complete
     record: dict[str, Any] = json.loads((tmp_path / "fleet.jsonl").read_text().splitlines()[-1])
@@ -48,6 +50,10 @@ def test_fleet_bench_at_a_tiny_size_measures_and_verifies(tmp_path: Path) -> Non
         assert before["kms_requests"] == census["kms_requests"] == 0
         assert 0 < rotation["kms_requests"] < objects and rotation["kms_ops"].get("re-encrypt", 0) >= 1
         assert census["partials"] == census["messages"] > 0 and census["merge_s"] > 0
+        # the merge figure is the median CPU time of the default number of timed merges
+        low, high = census["merge_cpu_s_range"]
+        assert census["merge_repeats"] == 7 and 0 < low <= census["merge_cpu_s"] <= high
+        assert census["merge_cpu_us_per_partial"] > 0
     # request counts per object do not depend on timing: flat across sizes
     ratios = record["flatness"]["ratios"]
     assert 0.75 <= ratios["census S3 req/object"][sizes[1]] <= 1.25
@@ -57,7 +63,7 @@ def test_fleet_bench_at_a_tiny_size_measures_and_verifies(tmp_path: Path) -> Non
     assert "SAFE" in (tmp_path / "fleet.md").read_text()
     assert (tmp_path / "fleet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "fleet.md").unlink()
-    assert fleet.main(["--rerender", "--out", str(tmp_path)]) == 0
+    assert main(["--rerender", "--out", str(tmp_path)]) == 0
     assert record["flatness"]["verdict"] in (tmp_path / "fleet.md").read_text()
     assert len((tmp_path / "fleet.jsonl").read_text().splitlines()) == 1
 
@@ -65,13 +71,13 @@ def test_fleet_bench_at_a_tiny_size_measures_and_verifies(tmp_path: Path) -> Non
 @pytest.mark.timeout(900)
 def test_fleet_bench_reports_a_rotation_that_left_objects_behind(tmp_path: Path) -> None:
     # Given a KMS that answers every re-encrypt with an item that is not a token (each object fails, untouched)
-    def break_kms(bench: fleet.FleetBench) -> None:
-        bench.kms.call("inject", "bad-pattern", 10_000)
+    def break_kms(stack: FleetStack) -> None:
+        stack.kms.call("inject", "bad-pattern", 10_000)
 
-    params = fleet.FleetParams(sizes=(SIZES[0],), workers=2, traced=0, kms_latency_ms=(1.0, 2.0), s3_latency_ms=0)
+    params = FleetParams(sizes=(SIZES[0],), workers=2, traced=0, kms_latency_ms=(1.0, 2.0), s3_latency_ms=0)
 
     # When the bench runs
-    record = fleet.run(params, quiet, before_rotation=break_kms)
+    record = run(params, quiet, before_rotation=break_kms)
 
     # Then it says the result is wrong: the census after the rotation is not SAFE, and objects read back are stale
     problems = record["problems"]

@@ -1,0 +1,8 @@
+"""``python -m rewrap_local.bench.fleet``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
