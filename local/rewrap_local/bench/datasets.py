@@ -8,7 +8,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .constants import REGION, WRAPPED_KEY_METADATA, MiB
+from rewrap_local.stack import REGION
+
+from .constants import WRAPPED_KEY_METADATA, MiB
 
 
 @dataclass

@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .constants import ACCESS_KEY, API_KEY, BUCKET, FAKE_AWS, REGION, SECRET_KEY, WRAPPED_KEY_METADATA, MiB
+from rewrap_local.stack import ACCESS_KEY, API_KEY, FAKE_AWS, REGION, SECRET_KEY
+
+from .constants import BUCKET, WRAPPED_KEY_METADATA, MiB
 from .datasets import FULL, QUICK, DataSet, Item, Scale, TokenPool, build_data_sets
 from .meter import Meter
 from .servers import Child, kms_main, moto_main

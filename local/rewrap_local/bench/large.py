@@ -12,7 +12,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .constants import BUCKET, DATA_KEY_BYTES, FAKE_AWS, MiB
+from rewrap_local.stack import FAKE_AWS
+
+from .constants import BUCKET, DATA_KEY_BYTES, MiB
 from .contenders import kms_delta, status_kib
 from .datasets import WORDS, prose
 from .harness import Bench

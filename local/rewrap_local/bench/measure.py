@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .constants import REGION, MiB
+from rewrap_local.stack import REGION
+
+from .constants import MiB
 from .contenders import rate, run_floor, run_naive, run_rewrap, sig
 from .datasets import DataSet, stratified
 from .harness import Bench

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .constants import ACCESS_KEY, API_KEY, DATA_KEY_BYTES, SECRET_KEY
+from rewrap_local.stack import ACCESS_KEY, API_KEY, SECRET_KEY
+
+from .constants import DATA_KEY_BYTES
 
 
 def moto_main(conn: Connection) -> None:

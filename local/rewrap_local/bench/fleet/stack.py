@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from ..constants import ACCESS_KEY, API_KEY, FAKE_AWS, REGION, SECRET_KEY
+from rewrap_local.stack import ACCESS_KEY, API_KEY, FAKE_AWS, REGION, SECRET_KEY
+
 from ..servers import Child, kms_main, moto_main
 from .params import REPORTS_BUCKET, FleetParams, Seeded
 from .phase import cpu_seconds
