@@ -68,14 +68,7 @@ class LocalStack:
     def environment(self) -> dict[str, str]:
         """What a deployed function would see, pointed at this stack (for running the real handlers)."""
         return {
-            "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "NCP_KMS_ENDPOINT": self.kms.url,
-            "NCP_KMS_KEY_TAG": self.key_tag,
-            "NCP_KMS_SECRET_ID": self.secret_id,
+            **function_environment(self.moto_url, self.kms.url, self.key_tag, self.secret_id),
             "NCP_KMS_SIGNATURE_VERSION": self.signature_version,
             "NCP_KMS_API": self.api,
             "NCP_KMS_RATE_LIMIT": "0",
@@ -83,10 +76,24 @@ class LocalStack:
             "REWRAP_QUEUE_URL": self.queue_url,
             "REWRAP_DEAD_LETTER_QUEUE_URL": self.dead_letter_queue_url,
             "REWRAP_SWEEP_TARGETS": self.bucket,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "rewrap",
-            "POWERTOOLS_METRICS_NAMESPACE": "Rewrap",
         }
+
+
+def function_environment(moto_url: str, kms_url: str, key_tag: str, secret_id: str) -> dict[str, str]:
+    """The environment every embedded run of the real handlers shares: AWS on moto, NCP on the emulator."""
+    return {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "NCP_KMS_ENDPOINT": kms_url,
+        "NCP_KMS_KEY_TAG": key_tag,
+        "NCP_KMS_SECRET_ID": secret_id,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "rewrap",
+        "POWERTOOLS_METRICS_NAMESPACE": "Rewrap",
+    }
 
 
 def provision(

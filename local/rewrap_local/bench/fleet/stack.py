@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rewrap_local.stack import ACCESS_KEY, API_KEY, FAKE_AWS, REGION, SECRET_KEY
+from rewrap_local.stack import ACCESS_KEY, API_KEY, FAKE_AWS, REGION, SECRET_KEY, function_environment
 
 from ..servers import Child, kms_main, moto_main
 from .params import REPORTS_BUCKET, FleetParams, Seeded
@@ -46,14 +46,7 @@ class FleetStack:
     def environment(self, seeded: Seeded) -> dict[str, str]:
         """What the deployed functions would see, pointed at the embedded stack."""
         return {
-            "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "NCP_KMS_ENDPOINT": self.kms_url,
-            "NCP_KMS_KEY_TAG": self.key_tag,
-            "NCP_KMS_SECRET_ID": self.secret_id,
+            **function_environment(self.moto_url, self.kms_url, self.key_tag, self.secret_id),
             "REWRAP_BUCKETS": seeded.bucket,
             "REWRAP_QUEUE_URL": seeded.queue_url,
             "REWRAP_DEAD_LETTER_QUEUE_URL": seeded.dead_letter_queue_url,
@@ -63,9 +56,6 @@ class FleetStack:
             # NCP's budget shared by the containers that may run at once, as the template derives it
             "REWRAP_MAX_CONTAINERS": str(self.params.workers),
             "REWRAP_TEXT_SUFFIXES": ".json",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "rewrap",
-            "POWERTOOLS_METRICS_NAMESPACE": "Rewrap",
         }
 
     def queue_count(self, url: str) -> int:
