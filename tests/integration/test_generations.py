@@ -26,7 +26,9 @@ from rewrap.errors import (
     PartialBatchError,
 )
 from rewrap.ncp.client import NcpKmsClient
-from rewrap.ncp.generations import GENERATIONS, item_errors, key_region, wrong_region
+from rewrap.ncp.generations import GENERATIONS
+from rewrap.ncp.regions import key_region, wrong_region
+from rewrap.ncp.reply_errors import item_errors
 from rewrap.ncp.signing import Credentials
 from rewrap.ports import ObjectRef
 from rewrap.secrets import parse_credentials

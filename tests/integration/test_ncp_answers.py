@@ -19,8 +19,9 @@ from rewrap.census import Census
 from rewrap.census_taker import CensusTaker, RescueList, version_states, with_version_states
 from rewrap.engine import Status
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
+from rewrap.ncp.assumptions import ASSUMPTIONS
 from rewrap.ncp.client import NcpKmsClient
-from rewrap.ncp.generations import ASSUMPTIONS, RE_ENCRYPT
+from rewrap.ncp.generations import RE_ENCRYPT
 from rewrap.ncp.replies import checked_re_encrypt
 from rewrap.ncp.signing import Credentials, token_expiry
 from rewrap.ports import ObjectRef

@@ -48,6 +48,9 @@ SHARED = {
     "rewrap.observability",
     "rewrap.ncp",
     "rewrap.ncp.generations",
+    "rewrap.ncp.regions",
+    "rewrap.ncp.reply_errors",
+    "rewrap.ncp.assumptions",
     "rewrap.ncp.signing",
 }
 ENTRY_POINTS = {"rewrap.handlers"}

@@ -2,8 +2,8 @@
 
 It serves the part of NCP KMS that rewrap uses, in all three API generations over the same keys, with
 NCP's paths, API Gateway signatures (verified with ``rewrap.ncp.signing``, so client and emulator share one
-string-to-sign), envelopes and limits (``rewrap.ncp.generations`` is the one table of paths, limits and
-assumptions both read):
+string-to-sign), envelopes and limits (``rewrap.ncp.generations`` is the one table of paths and limits both
+read, ``rewrap.ncp.regions`` and ``rewrap.ncp.reply_errors`` of hosts and error codes):
 
 * KMS API 1.0 (``wire_1_0``): ``POST /keys/{v1|v2}/{keyTag}/{action}``, string or array bodies.
 * KMS API 2.0 (``wire_2_0``): ``POST /kms/v1/keys/{keyTag}/{action}`` with a signature or the

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rewrap.ncp.generations import CLOCK_SKEW_SECONDS
+from rewrap.ncp.reply_errors import CLOCK_SKEW_SECONDS
 from rewrap.ncp.signing import (
     ACCESS_KEY_HEADER,
     API_KEY_HEADER,

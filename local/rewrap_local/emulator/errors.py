@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewrap.ncp.generations import PATH_NOT_FOUND_CODE, WRONG_REGION_CODE, WRONG_REGION_CODE_V3
+from rewrap.ncp.regions import WRONG_REGION_CODE, WRONG_REGION_CODE_V3
+from rewrap.ncp.reply_errors import PATH_NOT_FOUND_CODE
 
 # The gateway's own answers (API Gateway error table), the same on every path family.
 AUTH_FAILED = {"error": {"errorCode": "200", "message": "Authentication Failed"}}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from rewrap.ncp.generations import REQUEST_ID_HEADERS
+from rewrap.ncp.reply_errors import REQUEST_ID_HEADERS
 
 from .errors import BAD_REQUEST, TOO_LARGE, UNEXPECTED
 from .stats import EmulatorStats

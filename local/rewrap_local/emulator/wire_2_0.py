@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewrap.ncp.generations import GENERATIONS, GLOBAL_OCAPI, REGION_HOSTS, key_region
+from rewrap.ncp.generations import GENERATIONS
+from rewrap.ncp.regions import GLOBAL_OCAPI, REGION_HOSTS, key_region
 
 from .errors import EmulatorError
 from .keys import Key

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 from rewrap.deadline import Deadline
 from rewrap.errors import KmsInvalidReplyError, KmsKeyDisabledError, KmsRejectedError, RewrapError
-from rewrap.ncp.generations import PATH_NOT_FOUND_CODE, Generation, ItemFailures, Operation, no_limit, refuses_arrays
+from rewrap.ncp.generations import Generation, Operation, no_limit
 from rewrap.ncp.replies import refuses_item
+from rewrap.ncp.reply_errors import PATH_NOT_FOUND_CODE, ItemFailures, refuses_arrays
 from rewrap.ncp.transport import CredentialsSource, KmsTransport
 from rewrap.tokens import chunk_by_size
 

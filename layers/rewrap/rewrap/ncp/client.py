@@ -34,14 +34,14 @@ from rewrap.ncp.generations import (
     ENABLED_STATES,
     ENCRYPT,
     RE_ENCRYPT,
-    STATE_REFUSAL_CODES,
     STATE_WORDS,
     Generation,
     KeyInfo,
-    check_endpoint_serves,
     generation,
 )
+from rewrap.ncp.regions import check_endpoint_serves
 from rewrap.ncp.replies import all_or_raise, checked_plaintexts, checked_re_encrypt, checked_tokens
+from rewrap.ncp.reply_errors import STATE_REFUSAL_CODES
 from rewrap.ncp.transport import CredentialsSource
 from rewrap.tokens import token_match, token_version
 

@@ -1,4 +1,4 @@
-"""The NCP KMS API generations rewrap speaks, and every assumption about them, in one place.
+"""The NCP KMS API generations rewrap speaks: each one's paths, envelopes, limits and replies, in one table.
 
 ``NCP_KMS_API`` picks one of :data:`GENERATIONS`:
 
@@ -13,69 +13,31 @@
   bare success bodies; errors ``{"error": {"errorCode", "message", "fieldErrors"?}}`` or ``{"failures": {...}}``.
 
 Facts come from ``reference/ncp-kms-api.md``. The public docs leave some details open or disagree; the
-choices made for them are listed with their sources in :data:`ASSUMPTIONS` (and the README table of the
-section "NCP KMS API generations"), and marked ``ASSUMPTION`` where they are applied. Correct them here
-and client, emulator and README stay in line.
+choices made for them are listed with their sources in :data:`rewrap.ncp.assumptions.ASSUMPTIONS` (and
+the README table of the section "NCP KMS API generations"), and marked ``ASSUMPTION`` where they are
+applied. Hosts and regions live in :mod:`rewrap.ncp.regions`, NCP's error codes and the classification
+of failed replies in :mod:`rewrap.ncp.reply_errors`. Correct a fact where it lives and client, emulator
+and README stay in line.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from rewrap.errors import (
-    KmsAuthError,
-    KmsInvalidReplyError,
-    KmsRejectedError,
-    KmsThrottledError,
-    KmsUnavailableError,
-    KmsWrongRegionError,
-    RewrapError,
-)
+from rewrap.errors import KmsInvalidReplyError, KmsRejectedError
+from rewrap.ncp.regions import GLOBAL_OCAPI
+from rewrap.ncp.reply_errors import ItemFailures, ReplyInfo, error_code, error_message, item_errors, request_error
 
 DEFAULT_API = "1.0"
-GLOBAL_OCAPI = "https://ocapi.ncloud.com"
-# Region-isolated keys carry a region prefix in their tag (case-insensitive) and answer only on that
-# region's host; anywhere else NCP answers 400.
-REGION_HOSTS: Mapping[str, str] = {"kr": "ocapi-kr.ncloud.com", "jpn": "ocapi-jp.ncloud.com"}
-KEY_TAG_REGION_PREFIXES: Mapping[str, str] = {"kr-": "kr", "jpn-": "jpn"}
-_APIGW_HOSTS = frozenset({"kms.apigw.ntruss.com", "kms.apigw.gov-ntruss.com"})
-_GLOBAL_HOSTS = _APIGW_HOSTS | {"ocapi.ncloud.com", "ocapi.gov-ncloud.com"}
-
-# ASSUMPTION: the code NCP puts in the 400 for a region-prefixed key called on another region's host
-# (only the status is documented). 1.0/2.0 envelope code, v3 errorCode.
-WRONG_REGION_CODE = "REGION_MISMATCH"
-WRONG_REGION_CODE_V3 = "RegionMismatch"
-WRONG_REGION_CODES = frozenset({WRONG_REGION_CODE, WRONG_REGION_CODE_V3})
-# ASSUMPTION: v3 errorCodes of items in a batch ``failures`` map that a later attempt may pass; an item
-# carries no HTTP status of its own. Any other code is permanent.
-RETRYABLE_ITEM_CODES: Mapping[str, type[RewrapError]] = {
-    "TooManyRequests": KmsThrottledError,
-    "InternalServerError": KmsUnavailableError,
-    "ServiceUnavailable": KmsUnavailableError,
-    "GatewayTimeout": KmsUnavailableError,
-}
-# The gateway's "Not Found Exception" (404, code 300): also what a misspelt path gets, so a path with
-# another documented spelling is tried once with that one (documented: API Gateway error table).
-PATH_NOT_FOUND_CODE = "300"
-# ASSUMPTION: the headers naming a request for NCP support. v3 documents x-ncp-request-id on every
-# status; the API Gateway's trace header name is not documented (x-ncp-trace-id is our guess).
-REQUEST_ID_HEADERS = ("x-ncp-request-id", "x-ncp-trace-id")
-# documented: a request timestamp 5 minutes or more off the gateway's clock is refused (401, code 200).
-CLOCK_SKEW_SECONDS = 300
 # documented limits of one item (§4): an AES256 plaintext up to 32 KB, a context up to 50 bytes decoded.
 MAX_PLAINTEXT_BYTES = 32 * 1024
 MAX_CONTEXT_BYTES = 50
 # the path segment under a key that names its versions (2.0 versions list, v3 one version and rotation)
 VERSIONS_SEGMENT = "versions"
-# ASSUMPTION: the codes of a refusal caused by a key's or a version's state. 1.0 documents
-# UNPROCESSABLE_ENTITY "Invalid status"; the 2.0 and v3 codes are not documented (2.0 and v3 are asked
-# for key info instead, so only 1.0 depends on this).
-STATE_REFUSAL_CODES = frozenset({"UNPROCESSABLE_ENTITY", "KeyVersionDisabled", "KeyDisabled", "KeyNotEnabled"})
 # documented key states: 2.0 ENABLE | DISABLE | REVOKE, v3 ENABLED | DISABLED | REVOKED (REVOKE(D):
 # deletion requested, destroyed 72 hours later unless cancelled); versions ENABLE(D) | DISABLE(D).
 ENABLED_STATES = frozenset({"ENABLE", "ENABLED"})
@@ -85,70 +47,6 @@ STATE_WORDS: Mapping[str, str] = {
     "REVOKE": "revoked (deletion pending; destroyed 72 hours after the request unless cancelled)",
     "REVOKED": "revoked (deletion pending; destroyed 72 hours after the request unless cancelled)",
 }
-# ASSUMPTION: how a 2.0 endpoint that takes no arrays says so: a 400 whose message names an invalid
-# type (the Korean 2.0 table types ciphertext as String only; no error text is documented).
-ARRAY_REFUSAL_RE = re.compile(r"invalid type|type mismatch|must be a string|string expected|not a string|array", re.I)
-
-
-# Every assumption that remains, with what supports it (reference/ncp-kms-api.md sections). The README
-# table "Assumptions" lists the same entries; tests/integration/test_ncp_answers.py keeps them in step.
-ASSUMPTIONS: tuple[tuple[str, str], ...] = (
-    (
-        "1.0 re-encrypt is sent as reencrypt first, re-encrypt on a 404 code 300",
-        "ko/ja/gov and the newest en page (2026-09-17) say reencrypt, the seed page re-encrypt (§1.1, §8)",
-    ),
-    (
-        "2.0 re-encrypt is sent as re-encrypt first, reencrypt on a 404 code 300",
-        "both spellings listed (§1.1); 2.0 paths spell words apart (create-custom-key, get-pub-key)",
-    ),
-    (
-        "2.0 arrays follow 1.0's 32 KB combined limit; a 400 naming an invalid type turns on one item per request",
-        "en token page shows arrays, the ko 2.0 table String only (§3.3, §8); no 2.0 limit documented (§4)",
-    ),
-    (
-        "v3 batches have no combined size limit besides 1-100 items",
-        "1-100 items documented (§3.3, §4); each token at most 43,746 characters",
-    ),
-    (
-        "v3 success bodies use 2.0's field names without the envelope; a re-encrypt result named "
-        "ciphertext is taken too",
-        "field names undocumented (§3.1, §3.3, §8); the token pattern and version checks guard the value",
-    ),
-    (
-        'v3 batch results are {"results": {"0": {...}}}; issue-custom-key answers keyVersion',
-        "index keys documented (§8), item field names not",
-    ),
-    (
-        "v3 batch-encrypt is POST .../batch-encrypt",
-        "by analogy with batch-decrypt, batch-re-encrypt and the token API batchEncryptWithToken (§1.1)",
-    ),
-    (
-        "a region-isolated key on another region's host answers 400 REGION_MISMATCH / RegionMismatch",
-        "only the 400 is documented (§1); global keys are taken to work on regional hosts",
-    ),
-    (
-        "v3 item errorCodes TooManyRequests, InternalServerError, ServiceUnavailable, GatewayTimeout are retryable",
-        "the v3 errorCode table is not documented (§5.3)",
-    ),
-    (
-        "key and version states come from key info (2.0, v3 with a signature); 1.0 and token auth read "
-        "UNPROCESSABLE_ENTITY and probe with an encrypt",
-        "states documented (§3.6, §6); 1.0 documents UNPROCESSABLE_ENTITY Invalid status (§5.1); the error for "
-        "a disabled key is not (§6); there is no getKey with a token (§8)",
-    ),
-    (
-        "the request id is x-ncp-request-id, or x-ncp-trace-id from the gateway",
-        "x-ncp-request-id documented for v3 (§2.1); the gateway's trace header name is not",
-    ),
-    (
-        "ocapi access tokens are JWTs whose exp claim tells their expiry",
-        "tokens are per key and expire (§2.4, §8); the claim is read, never verified (NCP verifies)",
-    ),
-    (
-        "2.0 error bodies look like 1.0's ({code, msg}) or the gateway's ({error: {...}})",
-        "2.0 error table not retrieved (§5.2); openbao parses both shapes (§8)",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -172,15 +70,6 @@ class KeyInfo:
     key_tag: str
     current_version: int
     status: str | None = None
-
-
-class ItemFailures(Exception):
-    """A v3 batch answered with a ``failures`` map: request index → the error of that item. Not a
-    RewrapError: the client turns it into per-item results and re-sends the items that did not fail."""
-
-    def __init__(self, errors: dict[int, RewrapError]) -> None:
-        super().__init__(f"{len(errors)} batch item(s) failed")
-        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -390,139 +279,6 @@ def generation(name: str) -> Generation:
         return GENERATIONS[name]
     except KeyError:
         raise ValueError(f"unknown NCP KMS API {name!r}; choose one of {', '.join(GENERATIONS)}") from None
-
-
-# --- errors -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReplyInfo:
-    """What a failed reply's headers tell an operator: NCP's request id, the server's clock."""
-
-    request_id: str | None = None
-    retry_after: float | None = None
-    clock_skew_seconds: float | None = None  # server Date minus the local clock, when a Date came back
-
-    def suffix(self) -> str:
-        return f", request id {self.request_id}" if self.request_id else ""
-
-
-def request_error(status: int, payload: Any, reply: ReplyInfo | None = None) -> RewrapError:
-    """The error class of a failed request, the same for every generation (by HTTP status first). Its
-    reason names the HTTP status, NCP's error code and the request id (for NCP support)."""
-    reply = reply or ReplyInfo()
-    code = error_code(payload)
-    where = f"HTTP {status}, code {code}{reply.suffix()}"
-    error: RewrapError
-    if status in (401, 403):
-        skew = reply.clock_skew_seconds
-        if skew is not None and abs(skew) >= CLOCK_SKEW_SECONDS:
-            side = "ahead of" if skew > 0 else "behind"
-            error = KmsAuthError(
-                f"NCP rejected the request signature: clock skew, NCP's clock is {abs(skew):.0f} s {side} this "
-                f"one and NCP refuses timestamps 5 minutes or more off; fix the clock ({where})"
-            )
-        else:
-            error = KmsAuthError(
-                f"NCP rejected the credentials: check accessKey/secretKey (and apiKey for signature v1) or the "
-                f"ocapi token, and the key's permissions ({where})"
-            )
-    elif status == 429:
-        error = KmsThrottledError(f"NCP throttled the request ({where})", retry_after=reply.retry_after)
-    elif status >= 500:
-        error = KmsUnavailableError(f"NCP KMS answered {where}")
-    elif code in WRONG_REGION_CODES:
-        error = KmsWrongRegionError(f"the key is region-isolated and this is not its region's host ({where})")
-    elif status == 404:
-        error = KmsRejectedError(f"key tag not found ({where})")
-    else:
-        error = KmsRejectedError(f"NCP KMS refused the request ({where}: {error_message(payload)})")
-    error.http_status, error.error_code = status, code
-    return error
-
-
-def item_errors(failures: dict[str, Any], status: int, reply: ReplyInfo | None = None) -> dict[int, RewrapError]:
-    """A v3 ``failures`` map as request index → error. An item is classified by its errorCode; an unknown
-    code takes the class of the response's status (a single cause sets the status; several make it 400)."""
-    reply = reply or ReplyInfo()
-    errors: dict[int, RewrapError] = {}
-    for key, failure in failures.items():
-        if not (isinstance(key, str) and key.isdigit() and (key == "0" or key[0] != "0")):
-            raise KmsInvalidReplyError("batch failures are not keyed by request index")
-        body = {"error": failure} if isinstance(failure, dict) else None
-        code = error_code(body)
-        error_class = RETRYABLE_ITEM_CODES.get(code)
-        if error_class is not None:
-            errors[int(key)] = error_class(
-                f"NCP KMS could not process this item now ({code}: {error_message(body)}{reply.suffix()})"
-            )
-            errors[int(key)].error_code = code
-        else:
-            errors[int(key)] = request_error(status if status >= 400 else 400, body, reply)
-    return errors
-
-
-def refuses_arrays(error: RewrapError) -> bool:
-    """Whether a refusal of an array request says the endpoint takes one string only (ARRAY_REFUSAL_RE)."""
-    return error.http_status == 400 and bool(ARRAY_REFUSAL_RE.search(str(error)))
-
-
-def error_code(payload: Any) -> str:
-    if isinstance(payload, dict):
-        if isinstance(payload.get("error"), dict):
-            return str(payload["error"].get("errorCode", "?"))
-        return str(payload.get("code", "?"))
-    return "?"
-
-
-def error_message(payload: Any) -> str:
-    if isinstance(payload, dict):
-        raw = payload.get("error")
-        error: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        message = payload.get("msg") or error.get("message") or ""
-        fields = [f.get("field") for f in error.get("fieldErrors") or () if isinstance(f, dict)]
-        suffix = f" [{', '.join(map(str, fields))}]" if fields else ""
-        return (str(message)[:160] + suffix)[:240]
-    return ""
-
-
-# --- regions and hosts ------------------------------------------------------------------------------
-def key_region(key_tag: str) -> str | None:
-    """``kr`` / ``jpn`` for a region-isolated key tag, None for a global one."""
-    lowered = key_tag.lower()
-    return next((region for prefix, region in KEY_TAG_REGION_PREFIXES.items() if lowered.startswith(prefix)), None)
-
-
-def endpoint_region(endpoint: str) -> str | None:
-    """The region an NCP host serves (``global``, ``kr``, ``jpn``); None for hosts NCP does not name
-    (a proxy, the local emulator): there the server decides."""
-    host = (urlsplit(endpoint).hostname or "").lower()
-    if host in _GLOBAL_HOSTS:
-        return "global"
-    return next((region for region, name in REGION_HOSTS.items() if host == name), None)
-
-
-def wrong_region(key_tag: str, endpoint: str) -> KmsWrongRegionError | None:
-    """The error for a region-isolated key sent to a host of another region, before anything is sent.
-    ASSUMPTION: global keys may be called on the regional hosts too (only the reverse is documented)."""
-    region = key_region(key_tag)
-    served = endpoint_region(endpoint)
-    if region is None or served is None or served == region:
-        return None
-    return KmsWrongRegionError(
-        f"key tag {key_tag[:12]}… is region-isolated ({region}); set NCP_KMS_ENDPOINT to "
-        f"https://{REGION_HOSTS[region]} (it is {urlsplit(endpoint).hostname})"
-    )
-
-
-def check_endpoint_serves(api: str, endpoint: str) -> str | None:
-    """Why ``endpoint`` cannot serve ``api``, for the NCP hosts we know; None when it can (or is unknown)."""
-    host = (urlsplit(endpoint).hostname or "").lower()
-    known = _GLOBAL_HOSTS | set(REGION_HOSTS.values())
-    if host not in known:
-        return None
-    if (api == "1.0") != (host in _APIGW_HOSTS):
-        hosts = "kms.apigw.ntruss.com" if api == "1.0" else "ocapi.ncloud.com or ocapi-kr/-jp.ncloud.com"
-        return f"NCP_KMS_API={api} is served on {hosts}, not on {host}"
-    return None
 
 
 def no_limit(value: int | None) -> int:

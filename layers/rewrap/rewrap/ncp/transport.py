@@ -30,7 +30,9 @@ from rewrap.errors import (
     OutOfTimeError,
     RetryableError,
 )
-from rewrap.ncp.generations import REQUEST_ID_HEADERS, Generation, ReplyInfo, wrong_region
+from rewrap.ncp.generations import Generation
+from rewrap.ncp.regions import wrong_region
+from rewrap.ncp.reply_errors import REQUEST_ID_HEADERS, ReplyInfo
 from rewrap.ncp.signing import OCAPI_AUTH_HEADER, Credentials, signed_headers, token_expiry
 
 # A token this close to its exp claim makes the client read the secret again (at most every
