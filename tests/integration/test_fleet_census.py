@@ -307,3 +307,29 @@ def test_fleet_without_a_region_says_so_in_one_line(
     assert cli.main(["fleet", *command]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "rewrap: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION) to the stack's region"
+
+
+def test_a_run_folder_is_read_with_one_get_per_record(fleet: LocalStack) -> None:
+    from collections import Counter
+
+    from rewrap.census_runs import run_folder as folder_of
+    from rewrap.census_runs import run_records
+    from rewrap.objects import S3Store
+
+    # Given a finished census run of 7 keys (6 seeded, one without tokens), 3 per message: 3 partials
+    # and the sweep's listing record
+    seed(fleet, 6)
+    reset_runtime()
+    with environment({"REWRAP_SWEEP_KEYS_PER_MESSAGE": "3"}):
+        report = census_sweep(fleet)
+    drain_queue(fleet.client("sqs"), fleet.queue_url, rotate)
+
+    # When the run folder is read through the store
+    client = fleet.client("s3")
+    calls: Counter[str] = Counter()
+    client.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
+    records = list(run_records(S3Store(client), folder_of(f"s3://{fleet.bucket}/{REPORTS}", report["runId"])))
+
+    # Then it holds what a plain listing and GET of each object holds, at one GET per record, no HEAD
+    assert sorted(records) == sorted(run_folder(fleet, report["runId"])) and len(records) == 4
+    assert (calls["GetObject"], calls["HeadObject"], calls["ListObjectsV2"]) == (4, 0, 1)

@@ -23,7 +23,7 @@ from rewrap.census import Census, Kind, ObjectCensus
 from rewrap.census_taker import CensusTaker
 from rewrap.config import Settings, SweepTarget
 from rewrap.errors import BucketNotAllowedError, ConfigError, ObjectChangedError, RewrapError
-from rewrap.ports import ObjectRef, ObjectStore
+from rewrap.ports import SINGLE_READ_BYTES, ObjectRef, ObjectStore
 
 PARTIAL_FORMAT = "rewrap-census-partial/1"
 LISTING_FORMAT = "rewrap-census-listing/1"
@@ -141,9 +141,12 @@ def run_records(store: ObjectStore, folder: SweepTarget) -> Iterator[tuple[str, 
         items, token = store.list_page(folder.bucket, folder.prefix, token)
         for item in items:
             ref = ObjectRef(folder.bucket, item.key)
-            head = store.head(ref)
-            body = store.get_body(ref, head) if head is not None else None
-            if body is not None:  # deleted since the listing
+            read = store.read_small(ref, SINGLE_READ_BYTES)  # a partial or listing record: one GET
+            if read is None:  # deleted since the listing
+                continue
+            head, body = read
+            body = body if body is not None else store.get_body(ref, head)  # larger than one read
+            if body is not None:
                 yield item.key[len(folder.prefix) :], body.data
         if token is None:
             return
