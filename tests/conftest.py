@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from rewrap.runtime import Runtime, reset_runtime
+from rewrap.app.runtime import Runtime, reset_runtime
 from rewrap_local.emulator import KmsEmulator
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import LocalStack, environment, provision, running_servers

@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the ports (``rewrap.ports``), for the fast unit tier: a bucket that keeps
+"""In-memory stand-ins for the ports (``rewrap.core.ports``), for the fast unit tier: a bucket that keeps
 ETags and refuses stale conditional writes as S3 does, a key service that re-wraps by bumping the
 version, and a queue. They implement the protocols; the adapters' own behaviour is tested against
 moto, LocalStack and the emulator in the integration tier."""
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rewrap.core.ports import BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
+from rewrap.core.tokens import TOKEN_RE
 from rewrap.deadline import Deadline
 from rewrap.errors import ObjectChangedError
 from rewrap.ncp.signing import Credentials
-from rewrap.ports import BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
-from rewrap.tokens import TOKEN_RE
 from rewrap_local.stack import ACCESS_KEY, API_KEY, SECRET_KEY
 
 

@@ -7,14 +7,14 @@ import argparse
 import sys
 import time
 
-from rewrap.census import Census, ObjectCensus
-from rewrap.census_runs import merge_run, run_records
-from rewrap.census_taker import CensusTaker
-from rewrap.config import Settings, SweepTarget
+from rewrap.app.runtime import build_store
+from rewrap.core.census import Census, ObjectCensus
+from rewrap.core.census_runs import merge_run, run_records
+from rewrap.core.census_taker import CensusTaker
+from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.reports import CENSUS_COLUMNS
 from rewrap.errors import ConfigError
-from rewrap.objects import S3Store
-from rewrap.reports import CENSUS_COLUMNS
-from rewrap_cli.common import Progress, report_file, s3_client, s3_url, table
+from rewrap_cli.common import Progress, report_file, s3_url, table
 from rewrap_cli.wiring import connect
 
 
@@ -60,7 +60,7 @@ def run_census_from_reports(options: argparse.Namespace) -> int:
     if not target.prefix.rstrip("/").rpartition("/")[2]:
         raise ConfigError("--from-reports needs the run's folder: s3://bucket/prefix/census/<runId>/")
     settings = Settings.from_env()
-    store = S3Store(s3_client(settings))
+    store = build_store(settings)
     folder = SweepTarget(target.bucket, target.prefix.rstrip("/") + "/")
     started = time.monotonic()
     judged = options.key_tag or settings.key_tag or None

@@ -9,10 +9,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
-from rewrap.config import Settings, SweepTarget
+from rewrap.core.config import SweepTarget
+from rewrap.core.reports import Format, ReportFile
 from rewrap.errors import ConfigError, RewrapError
-from rewrap.reports import Format, ReportFile
-from rewrap.runtime import aws_client_config
 
 OK, PARTIAL, NOTHING_DONE = 0, 1, 2
 # Hints by error code: what the operator can do about it.
@@ -139,9 +138,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
             str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         print("  " + "  ".join(cells).rstrip())
-
-
-def s3_client(settings: Settings) -> Any:
-    import boto3
-
-    return boto3.session.Session().client("s3", config=aws_client_config(settings.concurrency))

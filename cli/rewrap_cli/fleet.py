@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rewrap.census import Kind
-from rewrap.census_runs import RunMerge, merge_run, run_folder, run_records
-from rewrap.config import Settings, SweepTarget
+from rewrap.app.runtime import build_store
+from rewrap.core.census import CensusKind
+from rewrap.core.census_runs import RunMerge, merge_run, run_folder, run_records
+from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.ports import ObjectStore
 from rewrap.errors import ConfigError
-from rewrap.objects import S3Store
-from rewrap.ports import ObjectStore
-from rewrap_cli.common import aws_session, s3_client, s3_url
+from rewrap_cli.common import aws_session, s3_url
 
 
 def new_run_id() -> str:
@@ -75,7 +75,7 @@ class Status:
             expected_partials=run.expected_partials,
             partials=run.partials,
             reported=run.accounted,
-            failed=kinds[Kind.FAILED] + kinds[Kind.UNREADABLE],
+            failed=kinds[CensusKind.FAILED] + kinds[CensusKind.UNREADABLE],
             listing_done=run.listing_done,
         )
 
@@ -112,7 +112,7 @@ def run_fleet_start(options: argparse.Namespace) -> int:
 
 
 def run_fleet_status(options: argparse.Namespace) -> int:
-    store = S3Store(s3_client(Settings.from_env()))
+    store = build_store(Settings.from_env())
     while True:
         state = status(store, options.reports, options.run_id)
         print(state.line(), flush=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewrap.config import SweepTarget
+from rewrap.core.config import SweepTarget
 from rewrap.errors import ConfigError
 from rewrap_cli.common import s3_url, table
 

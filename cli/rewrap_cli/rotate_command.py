@@ -7,14 +7,14 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from rewrap.config import SweepTarget
+from rewrap.core.config import SweepTarget
+from rewrap.core.engine import UNSEEN, ObjectResult, Status
+from rewrap.core.ports import ObjectRef
+from rewrap.core.reports import ROTATE_COLUMNS
+from rewrap.core.service import summarize
+from rewrap.core.sweep import probe_newest_versions
 from rewrap.deadline import Deadline
-from rewrap.engine import UNSEEN, ObjectResult, Status
 from rewrap.errors import RewrapError
-from rewrap.ports import ObjectRef
-from rewrap.reports import ROTATE_COLUMNS
-from rewrap.service import summarize
-from rewrap.sweep import probe_newest_versions
 from rewrap_cli.common import NOTHING_DONE, OK, PARTIAL, Progress, explain, report_file, s3_url, table
 from rewrap_cli.wiring import connect
 

@@ -10,15 +10,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
-from rewrap.config import Settings, SweepTarget
+from rewrap.app.runtime import Runtime, build_runtime, build_store
+from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.ports import ObjectStore
 from rewrap.errors import ConfigError
-from rewrap.objects import S3Store
-from rewrap.runtime import Runtime, build_runtime
-from rewrap_cli.common import require_local_extra, s3_client
+from rewrap_cli.common import require_local_extra
 
 
 @contextmanager
-def connect(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Settings, Runtime | None, S3Store]]:
+def connect(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Settings, Runtime | None, ObjectStore]]:
     """Settings, the engine's runtime (only with ``kms``) and an S3 store: the embedded stack with
     --local, otherwise AWS's default credential chain and the functions' environment variables."""
     target: SweepTarget = options.target
@@ -38,7 +38,7 @@ def connect(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Setting
             stack.callback(runtime.kms.http.close)
             yield settings, runtime, runtime.store
         else:
-            yield settings, None, S3Store(s3_client(settings))
+            yield settings, None, build_store(settings)
 
 
 def _settings_from_env(options: argparse.Namespace, *, kms: bool) -> Settings:

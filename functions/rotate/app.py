@@ -1,5 +1,5 @@
-"""Rotate function (Handler: app.lambda_handler): the handler lives in the layer's rewrap.handlers."""
+"""Rotate function (Handler: app.lambda_handler): the handler lives in the layer's rewrap.app.handlers."""
 
-from rewrap.handlers import rotate as lambda_handler
+from rewrap.app.handlers import rotate as lambda_handler
 
 __all__ = ["lambda_handler"]

@@ -1,5 +1,5 @@
-"""Sweep function (Handler: app.lambda_handler): the handler lives in the layer's rewrap.handlers."""
+"""Sweep function (Handler: app.lambda_handler): the handler lives in the layer's rewrap.app.handlers."""
 
-from rewrap.handlers import sweep as lambda_handler
+from rewrap.app.handlers import sweep as lambda_handler
 
 __all__ = ["lambda_handler"]

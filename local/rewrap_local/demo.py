@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewrap.runtime import get_runtime, reset_runtime
-from rewrap.tokens import scan, token_version
+from rewrap.app.runtime import get_runtime, reset_runtime
+from rewrap.core.tokens import scan, token_version
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue, load_event, s3_notification
 from rewrap_local.stack import LocalStack, environment, local_stack
@@ -55,7 +56,7 @@ def main() -> int:
 
 
 def _run(stack: LocalStack) -> bool:
-    from rewrap.handlers import rotate, sweep
+    from rewrap.app.handlers import rotate, sweep
 
     runtime = get_runtime()
     s3 = stack.client("s3")
@@ -114,11 +115,10 @@ def _run(stack: LocalStack) -> bool:
         tokens = sum(len(s.plaintexts) + (1 if s.data_key else 0) for s in seeded)
         print(f"    all {len(seeded)} objects verified: {tokens} tokens at v{version}, plaintext unchanged")
 
-    from rewrap_cli.main import main as rewrap_cli
-
     command = ["census", f"s3://{stack.bucket}/", "--min-version", str(version), "--quiet"]
-    print(f"\n[5] before disabling the old versions: rewrap {' '.join(command[:-1])}")
-    census_ok = rewrap_cli(command) == 0
+    print(f"\n[5] before disabling the old versions: rewrap {' '.join(command[:-1])}", flush=True)
+    # The operator's own command, run as the operator runs it, in the stack's environment.
+    census_ok = subprocess.run([sys.executable, "-m", "rewrap_cli", *command], check=False).returncode == 0  # noqa: S603
     if not census_ok:
         print(f"    FAIL the census still finds tokens older than v{version}")
     return not problems and census_ok

@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 
-from rewrap.config import Settings
-from rewrap.runtime import Runtime, build_runtime
+from rewrap.app.runtime import Runtime, build_runtime
+from rewrap.core.config import Settings
 from rewrap_local.emulator import KmsEmulator
 
 REGION = "ap-northeast-2"

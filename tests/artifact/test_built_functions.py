@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from rewrap.runtime import Runtime
-from rewrap.tokens import scan, token_version
+from rewrap.app.runtime import Runtime
+from rewrap.core.tokens import scan, token_version
 from rewrap_local.artifacts import BuiltFunction, Invocation
 from rewrap_local.payloads import load_event, s3_notification, sqs_event
 from rewrap_local.stack import LocalStack

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rewrap.runtime import Runtime
+from rewrap.app.runtime import Runtime
 from rewrap_local.stack import LocalStack
 from tests.permissions import ROOT
 

@@ -13,9 +13,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from functions.rotate.app import lambda_handler as rotate
+from rewrap.app.runtime import get_runtime
+from rewrap.core.tokens import MAX_TOKEN_CHARS, scan, token_version
 from rewrap.errors import UnsupportedEventError
-from rewrap.runtime import get_runtime
-from rewrap.tokens import MAX_TOKEN_CHARS, scan, token_version
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import load_event, s3_notification, sqs_event
 from rewrap_local.stack import LocalStack

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from rewrap.census import DEFAULT_KEY_LABEL, Census, Kind
-from rewrap.census_taker import CensusTaker
+from rewrap.adapters.s3 import S3Store
+from rewrap.core.census import DEFAULT_KEY_LABEL, Census, CensusKind
+from rewrap.core.census_taker import CensusTaker
+from rewrap.core.ports import BodyStream, Listed, ObjectHead, ObjectRef
+from rewrap.core.tokens import scan
 from rewrap.errors import StorageDeniedError
-from rewrap.objects import S3Store
-from rewrap.ports import BodyStream, Listed, ObjectHead, ObjectRef
-from rewrap.tokens import scan
 from rewrap_local.stack import LocalStack
 
 
@@ -91,7 +91,7 @@ def test_counts_are_exact_for_current_objects(stack: LocalStack, seeded: dict[st
         stack.key_tag: {1: (402, 3, 0), 2: (403, 2, 0), 9: (1, 1, 0)},
         seeded["other"]: {1: (1, 1, 0)},
     }
-    assert census.kinds == {Kind.TEXT: 4, Kind.ENVELOPE: 1, Kind.NO_TOKENS: 1}
+    assert census.kinds == {CensusKind.TEXT: 4, CensusKind.ENVELOPE: 1, CensusKind.NO_TOKENS: 1}
     assert (census.objects, census.noncurrent_objects, census.malformed_objects, census.failed) == (6, 0, 1, 0)
     # the other key's v1 token is not judged against this key's minimum
     assert (census.stale_tokens, census.stale_objects) == (402, 3)
@@ -248,6 +248,6 @@ def test_an_unreadable_object_is_counted_as_failed_and_the_census_goes_on(stack:
 
     store.head = head  # type: ignore[method-assign]
     census = CensusTaker(store).run(stack.bucket, "", Census(min_version=1))
-    assert census.kinds == {Kind.TEXT: 1, Kind.FAILED: 1}
+    assert census.kinds == {CensusKind.TEXT: 1, CensusKind.FAILED: 1}
     assert census.failures[0].ref.key == "b.txt"
     assert census.failures[0].to_dict()["reason"] == "s3-denied: S3 denied HEAD (AccessDenied)"

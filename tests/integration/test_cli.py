@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import rewrap_cli.main as cli
-from rewrap.reports import CENSUS_COLUMNS
+from rewrap.core.reports import CENSUS_COLUMNS
 from rewrap_cli.common import Progress
 from rewrap_local.stack import LocalStack
 

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 import rewrap_cli.main as cli
-from rewrap.census import Census, Kind
-from rewrap.census_taker import CensusTaker
-from rewrap.engine import Status
-from rewrap.forms import decode_whole
-from rewrap.objects import S3Store
-from rewrap.ports import ObjectRef
-from rewrap.runtime import Runtime
-from rewrap.tokens import scan
+from rewrap.adapters.s3 import S3Store
+from rewrap.app.runtime import Runtime
+from rewrap.core.census import Census, CensusKind
+from rewrap.core.census_taker import CensusTaker
+from rewrap.core.engine import Status
+from rewrap.core.forms import decode_whole
+from rewrap.core.ports import ObjectRef
+from rewrap.core.tokens import scan
 from rewrap_local.stack import LocalStack
 
 
@@ -190,7 +190,7 @@ def test_opaque_bodies_are_reported_with_the_reason_never_no_tokens(
     assert result.status is Status.OPAQUE and result.reason is not None and result.reason.startswith(reason)
     assert result.error is None and not result.retryable  # not a failure that retries forever
     census = CensusTaker(S3Store(stack.client("s3"))).run(stack.bucket, "", Census(min_version=2))
-    assert census.kinds == {Kind.OPAQUE: 1}
+    assert census.kinds == {CensusKind.OPAQUE: 1}
     judgement = census.judge()
     assert (judgement.verdict, judgement.exit_code) == ("UNKNOWN", 1)
     assert stack.client("s3").get_object(Bucket=stack.bucket, Key="o")["Body"].read() == body
@@ -215,7 +215,7 @@ def test_archived_objects_are_unreadable_not_failed(stack: LocalStack, runtime: 
     assert result.reason == "archived"
     census = CensusTaker(S3Store(stack.client("s3"))).run(stack.bucket, "", Census(min_version=2))
     judgement = census.judge()
-    assert census.kinds == {Kind.UNREADABLE: 1}
+    assert census.kinds == {CensusKind.UNREADABLE: 1}
     assert (judgement.verdict, judgement.exit_code) == ("UNKNOWN", 2)  # nothing could be read
 
 

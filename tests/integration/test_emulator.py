@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from rewrap.core.tokens import TOKEN_RE, is_token, token_version
 from rewrap.ncp.signing import Credentials, signed_headers
-from rewrap.tokens import TOKEN_RE, is_token, token_version
 from rewrap_local.emulator import BAD_PATTERN_ITEM, EmulatorError, KmsEmulator, main
 
 CREDS = Credentials("AKtest0001", "SKtest-very-secret-0001", "APItest0001")

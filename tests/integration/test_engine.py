@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from rewrap.engine import Status
+from rewrap.adapters.s3 import S3Store
+from rewrap.app.runtime import Runtime
+from rewrap.core.engine import Status
+from rewrap.core.ports import ObjectBody, ObjectHead, ObjectRef
+from rewrap.core.tokens import scan, token_version
 from rewrap.errors import BucketNotAllowedError
-from rewrap.objects import S3Store
-from rewrap.ports import ObjectBody, ObjectHead, ObjectRef
-from rewrap.runtime import Runtime
-from rewrap.tokens import scan, token_version
 from rewrap_local.stack import LocalStack
 
 pytestmark = pytest.mark.s3

@@ -10,8 +10,8 @@ import pytest
 
 from functions.rotate.app import lambda_handler as rotate
 from functions.sweep.app import lambda_handler as sweep
-from rewrap.census_runs import RunMerge, merge_run
-from rewrap.runtime import get_runtime, reset_runtime
+from rewrap.app.runtime import get_runtime, reset_runtime
+from rewrap.core.census_runs import RunMerge, merge_run
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue
 from rewrap_local.stack import LocalStack, environment
@@ -260,7 +260,7 @@ def test_fleet_census_invokes_the_stacks_sweep_with_a_run_id(capsys: pytest.Capt
     import boto3
     from botocore.stub import Stubber
 
-    from rewrap.config import SweepTarget
+    from rewrap.core.config import SweepTarget
     from rewrap_cli import fleet as fleet_cli
 
     client = boto3.session.Session(region_name="ap-northeast-2").client("lambda")
@@ -312,9 +312,9 @@ def test_fleet_without_a_region_says_so_in_one_line(
 def test_a_run_folder_is_read_with_one_get_per_record(fleet: LocalStack) -> None:
     from collections import Counter
 
-    from rewrap.census_runs import run_folder as folder_of
-    from rewrap.census_runs import run_records
-    from rewrap.objects import S3Store
+    from rewrap.adapters.s3 import S3Store
+    from rewrap.core.census_runs import run_folder as folder_of
+    from rewrap.core.census_runs import run_records
 
     # Given a finished census run of 7 keys (6 seeded, one without tokens), 3 per message: 3 partials
     # and the sweep's listing record

@@ -11,9 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from rewrap.config import Settings
+from rewrap.adapters.ncp_kms.client import NcpKmsClient
+from rewrap.adapters.secrets_manager import parse_credentials
+from rewrap.core.config import Settings
+from rewrap.core.engine import Status
+from rewrap.core.ports import ObjectRef
+from rewrap.core.sweep import probe_newest_versions
+from rewrap.core.tokens import scan, token_version
 from rewrap.deadline import Deadline
-from rewrap.engine import Status
 from rewrap.errors import (
     ConfigError,
     CredentialsInvalidError,
@@ -25,15 +30,10 @@ from rewrap.errors import (
     KmsWrongRegionError,
     PartialBatchError,
 )
-from rewrap.ncp.client import NcpKmsClient
 from rewrap.ncp.generations import GENERATIONS
 from rewrap.ncp.regions import key_region, wrong_region
 from rewrap.ncp.reply_errors import item_errors
 from rewrap.ncp.signing import Credentials
-from rewrap.ports import ObjectRef
-from rewrap.secrets import parse_credentials
-from rewrap.sweep import probe_newest_versions
-from rewrap.tokens import scan, token_version
 from rewrap_local.emulator import KmsEmulator
 from rewrap_local.stack import LocalStack
 from tests.conftest import RuntimeFactory

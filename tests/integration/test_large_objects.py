@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from rewrap.engine import Status
-from rewrap.objects import S3Store
-from rewrap.ports import ObjectRef
-from rewrap.runtime import Runtime
-from rewrap.tokens import scan
+from rewrap.adapters.s3 import S3Store
+from rewrap.app.runtime import Runtime
+from rewrap.core.engine import Status
+from rewrap.core.ports import ObjectRef
+from rewrap.core.tokens import scan
 from rewrap_local.stack import LocalStack
 
 pytestmark = pytest.mark.s3

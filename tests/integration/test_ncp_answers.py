@@ -14,20 +14,20 @@ from typing import Any
 import httpx
 import pytest
 
-import rewrap.rewrapping
-from rewrap.census import Census
-from rewrap.census_taker import CensusTaker, RescueList, version_states, with_version_states
-from rewrap.engine import Status
+import rewrap.core.rewrapping
+from rewrap.adapters.ncp_kms.client import NcpKmsClient
+from rewrap.adapters.ncp_kms.replies import checked_re_encrypt
+from rewrap.core.census import Census
+from rewrap.core.census_taker import CensusTaker, RescueList, version_states, with_version_states
+from rewrap.core.engine import Status
+from rewrap.core.ports import ObjectRef
+from rewrap.core.rewrapping import isolate
+from rewrap.core.sweep import sweep_event
+from rewrap.core.tokens import scan, token_version
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
 from rewrap.ncp.assumptions import ASSUMPTIONS
-from rewrap.ncp.client import NcpKmsClient
 from rewrap.ncp.generations import RE_ENCRYPT
-from rewrap.ncp.replies import checked_re_encrypt
 from rewrap.ncp.signing import Credentials, token_expiry
-from rewrap.ports import ObjectRef
-from rewrap.rewrapping import isolate
-from rewrap.sweep import sweep_event
-from rewrap.tokens import scan, token_version
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import ACCESS_KEY, SECRET_KEY, LocalStack
 from tests.conftest import RuntimeFactory
@@ -121,7 +121,7 @@ def test_unresolved_items_are_retryable_when_the_search_budget_runs_out(
     stack: LocalStack, make_runtime: RuntimeFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a search allowed only 12 requests for 72 items
-    monkeypatch.setattr(rewrap.rewrapping, "ISOLATION_EXTRA_REQUESTS", -60)
+    monkeypatch.setattr(rewrap.core.rewrapping, "ISOLATION_EXTRA_REQUESTS", -60)
     runtime, _ = make_runtime("1.0")
     keys, poison = seed_poison(stack, 60, 12)
 
@@ -191,7 +191,7 @@ def test_re_encrypt_path_spelling_falls_back_once_and_is_remembered(
     stack.kms.rotate(stack.key_tag)
     stack.kms.stats.reset()
 
-    with caplog.at_level(logging.WARNING, logger="rewrap.ncp.batching"):
+    with caplog.at_level(logging.WARNING, logger="rewrap.adapters.ncp_kms.batching"):
         first = client.re_encrypt(stack.key_tag, tokens)
         second = client.re_encrypt(stack.key_tag, tokens[:1])
 
@@ -378,7 +378,7 @@ def test_version_states_for_the_census(stack: LocalStack) -> None:
 
 
 def stack_store(stack: LocalStack) -> Any:
-    from rewrap.objects import S3Store
+    from rewrap.adapters.s3 import S3Store
 
     return S3Store(aws(stack, "s3"))
 

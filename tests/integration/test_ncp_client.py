@@ -17,6 +17,12 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
+from rewrap.adapters.ncp_kms.client import NcpKmsClient
+from rewrap.adapters.ncp_kms.replies import validate_re_encrypt_reply
+from rewrap.adapters.ncp_kms.transport import ClientStats
+from rewrap.adapters.secrets_manager import SecretCredentials
+from rewrap.app.runtime import Runtime
+from rewrap.core.tokens import token_version
 from rewrap.deadline import AdaptiveRateLimiter, Deadline, RateLimiter
 from rewrap.errors import (
     CredentialsInvalidError,
@@ -28,13 +34,7 @@ from rewrap.errors import (
     OutOfTimeError,
     RetryableError,
 )
-from rewrap.ncp.client import NcpKmsClient
-from rewrap.ncp.replies import validate_re_encrypt_reply
 from rewrap.ncp.signing import Credentials
-from rewrap.ncp.transport import ClientStats
-from rewrap.runtime import Runtime
-from rewrap.secrets import SecretCredentials
-from rewrap.tokens import token_version
 from rewrap_local.stack import ACCESS_KEY, API_KEY, FAKE_AWS, SECRET_KEY, LocalStack, provision
 from tests.clocks import ManualClock
 

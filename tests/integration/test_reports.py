@@ -11,8 +11,8 @@ import pytest
 
 from functions.rotate.app import lambda_handler as rotate
 from functions.sweep.app import lambda_handler as sweep
-from rewrap.reports import csv_cell, report_key
-from rewrap.runtime import reset_runtime
+from rewrap.app.runtime import reset_runtime
+from rewrap.core.reports import csv_cell, report_key
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue, load_event, s3_notification
 from rewrap_local.stack import LocalStack

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from functions.rotate.app import lambda_handler as rotate
+from rewrap.app.runtime import get_runtime
+from rewrap.core.events import Trigger, parse
+from rewrap.core.tokens import scan, token_version
 from rewrap.errors import UnsupportedEventError
-from rewrap.events import Kind, parse
-from rewrap.runtime import get_runtime
-from rewrap.tokens import scan, token_version
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import load_event, s3_notification
 from rewrap_local.stack import LocalStack
@@ -71,16 +71,16 @@ def seeded(handler_env: LocalStack) -> Iterator[Seeded]:
 
 
 ROUTES = {
-    "s3-put.json": Kind.S3,
-    "sqs-s3.json": Kind.SQS,
-    "sqs-sns-s3.json": Kind.SQS,
-    "sqs-eventbridge-s3.json": Kind.SQS,
-    "eventbridge-s3.json": Kind.EVENTBRIDGE,
-    "batch-ops-1.0.json": Kind.BATCH_OPERATIONS,
-    "batch-ops-2.0.json": Kind.BATCH_OPERATIONS,
-    "rotate-request.json": Kind.ROTATE_REQUEST,
-    "sqs-rotate-request.json": Kind.SQS,
-    "sqs-mixed.json": Kind.SQS,
+    "s3-put.json": Trigger.S3,
+    "sqs-s3.json": Trigger.SQS,
+    "sqs-sns-s3.json": Trigger.SQS,
+    "sqs-eventbridge-s3.json": Trigger.SQS,
+    "eventbridge-s3.json": Trigger.EVENTBRIDGE,
+    "batch-ops-1.0.json": Trigger.BATCH_OPERATIONS,
+    "batch-ops-2.0.json": Trigger.BATCH_OPERATIONS,
+    "rotate-request.json": Trigger.ROTATE_REQUEST,
+    "sqs-rotate-request.json": Trigger.SQS,
+    "sqs-mixed.json": Trigger.SQS,
 }
 
 
@@ -113,10 +113,10 @@ def test_each_route_rotates_exactly_what_it_names(seeded: Seeded, name: str) -> 
     _assert_response_shape(invocation.kind, event, response, len(named))
 
 
-def _assert_response_shape(kind: Kind, event: dict[str, Any], response: Any, named: int) -> None:
-    if kind is Kind.SQS:
+def _assert_response_shape(kind: Trigger, event: dict[str, Any], response: Any, named: int) -> None:
+    if kind is Trigger.SQS:
         assert response == {"batchItemFailures": []}
-    elif kind is Kind.BATCH_OPERATIONS:
+    elif kind is Trigger.BATCH_OPERATIONS:
         assert response["invocationSchemaVersion"] == event["invocationSchemaVersion"]
         assert response["invocationId"] == event["invocationId"]
         assert response["treatMissingKeysAs"] == "TemporaryFailure"
@@ -125,7 +125,7 @@ def _assert_response_shape(kind: Kind, event: dict[str, Any], response: Any, nam
         assert all(r["resultString"].startswith("rotated:") for r in response["results"])
     else:
         assert response["rotated"] == named and response["failed"] == 0
-        if kind is Kind.ROTATE_REQUEST:
+        if kind is Trigger.ROTATE_REQUEST:
             assert [o["status"] for o in response["objects"]] == ["rotated"] * named
 
 

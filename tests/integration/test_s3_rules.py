@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from rewrap.engine import Status
+from rewrap.adapters.s3 import S3Store
+from rewrap.adapters.sqs import RotateQueue
+from rewrap.app.runtime import Runtime
+from rewrap.core.engine import Status
+from rewrap.core.metadata import STAMP_VERSION_METADATA
+from rewrap.core.ports import USER_METADATA_LIMIT, ObjectRef, metadata_bytes
+from rewrap.core.sweep import SweepPosition, run_sweep
 from rewrap.errors import ObjectChangedError, ObjectUnreadableError, RewrapError
-from rewrap.metadata import STAMP_VERSION_METADATA
-from rewrap.objects import S3Store
-from rewrap.ports import USER_METADATA_LIMIT, ObjectRef, metadata_bytes
-from rewrap.queues import RotateQueue
-from rewrap.runtime import Runtime
-from rewrap.sweep import SweepPosition, run_sweep
 from rewrap_local.soak import s3_error
 from rewrap_local.stack import LocalStack
 
@@ -173,7 +173,7 @@ def test_sweep_skips_archived_objects_at_listing_time_and_counts_them(stack: Loc
     put_text(stack, runtime, "cold.txt", StorageClass="GLACIER")
     put_text(stack, runtime, "deep.txt", StorageClass="DEEP_ARCHIVE")
     queue = RotateQueue(runtime.sqs, stack.queue_url)
-    from rewrap.config import SweepTarget
+    from rewrap.core.config import SweepTarget
     from rewrap.deadline import Deadline
 
     report = run_sweep(

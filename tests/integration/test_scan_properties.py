@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from rewrap.token_segments import token_safe_segments
-from rewrap.tokens import scan
+from rewrap.core.token_segments import token_safe_segments
+from rewrap.core.tokens import scan
 from tests.bodies import random_body
 
 

@@ -19,13 +19,13 @@ import httpx
 import pytest
 
 from functions.rotate.app import lambda_handler as rotate
+from rewrap.adapters.ncp_kms.client import NcpKmsClient
+from rewrap.adapters.ncp_kms.transport import new_http_client
+from rewrap.app.runtime import get_runtime
+from rewrap.core.tokens import scan, token_version
 from rewrap.errors import ConfigError, KmsUnavailableError
-from rewrap.ncp.client import NcpKmsClient
 from rewrap.ncp.signing import Credentials
-from rewrap.ncp.transport import new_http_client
 from rewrap.observability import logger
-from rewrap.runtime import get_runtime
-from rewrap.tokens import scan, token_version
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import load_event, s3_notification, sqs_event
 from rewrap_local.soak import Soak, SoakConfig, s3_error

@@ -11,13 +11,13 @@ import pytest
 
 from functions.rotate.app import lambda_handler as rotate
 from functions.sweep.app import lambda_handler as sweep
-from rewrap.config import SweepTarget
+from rewrap.adapters.s3 import S3Store
+from rewrap.app.runtime import Runtime, get_runtime
+from rewrap.core.config import SweepTarget
+from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
+from rewrap.core.tokens import scan
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError
-from rewrap.objects import S3Store
-from rewrap.runtime import Runtime, get_runtime
-from rewrap.sweep import SweepPosition, run_sweep, sweep_event
-from rewrap.tokens import scan
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue, load_event
 from rewrap_local.stack import LocalStack

@@ -21,7 +21,7 @@ from cfnlint.api import ManualArgs, lint, lint_file
 from cfnlint.decode import cfn_yaml
 from samtranslator.translator.transform import transform
 
-from rewrap.config import Settings
+from rewrap.core.config import Settings
 from tests.permissions import (
     BATCH_JOB_CLI,
     BATCH_OPERATIONS_ACTIONS,

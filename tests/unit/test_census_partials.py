@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from rewrap.census import Census, Kind, ObjectCensus
+from rewrap.core.census import Census, CensusKind, ObjectCensus
+from rewrap.core.events import parse
+from rewrap.core.ports import ObjectRef
 from rewrap.errors import UnsupportedEventError
-from rewrap.events import parse
-from rewrap.ports import ObjectRef
 
 
 def objects() -> list[ObjectCensus]:
     ref = lambda i: ObjectRef("b", f"k{i}")  # noqa: E731
-    items = [ObjectCensus(ref(i), Kind.TEXT, "tag-a", False, {1: 2, 3: 1} if i % 3 == 0 else {3: 2}) for i in range(30)]
-    items += [ObjectCensus(ref(100 + i), Kind.ENVELOPE, "tag-b", True, {2: 1}) for i in range(4)]
-    items.append(ObjectCensus(ref(200), Kind.OPAQUE, "tag-a", reason="zip archive"))
-    items.append(ObjectCensus(ref(201), Kind.TEXT, "tag-a", versions={3: 1}, malformed=2))
-    items.append(ObjectCensus(ref(202), Kind.NO_TOKENS))
+    items = [
+        ObjectCensus(ref(i), CensusKind.TEXT, "tag-a", False, {1: 2, 3: 1} if i % 3 == 0 else {3: 2}) for i in range(30)
+    ]
+    items += [ObjectCensus(ref(100 + i), CensusKind.ENVELOPE, "tag-b", True, {2: 1}) for i in range(4)]
+    items.append(ObjectCensus(ref(200), CensusKind.OPAQUE, "tag-a", reason="zip archive"))
+    items.append(ObjectCensus(ref(201), CensusKind.TEXT, "tag-a", versions={3: 1}, malformed=2))
+    items.append(ObjectCensus(ref(202), CensusKind.NO_TOKENS))
     return items
 
 

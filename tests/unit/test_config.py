@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from rewrap.config import DEFAULT_ENDPOINT, SETTINGS, Settings, SweepTarget, check_endpoint, human_number
+from rewrap.core.config import DEFAULT_ENDPOINT, SETTINGS, Settings, SweepTarget, check_endpoint, human_number
 from rewrap.errors import ConfigError, PermanentError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from rewrap.config import Settings, SweepTarget
+from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.engine import Engine, Status
+from rewrap.core.ports import ObjectRef
+from rewrap.core.service import rotate_event
+from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
 from rewrap.deadline import Deadline
-from rewrap.engine import Engine, Status
-from rewrap.ports import ObjectRef
-from rewrap.service import rotate_event
-from rewrap.sweep import SweepPosition, run_sweep, sweep_event
 from rewrap_local.lambda_context import LambdaContext
 from tests.fakes import MemoryBucket, MemoryQueue, VersionBumpKms
 

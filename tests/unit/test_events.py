@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from rewrap.core.events import MAX_KEYS_PER_REQUEST, Trigger, message_refs, parse
+from rewrap.core.ports import ObjectRef
 from rewrap.errors import UnsupportedEventError
-from rewrap.events import MAX_KEYS_PER_REQUEST, Kind, message_refs, parse
-from rewrap.ports import ObjectRef
 from rewrap_local.payloads import EVENTS_DIR, load_event
 
 EVENTS = EVENTS_DIR
@@ -26,14 +26,14 @@ load = load_event
 
 
 # file → (kind, [(unit id, refs, note)])
-EXPECTED: dict[str, tuple[Kind, list[tuple[str, list[ObjectRef], str]]]] = {
-    "s3-put.json": (Kind.S3, [("0", [ref(UNICODE_KEY)], ""), ("1", [ref("data/records.ndjson")], "")]),
+EXPECTED: dict[str, tuple[Trigger, list[tuple[str, list[ObjectRef], str]]]] = {
+    "s3-put.json": (Trigger.S3, [("0", [ref(UNICODE_KEY)], ""), ("1", [ref("data/records.ndjson")], "")]),
     "eventbridge-s3.json": (
-        Kind.EVENTBRIDGE,
+        Trigger.EVENTBRIDGE,
         [("babb2543-0925-4f48-a678-15fe2ad6ccca", [ref(UNICODE_KEY)], "")],
     ),
     "rotate-request.json": (
-        Kind.ROTATE_REQUEST,
+        Trigger.ROTATE_REQUEST,
         [
             (
                 "request",
@@ -49,28 +49,28 @@ EXPECTED: dict[str, tuple[Kind, list[tuple[str, list[ObjectRef], str]]]] = {
         ],
     ),
     "batch-ops-1.0.json": (
-        Kind.BATCH_OPERATIONS,
+        Trigger.BATCH_OPERATIONS,
         [
             ("VB2BNZAptnxZHwRW0XVm", [ref("secrets/api-token.txt")], ""),
             ("zG6sWmMHuw0aPboN5+L+", [ref(UNICODE_KEY)], ""),
         ],
     ),
     "batch-ops-2.0.json": (
-        Kind.BATCH_OPERATIONS,
+        Trigger.BATCH_OPERATIONS,
         [
             ("0WbN3Jk07RBOY5tuGCsB", [ref("envelopes/report.bin", "Ld0Xq0pA3pTQd5s1bVxTR6mCq7cJQ2Gz")], ""),
             ("hqGjUnGEKkc3vDwhEOuh", [ref("data/records.ndjson", "kN2e0fQ9.qcLr7oP3Zx1yTb8MhUvW4sA")], ""),
         ],
     ),
-    "s3-test-event.json": (Kind.SQS, [("46dd04d1-3535-41f4-a220-99f8a42e76a1", [], "s3:TestEvent")]),
-    "sqs-s3.json": (Kind.SQS, [("87b56e4d-5fcf-4ab8-ae7e-cb31b4bce4d7", [ref("secrets/api-token.txt")], "")]),
-    "sqs-sns-s3.json": (Kind.SQS, [("8c9e9e02-dbcf-416c-a07b-b1fb436abf50", [ref("docs/config.json")], "")]),
+    "s3-test-event.json": (Trigger.SQS, [("46dd04d1-3535-41f4-a220-99f8a42e76a1", [], "s3:TestEvent")]),
+    "sqs-s3.json": (Trigger.SQS, [("87b56e4d-5fcf-4ab8-ae7e-cb31b4bce4d7", [ref("secrets/api-token.txt")], "")]),
+    "sqs-sns-s3.json": (Trigger.SQS, [("8c9e9e02-dbcf-416c-a07b-b1fb436abf50", [ref("docs/config.json")], "")]),
     "sqs-eventbridge-s3.json": (
-        Kind.SQS,
+        Trigger.SQS,
         [("5e246b44-9a77-4e40-a134-2a7ad44a8ea4", [ref("envelopes/report.bin")], "")],
     ),
     "sqs-rotate-request.json": (
-        Kind.SQS,
+        Trigger.SQS,
         [
             (
                 "ab8f66c8-82f9-48aa-a87a-d0859b77fabb",
@@ -89,7 +89,7 @@ EXPECTED: dict[str, tuple[Kind, list[tuple[str, list[ObjectRef], str]]]] = {
         ],
     ),
     "sqs-mixed.json": (
-        Kind.SQS,
+        Trigger.SQS,
         [
             ("e304805c-2f44-4514-acc4-ece3f7249926", [ref("data/records.ndjson")], ""),
             ("6dcdf102-eaf8-42c7-ad60-1507ba87e462", [ref(UNICODE_KEY)], ""),  # SNS-wrapped, decoded
@@ -309,7 +309,7 @@ def test_bad_sqs_messages_become_unit_errors() -> None:
 
     invocation = parse(sqs(*bodies))
 
-    assert invocation.kind is Kind.SQS
+    assert invocation.kind is Trigger.SQS
     errors = [str(u.error) if u.error else None for u in invocation.units]
     assert [u.id for u in invocation.units] == [f"m{i}" for i in range(len(bodies))]
     assert errors[0] == errors[1] == "SQS message body is not JSON"
@@ -383,7 +383,7 @@ def test_direct_sns_subscription_records_are_s3_notifications() -> None:
 
     invocation = parse(event)
 
-    assert invocation.kind is Kind.SNS
+    assert invocation.kind is Trigger.SNS
     assert [(u.id, u.refs, u.note) for u in invocation.units[:2]] == [
         ("m-1", [ref(UNICODE_KEY)], ""),
         ("m-2", [], "s3:TestEvent"),

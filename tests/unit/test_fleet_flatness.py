@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewrap.census_runs import merge_run
+from rewrap.core.census_runs import merge_run
 from rewrap_local.bench.fleet.census_merge import RunPartials, merge_timing, time_merges
 from rewrap_local.bench.fleet.flatness import flatness
 

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
+from rewrap.core.forms import Encoder, decode_whole, encode_whole, open_text
+from rewrap.core.tokens import scan, splice
 from rewrap.errors import BodyDecodeError, ObjectOpaqueError
-from rewrap.forms import Encoder, decode_whole, encode_whole, open_text
-from rewrap.tokens import scan, splice
 from tests.bodies import FORMS, json_u, pct, random_body
 
 TOKEN = "ncpkms:v1:ab/c+d/e/f+="

@@ -6,8 +6,7 @@ import base64
 
 import pytest
 
-from rewrap.errors import ObjectRejectedError
-from rewrap.metadata import (
+from rewrap.core.metadata import (
     CONTEXT_METADATA,
     CONTROL_METADATA,
     KEY_TAG_METADATA,
@@ -18,6 +17,7 @@ from rewrap.metadata import (
     stamped_version,
     stamps,
 )
+from rewrap.errors import ObjectRejectedError
 
 TOKEN = "ncpkms:v3:" + base64.b64encode(b"0123456789abcdef").decode()
 

@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from rewrap.adapters.sqs import QueueError, RotateQueue
 from rewrap.errors import RetryableError
-from rewrap.queues import QueueError, RotateQueue
 
 URL = "https://sqs.ap-northeast-2.amazonaws.com/123456789012/rewrap-rotate"
 

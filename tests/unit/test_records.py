@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from rewrap.census import Kind, ObjectCensus
+from rewrap.core.census import CensusKind, ObjectCensus
+from rewrap.core.ports import ObjectRef
+from rewrap.core.reports import CENSUS_COLUMNS, ROTATE_COLUMNS, ReportFile, csv_cell
+from rewrap.core.results import ObjectResult, Status
 from rewrap.errors import ObjectRejectedError, StorageUnavailableError
-from rewrap.ports import ObjectRef
-from rewrap.reports import CENSUS_COLUMNS, ROTATE_COLUMNS, ReportFile, csv_cell
-from rewrap.results import ObjectResult, Status
 
 REF = ObjectRef("b", "k.json", "v1")
 
@@ -27,9 +27,9 @@ RESULTS = {
     "empty reason": ObjectResult(REF, Status.NO_TOKENS, reason="", new_version_id=""),
 }
 CENSUSES = {
-    "text": ObjectCensus(REF, Kind.TEXT, "key", versions={2: 1, 1: 4}, malformed=1),
-    "opaque": ObjectCensus(REF, Kind.OPAQUE, "key", noncurrent=True, reason="opaque: zip archive"),
-    "failed": ObjectCensus(REF, Kind.FAILED, error=StorageUnavailableError("S3 HEAD failed (503)")),
+    "text": ObjectCensus(REF, CensusKind.TEXT, "key", versions={2: 1, 1: 4}, malformed=1),
+    "opaque": ObjectCensus(REF, CensusKind.OPAQUE, "key", noncurrent=True, reason="opaque: zip archive"),
+    "failed": ObjectCensus(REF, CensusKind.FAILED, error=StorageUnavailableError("S3 HEAD failed (503)")),
 }
 
 

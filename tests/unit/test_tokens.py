@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from rewrap.tokens import (
+from rewrap.core.tokens import (
     MAX_TOKEN_CHARS,
     TOKEN_RE,
     Found,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from rewrap.census import Census, Kind, ObjectCensus
+from rewrap.core.census import Census, CensusKind, ObjectCensus
+from rewrap.core.ports import ObjectRef
 from rewrap.errors import StorageUnavailableError
-from rewrap.ports import ObjectRef
 
 
-def item(key: str, kind: Kind = Kind.TEXT, versions: dict[int, int] | None = None, **extra: object) -> ObjectCensus:
+def item(
+    key: str, kind: CensusKind = CensusKind.TEXT, versions: dict[int, int] | None = None, **extra: object
+) -> ObjectCensus:
     return ObjectCensus(ObjectRef("b", key), kind, "k", versions=versions or {}, **extra)  # type: ignore[arg-type]
 
 
@@ -22,14 +24,14 @@ def census(*items: ObjectCensus, **settings: object) -> Census:
 
 
 def test_safe_only_when_every_object_was_read_and_nothing_is_old() -> None:
-    judged = census(item("a", versions={2: 3}), item("b", Kind.NO_TOKENS)).judge()
+    judged = census(item("a", versions={2: 3}), item("b", CensusKind.NO_TOKENS)).judge()
     assert (judged.verdict, judged.exit_code) == ("SAFE", 0)
     assert judged.lines == ["SAFE: nothing under s3://b/p/ is older than v2 (bucket not versioned)"]
 
 
 def test_not_safe_counts_per_version_and_names_what_else_was_not_seen() -> None:
     judged = census(
-        item("a", versions={1: 2, 2: 1}), item("c", versions={3: 1}), item("d", Kind.OPAQUE, reason="opaque: zip")
+        item("a", versions={1: 2, 2: 1}), item("c", versions={3: 1}), item("d", CensusKind.OPAQUE, reason="opaque: zip")
     ).judge()
     assert (judged.verdict, judged.exit_code) == ("NOT SAFE", 1)
     assert judged.lines[:2] == ["NOT SAFE: 2 tokens in 1 objects are older than v2", "  v1: 2 tokens in 1 objects"]
@@ -39,13 +41,13 @@ def test_not_safe_counts_per_version_and_names_what_else_was_not_seen() -> None:
 @pytest.mark.parametrize(
     ("kind", "extra", "reason"),
     [
-        (Kind.OPAQUE, {"reason": "opaque: zip archive"}, "opaque"),
-        (Kind.UNREADABLE, {"reason": "unreadable: archived"}, "unreadable"),
-        (Kind.TEXT, {"malformed": 2}, "malformed"),
-        (Kind.FAILED, {"error": StorageUnavailableError("S3 GET failed (SlowDown)")}, "failed"),
+        (CensusKind.OPAQUE, {"reason": "opaque: zip archive"}, "opaque"),
+        (CensusKind.UNREADABLE, {"reason": "unreadable: archived"}, "unreadable"),
+        (CensusKind.TEXT, {"malformed": 2}, "malformed"),
+        (CensusKind.FAILED, {"error": StorageUnavailableError("S3 GET failed (SlowDown)")}, "failed"),
     ],
 )
-def test_anything_not_looked_at_makes_it_unknown(kind: Kind, extra: dict[str, object], reason: str) -> None:
+def test_anything_not_looked_at_makes_it_unknown(kind: CensusKind, extra: dict[str, object], reason: str) -> None:
     judged = census(item("ok", versions={2: 1}), item("x", kind, **extra)).judge()
     assert (judged.verdict, judged.exit_code) == ("UNKNOWN", 1)
     assert judged.lines[0].startswith("UNKNOWN: cannot prove it: nothing older than v2")
@@ -53,7 +55,7 @@ def test_anything_not_looked_at_makes_it_unknown(kind: Kind, extra: dict[str, ob
 
 
 def test_examples_stop_at_twenty_per_reason() -> None:
-    judged = census(*(item(f"z{i}", Kind.OPAQUE, reason="opaque: zip archive") for i in range(25))).judge()
+    judged = census(*(item(f"z{i}", CensusKind.OPAQUE, reason="opaque: zip archive") for i in range(25))).judge()
     examples = [line for line in judged.lines if line.startswith("    s3://")]
     assert len(examples) == 20 and "    … and 5 more (see --report)" in judged.lines
 
@@ -78,7 +80,7 @@ def test_a_versioned_bucket_needs_its_noncurrent_versions_scanned(
 
 
 def test_nothing_read_is_exit_2_and_an_empty_listing_too() -> None:
-    unreadable = census(item("a", Kind.UNREADABLE, reason="unreadable: SSE-C")).judge()
+    unreadable = census(item("a", CensusKind.UNREADABLE, reason="unreadable: SSE-C")).judge()
     assert (unreadable.verdict, unreadable.exit_code) == ("UNKNOWN", 2)
     assert unreadable.lines[0] == "UNKNOWN: cannot prove it: nothing under s3://b/p/ could be read"
     empty = census().judge()
@@ -99,5 +101,5 @@ def test_without_a_minimum_there_is_no_verdict_but_unseen_objects_still_fail_the
     plain = Census(where="s3://b/")
     plain.add(item("a", versions={1: 1}))
     assert (plain.judge().verdict, plain.judge().exit_code) == (None, 0)
-    plain.add(item("z", Kind.OPAQUE, reason="opaque: zip archive"))
+    plain.add(item("z", CensusKind.OPAQUE, reason="opaque: zip archive"))
     assert plain.judge().exit_code == 1

@@ -50,7 +50,7 @@ def machine_info() -> dict[str, Any]:
 
 # --- main -------------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from rewrap.config import Settings
+    from rewrap.core.config import Settings
 
     defaults = Settings()
     parser = argparse.ArgumentParser(prog="python -m rewrap_local.bench", description=_DESCRIPTION)

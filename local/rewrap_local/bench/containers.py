@@ -30,8 +30,8 @@ def container_main(conn: Connection, env: dict[str, str], s3_latency_s: float, t
 
     import boto3
 
-    from rewrap.handlers import rotate, sweep
-    from rewrap.runtime import aws_client_config, get_runtime
+    from rewrap.app.handlers import rotate, sweep
+    from rewrap.app.runtime import aws_client_config, get_runtime
     from rewrap_local.lambda_context import LambdaContext
     from rewrap_local.payloads import sqs_event
 

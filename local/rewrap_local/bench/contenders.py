@@ -87,7 +87,7 @@ def status_kib(field_name: str) -> int:
 
 
 def run_rewrap(bench: Bench, data_set: DataSet, items: Sequence[Item], runtime: Any, meter: Meter) -> dict[str, Any]:
-    from rewrap.ports import ObjectRef
+    from rewrap.core.ports import ObjectRef
 
     refs = [ObjectRef(BUCKET, item.key) for item in items]
     meter.reset()
@@ -114,7 +114,7 @@ def run_rewrap(bench: Bench, data_set: DataSet, items: Sequence[Item], runtime: 
 
 def run_naive(bench: Bench, items: Sequence[Item]) -> dict[str, Any]:
     """The straightforward script: one object after the other, one KMS request per token."""
-    from rewrap.tokens import scan, splice, token_version
+    from rewrap.core.tokens import scan, splice, token_version
 
     s3, meter = bench.metered_client()
     kms = bench.kms_client()

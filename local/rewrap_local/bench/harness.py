@@ -37,7 +37,7 @@ class Bench:
     def __init__(self, params: Params) -> None:
         import boto3
 
-        from rewrap.runtime import aws_client_config
+        from rewrap.app.runtime import aws_client_config
 
         self.params = params
         self.moto = Child(moto_main)
@@ -64,7 +64,7 @@ class Bench:
         self.moto.stop()
 
     def settings(self, **overrides: Any) -> Any:
-        from rewrap.config import Settings
+        from rewrap.core.config import Settings
 
         base = Settings(
             key_tag=self.key_tag,
@@ -81,7 +81,7 @@ class Bench:
 
     def runtime(self, **overrides: Any) -> tuple[Any, Meter]:
         """A fresh container: empty version cache, the S3 client metered, the secret already fetched."""
-        from rewrap.runtime import build_runtime
+        from rewrap.app.runtime import build_runtime
 
         runtime = build_runtime(self.settings(**overrides), session=self.session, endpoint_url=self.moto_url)
         meter = Meter(self.s3_latency)
@@ -91,14 +91,14 @@ class Bench:
 
     def metered_client(self) -> tuple[Any, Meter]:
         """An S3 client configured as rewrap's own (the floor and the naive rotator use it), metered."""
-        from rewrap.runtime import aws_client_config
+        from rewrap.app.runtime import aws_client_config
 
         config = aws_client_config(self.params.concurrency)
         meter = Meter(self.s3_latency)
         return meter.attach(self.session.client("s3", endpoint_url=self.moto_url, config=config)), meter
 
     def kms_client(self) -> Any:
-        from rewrap.ncp.client import NcpKmsClient
+        from rewrap.adapters.ncp_kms.client import NcpKmsClient
         from rewrap.ncp.signing import Credentials
 
         credentials = Credentials(ACCESS_KEY, SECRET_KEY, API_KEY)
@@ -156,7 +156,7 @@ def unconverged(
 ) -> list[str]:
     """Keys of ``items`` whose tokens are not all at ``newest`` (or not all there), read with ``client``;
     ``tokens``, when given, receives every token read."""
-    from rewrap.tokens import scan
+    from rewrap.core.tokens import scan
 
     def wrong(item: Item) -> str | None:
         if item.envelope:

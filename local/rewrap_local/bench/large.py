@@ -96,9 +96,9 @@ def large_child(spec_json: str) -> None:
     spec = json.loads(spec_json)
     import boto3
 
-    from rewrap.config import Settings
-    from rewrap.ports import ObjectRef
-    from rewrap.runtime import build_runtime
+    from rewrap.app.runtime import build_runtime
+    from rewrap.core.config import Settings
+    from rewrap.core.ports import ObjectRef
 
     settings = Settings(buckets=frozenset({BUCKET}), **spec["settings"])
     runtime = build_runtime(settings, session=boto3.session.Session(**FAKE_AWS), endpoint_url=spec["moto_url"])
@@ -134,7 +134,7 @@ def scan_cost(size_mib: int, rounds: int = 7) -> dict[str, Any]:
     takes the escape-aware path."""
     import base64
 
-    from rewrap import tokens as scanner
+    from rewrap.core import tokens as scanner
 
     # the scan before escaped forms, as it was: one regex pass (a lookahead at every character)
     candidate_re = re.compile(rb"ncpkms:v([0-9]*):(?:(?!ncpkms:v)(?:[A-Za-z0-9+/]|\\/))*={0,2}")

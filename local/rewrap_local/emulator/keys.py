@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from rewrap.core.tokens import MAX_TOKEN_CHARS, TOKEN_RE
 from rewrap.ncp.generations import MAX_CONTEXT_BYTES, MAX_PLAINTEXT_BYTES
 from rewrap.ncp.regions import REGION_HOSTS, WRONG_REGION_CODE, key_region
-from rewrap.tokens import MAX_TOKEN_CHARS, TOKEN_RE
 
 from .errors import EmulatorError, invalid_status, not_found
 

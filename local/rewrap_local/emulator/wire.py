@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rewrap.core.tokens import token_version
 from rewrap.ncp.generations import (
     CUSTOM_KEY,
     DECRYPT,
@@ -22,7 +23,6 @@ from rewrap.ncp.generations import (
     Operation,
     no_limit,
 )
-from rewrap.tokens import token_version
 
 from .errors import NOT_FOUND, EmulatorError, key_not_enabled, not_found
 from .faults import FaultQueue, apply_after

@@ -15,8 +15,8 @@ import base64
 import re
 from typing import Any
 
+from rewrap.core.tokens import MAX_TOKEN_CHARS, TOKEN_RE, token_version
 from rewrap.ncp.generations import CUSTOM_KEY, ENCRYPT, GENERATIONS, RE_ENCRYPT, Operation, no_limit
-from rewrap.tokens import MAX_TOKEN_CHARS, TOKEN_RE, token_version
 
 from .errors import EmulatorError, not_found
 from .keys import Key, b64

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from rewrap.tokens import scan, token_version
+from rewrap.core.tokens import scan, token_version
 from rewrap_local.emulator import EmulatorError
 from rewrap_local.stack import LocalStack
 

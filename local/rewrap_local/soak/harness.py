@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewrap.runtime import Runtime, get_runtime, reset_runtime
+from rewrap.app.runtime import Runtime, get_runtime, reset_runtime
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import LocalStack, environment
 
@@ -197,7 +197,7 @@ class Soak(Delivery):
 
     def invoke(self, event: dict[str, Any], route: str) -> dict[str, Any] | None:
         """The real rotate handler, with this invocation's faults; None when it crashed."""
-        from rewrap.handlers import rotate as lambda_handler
+        from rewrap.app.handlers import rotate as lambda_handler
 
         fault = self._invocation_faults.pop(0) if self._invocation_faults else None
         context = LambdaContext()

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from rewrap.metadata import STAMP_METADATA
+from rewrap.core.metadata import STAMP_METADATA
 
 if TYPE_CHECKING:
     from .corpus import Original

@@ -25,7 +25,7 @@ class RunPartials:
     fetch_s: float
 
     def merge(self) -> Any:
-        from rewrap.census_runs import merge_run
+        from rewrap.core.census_runs import merge_run
 
         return merge_run(self.records, self.url, NEWEST, None)
 

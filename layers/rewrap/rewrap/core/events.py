@@ -13,12 +13,12 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
 
-from rewrap.config import MAX_KEYS_PER_REQUEST
+from rewrap.core.config import MAX_KEYS_PER_REQUEST
+from rewrap.core.ports import ObjectRef
 from rewrap.errors import UnsupportedEventError
-from rewrap.ports import ObjectRef
 
 
-class Kind(StrEnum):
+class Trigger(StrEnum):
     S3 = "s3-notification"
     SNS = "sns"
     SQS = "sqs"
@@ -41,7 +41,7 @@ class Unit:
 
 @dataclass
 class Invocation:
-    kind: Kind
+    kind: Trigger
     units: list[Unit]
     dry_run: bool | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -64,28 +64,28 @@ def parse(event: Any) -> Invocation:
     if not isinstance(event, dict):
         raise UnsupportedEventError(f"expected a JSON object event, received {type(event).__name__}")
     if "invocationSchemaVersion" in event and "tasks" in event:
-        return Invocation(Kind.BATCH_OPERATIONS, _batch_operation_units(event), _job_dry_run(event), raw=event)
+        return Invocation(Trigger.BATCH_OPERATIONS, _batch_operation_units(event), _job_dry_run(event), raw=event)
     records = event.get("Records")
     if isinstance(records, list) and records and all(isinstance(r, dict) for r in records):
         sources = {r.get("eventSource") or r.get("EventSource") for r in records}
         if sources == {"aws:sqs"}:
-            return Invocation(Kind.SQS, [_sqs_unit(r) for r in records], raw=event)
+            return Invocation(Trigger.SQS, [_sqs_unit(r) for r in records], raw=event)
         if sources == {"aws:s3"}:
             units = [Unit(str(i), refs=_s3_record_refs(r)) for i, r in enumerate(records)]
-            return Invocation(Kind.S3, units, raw=event)
+            return Invocation(Trigger.S3, units, raw=event)
         if sources == {"aws:sns"}:  # a topic the function subscribes to directly
-            return Invocation(Kind.SNS, [_sns_unit(i, r) for i, r in enumerate(records)], raw=event)
+            return Invocation(Trigger.SNS, [_sns_unit(i, r) for i, r in enumerate(records)], raw=event)
     if event.get("source") == "aws.s3" and "detail" in event:
         unit = Unit(str(event.get("id", "0")))
         unit.refs, unit.raw_keys = _eventbridge_refs(event)
-        return Invocation(Kind.EVENTBRIDGE, [unit], raw=event)
+        return Invocation(Trigger.EVENTBRIDGE, [unit], raw=event)
     if "bucket" in event and "keys" in event:
         dry_run = event.get("dryRun")
         if dry_run is not None and not isinstance(dry_run, bool):
             raise UnsupportedEventError("rotate request: dryRun must be true or false")
         unit = Unit("request", refs=_request_refs(event), newest_versions=_newest_versions(event))
         unit.census_run = census_run(event)
-        return Invocation(Kind.ROTATE_REQUEST, [unit], dry_run, raw=event)
+        return Invocation(Trigger.ROTATE_REQUEST, [unit], dry_run, raw=event)
     raise UnsupportedEventError(f"unrecognised event; top-level fields: {sorted(map(str, event))[:12]}")
 
 

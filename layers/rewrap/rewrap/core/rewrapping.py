@@ -18,6 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from rewrap.core.ports import Rewrapper
+from rewrap.core.runner import Runner
+from rewrap.core.tokens import known_version
+from rewrap.core.work import Group, Work
 from rewrap.deadline import Deadline
 from rewrap.errors import (
     KmsInvalidReplyError,
@@ -29,10 +33,6 @@ from rewrap.errors import (
     RewrapError,
     VerificationError,
 )
-from rewrap.ports import Rewrapper
-from rewrap.runner import Runner
-from rewrap.tokens import known_version
-from rewrap.work import Group, Work
 
 R = TypeVar("R")
 
@@ -94,7 +94,7 @@ def token_groups(works: Iterable[Work]) -> dict[Group, set[str]]:
     return groups
 
 
-class KmsBatches:
+class TokenRewrapper:
     """Re-wraps groups of tokens for one invocation, on its runner."""
 
     def __init__(self, kms: Rewrapper, versions: VersionCache, run: Runner, *, verify: bool) -> None:

@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from rewrap.adapters.s3_attributes import EMPTY_MD5, grant_parameters, head_of, listed_archived, locks, restated
+from rewrap.adapters.s3_errors import BAD_REQUEST_CODES, MISSING_CODES, error_code, translate
+from rewrap.core.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 from rewrap.errors import ObjectUnreadableError, PermanentError
-from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
-from rewrap.s3_attributes import EMPTY_MD5, grant_parameters, head_of, listed_archived, locks, restated
-from rewrap.s3_errors import BAD_REQUEST_CODES, MISSING_CODES, error_code, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

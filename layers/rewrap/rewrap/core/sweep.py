@@ -14,13 +14,13 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from rewrap.census_runs import partial_name, run_folder, write_listing
-from rewrap.config import Settings, SweepTarget
+from rewrap.core.census_runs import partial_name, run_folder, write_listing
+from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.ports import KeyVersions, Listed, ObjectStore, RequestQueue
+from rewrap.core.reports import publish_report
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, UnsupportedEventError
 from rewrap.observability import logger, metrics
-from rewrap.ports import KeyVersions, Listed, ObjectStore, RequestQueue
-from rewrap.reports import publish_report
 
 # Stop listing and hand over when less than this much time is left.
 HANDOVER_RESERVE_SECONDS = 20.0

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rewrap.config import Settings, load_settings
+from rewrap.adapters.ncp_kms.client import NcpKmsClient
+from rewrap.adapters.ncp_kms.transport import new_http_client
+from rewrap.adapters.s3 import S3Store
+from rewrap.adapters.secrets_manager import SecretCredentials
+from rewrap.adapters.sqs import DeadLetters, RotateQueue
+from rewrap.core.config import Settings, load_settings
+from rewrap.core.engine import Engine
+from rewrap.core.ports import ObjectStore
 from rewrap.deadline import AdaptiveRateLimiter
-from rewrap.engine import Engine
-from rewrap.ncp.client import NcpKmsClient
-from rewrap.ncp.transport import new_http_client
-from rewrap.objects import S3Store
-from rewrap.queues import DeadLetters, RotateQueue
-from rewrap.secrets import SecretCredentials
 
 
 @dataclass
@@ -85,6 +86,17 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
         session=session,
         dead_letters=DeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None,
         rotate_queue=RotateQueue(sqs, settings.queue_url) if settings.queue_url else None,
+    )
+
+
+def build_store(settings: Settings, *, session: Any = None, endpoint_url: str | None = None) -> ObjectStore:
+    """An S3 store alone, for what reads or writes objects without KMS (the census, run folders, reports)."""
+    import boto3
+
+    session = session or boto3.session.Session()
+    s3 = session.client("s3", config=aws_client_config(settings.concurrency), endpoint_url=endpoint_url)
+    return S3Store(
+        s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes, requester_pays=settings.requester_pays
     )
 
 

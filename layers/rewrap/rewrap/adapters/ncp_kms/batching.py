@@ -13,13 +13,13 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from rewrap.adapters.ncp_kms.replies import refuses_item
+from rewrap.adapters.ncp_kms.transport import CredentialsSource, KmsTransport
+from rewrap.core.tokens import chunk_by_size
 from rewrap.deadline import Deadline
 from rewrap.errors import KmsInvalidReplyError, KmsKeyDisabledError, KmsRejectedError, RewrapError
 from rewrap.ncp.generations import Generation, Operation, no_limit
-from rewrap.ncp.replies import refuses_item
 from rewrap.ncp.reply_errors import PATH_NOT_FOUND_CODE, ItemFailures, refuses_arrays
-from rewrap.ncp.transport import CredentialsSource, KmsTransport
-from rewrap.tokens import chunk_by_size
 
 log = logging.getLogger(__name__)
 

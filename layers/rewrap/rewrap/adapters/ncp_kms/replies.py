@@ -6,6 +6,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from rewrap.core.tokens import known_version, token_match
 from rewrap.errors import (
     KmsInvalidReplyError,
     KmsKeyDisabledError,
@@ -14,7 +15,6 @@ from rewrap.errors import (
     PartialBatchError,
     RewrapError,
 )
-from rewrap.tokens import known_version, token_match
 
 T = TypeVar("T")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rewrap.app.runtime import get_runtime
+from rewrap.core.service import rotate_event
+from rewrap.core.sweep import sweep_event
 from rewrap.observability import logger, metrics, trace_handler
-from rewrap.runtime import get_runtime
-from rewrap.service import rotate_event
-from rewrap.sweep import sweep_event
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -1,7 +1,7 @@
 """What the core (engine, service, sweep, census, reports) needs from the outside world. The
 adapters implement these: ``objects.S3Store`` (objects, listings, reports), ``ncp.client.NcpKmsClient``
 (re-wrapping, key versions, request statistics), ``queues.RotateQueue`` and ``queues.DeadLetters``.
-``runtime.py`` is the only place that builds adapters; tests may pass their own."""
+``rewrap.app.runtime`` is the only place that builds adapters; tests may pass their own."""
 
 from __future__ import annotations
 

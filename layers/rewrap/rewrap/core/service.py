@@ -20,16 +20,16 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from rewrap.census import Kind as CensusKind
-from rewrap.census_runs import CensusAnswer, answer, result_string
-from rewrap.config import Settings
+from rewrap.core.census import CensusKind
+from rewrap.core.census_runs import CensusAnswer, answer, result_string
+from rewrap.core.config import Settings
+from rewrap.core.engine import UNSEEN, Engine, ObjectResult, Status
+from rewrap.core.events import Invocation, Trigger, Unit, parse
+from rewrap.core.ports import CountedRewrapper, DeadLetterSink, ObjectStore
+from rewrap.core.reports import publish_report
 from rewrap.deadline import Deadline
-from rewrap.engine import UNSEEN, Engine, ObjectResult, Status
 from rewrap.errors import ConfigError, RetryableError, RewrapError, UnsupportedEventError
-from rewrap.events import Invocation, Kind, Unit, parse
 from rewrap.observability import logger, metrics
-from rewrap.ports import CountedRewrapper, DeadLetterSink, ObjectStore
-from rewrap.reports import publish_report
 
 _METRIC_NAMES = {
     Status.ROTATED: "ObjectsRotated",
@@ -72,7 +72,7 @@ def rotate_event(event: Any, context: Any, runtime: RotateServices) -> dict[str,
     if not others:
         return reply
     rest = _rotate(replace(invocation, units=others), context, runtime)
-    if invocation.kind is Kind.SQS:
+    if invocation.kind is Trigger.SQS:
         return {"batchItemFailures": reply["batchItemFailures"] + rest["batchItemFailures"]}
     return {**reply, "results": reply["results"] + rest["results"]}  # a Batch Operations invocation
 
@@ -89,14 +89,14 @@ def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> di
     if runtime.settings.report_prefix:
         records = [{**r.to_dict(), "route": str(invocation.kind)} for r in by_ref.values()]
         publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
-    if invocation.kind is Kind.SQS:
+    if invocation.kind is Trigger.SQS:
         return _sqs_response(invocation, by_ref, runtime)
-    if invocation.kind is Kind.BATCH_OPERATIONS:
+    if invocation.kind is Trigger.BATCH_OPERATIONS:
         return _batch_operations_response(invocation, by_ref)
     summary = summarize(results)
-    if invocation.kind in (Kind.S3, Kind.SNS, Kind.EVENTBRIDGE) and summary["retryable"]:
+    if invocation.kind in (Trigger.S3, Trigger.SNS, Trigger.EVENTBRIDGE) and summary["retryable"]:
         raise RetryableError(f"{summary['retryable']} object(s) failed with a retryable error; retrying the event")
-    if invocation.kind is Kind.ROTATE_REQUEST:
+    if invocation.kind is Trigger.ROTATE_REQUEST:
         summary["objects"] = [r.to_dict() for r in results]
     return summary
 
@@ -188,7 +188,7 @@ def _parked_body(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> str:
 # --- census requests: scanned with the census's scanner, never written ------------------------------
 def census_event(invocation: Invocation, units: list[Unit], runtime: RotateServices) -> dict[str, Any]:
     settings = runtime.settings
-    if invocation.kind is Kind.SQS and not settings.report_prefix:
+    if invocation.kind is Trigger.SQS and not settings.report_prefix:
         raise ConfigError("census requests from the queue need REWRAP_REPORT_PREFIX to write their partials to")
     route = str(invocation.kind)
     answers = [(unit, answer(str(unit.census_run), unit.refs, settings, runtime.store, route)) for unit in units]
@@ -199,9 +199,9 @@ def census_event(invocation: Invocation, units: list[Unit], runtime: RotateServi
         if reply.error is not None:
             logger.warning("census request not answered", extra={"unit": unit.id, "reason": reply.error.reason})
     logger.info("census done", extra={"route": route, "objects": counted, "requests": len(answers)})
-    if invocation.kind is Kind.SQS:
+    if invocation.kind is Trigger.SQS:
         return _sqs_failures(invocation, [(unit, reply.error) for unit, reply in answers], runtime)
-    if invocation.kind is Kind.BATCH_OPERATIONS:
+    if invocation.kind is Trigger.BATCH_OPERATIONS:
         return _batch_operations_envelope(invocation, [_census_task_result(unit, reply) for unit, reply in answers])
     return _census_summary(answers[0][1])
 

@@ -11,7 +11,7 @@ from rewrap.deadline import Deadline
 from rewrap.errors import RetryableError, RewrapError
 
 # Logged under the engine's name, which the steps belong to.
-log = logging.getLogger("rewrap.engine")
+log = logging.getLogger("rewrap.core.engine")
 
 T = TypeVar("T")
 R = TypeVar("R")

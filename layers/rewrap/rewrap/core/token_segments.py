@@ -1,12 +1,12 @@
 """Cutting a byte stream into token-safe segments: pieces that can each be scanned and spliced on
-their own, because no cut goes through anything that looks like a token (``rewrap.tokens``)."""
+their own, because no cut goes through anything that looks like a token (``rewrap.core.tokens``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
 
-from rewrap.tokens import MAX_TOKEN_CHARS, may_hold_escaped, plain_candidates, prefix_pattern, read_candidate
+from rewrap.core.tokens import MAX_TOKEN_CHARS, may_hold_escaped, plain_candidates, prefix_pattern, read_candidate
 
 _PREFIX_RE = re.compile(rb"ncpkms:v")
 

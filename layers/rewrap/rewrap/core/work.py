@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from rewrap.core.forms import Form
+from rewrap.core.ports import ObjectBody, ObjectHead, ObjectRef
+from rewrap.core.results import ObjectResult, Status, unseen
+from rewrap.core.tokens import Found, Malformed, known_version, splice
 from rewrap.errors import ObjectRejectedError, RewrapError
-from rewrap.forms import Form
-from rewrap.ports import ObjectBody, ObjectHead, ObjectRef
-from rewrap.results import ObjectResult, Status, unseen
-from rewrap.tokens import Found, Malformed, known_version, splice
 
 Group = tuple[str, str | None]  # (key tag, context): the tokens KMS re-wraps together
 # Keep this much time for the writes themselves; no write starts later than that.

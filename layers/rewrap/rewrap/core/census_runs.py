@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rewrap.census import Census, Kind, ObjectCensus
-from rewrap.census_taker import CensusTaker
-from rewrap.config import Settings, SweepTarget
+from rewrap.core.census import Census, CensusKind, ObjectCensus
+from rewrap.core.census_taker import CensusTaker
+from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.ports import SINGLE_READ_BYTES, ObjectRef, ObjectStore
 from rewrap.errors import BucketNotAllowedError, ConfigError, ObjectChangedError, RewrapError
-from rewrap.ports import SINGLE_READ_BYTES, ObjectRef, ObjectStore
 
 PARTIAL_FORMAT = "rewrap-census-partial/1"
 LISTING_FORMAT = "rewrap-census-listing/1"
@@ -117,7 +117,7 @@ def result_string(item: ObjectCensus) -> str:
     text = f"census {item.kind} key={item.key_tag or '-'} versions={versions or '-'}"
     if item.malformed:
         text += f" malformed={item.malformed}"
-    if item.kind in (Kind.OPAQUE, Kind.UNREADABLE, Kind.FAILED):
+    if item.kind in (CensusKind.OPAQUE, CensusKind.UNREADABLE, CensusKind.FAILED):
         text += f" reason={item.reason or (item.error.reason if item.error else item.kind)}"
     return text
 

@@ -16,6 +16,10 @@ from typing import Any
 
 import httpx
 
+from rewrap.adapters.ncp_kms.batching import KmsBatches
+from rewrap.adapters.ncp_kms.replies import all_or_raise, checked_plaintexts, checked_re_encrypt, checked_tokens
+from rewrap.adapters.ncp_kms.transport import CredentialsSource
+from rewrap.core.tokens import token_match, token_version
 from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline, RateLimiter
 from rewrap.errors import (
     ConfigError,
@@ -26,7 +30,6 @@ from rewrap.errors import (
     OutOfTimeError,
     RewrapError,
 )
-from rewrap.ncp.batching import KmsBatches
 from rewrap.ncp.generations import (
     CUSTOM_KEY,
     DECRYPT,
@@ -40,10 +43,7 @@ from rewrap.ncp.generations import (
     generation,
 )
 from rewrap.ncp.regions import check_endpoint_serves
-from rewrap.ncp.replies import all_or_raise, checked_plaintexts, checked_re_encrypt, checked_tokens
 from rewrap.ncp.reply_errors import STATE_REFUSAL_CODES
-from rewrap.ncp.transport import CredentialsSource
-from rewrap.tokens import token_match, token_version
 
 VERSION_PROBE = b"rewrap-version-probe"
 # Key and version states learnt from NCP are trusted this long (a disabled key stops every call meanwhile).

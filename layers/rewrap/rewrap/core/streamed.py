@@ -12,15 +12,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
+from rewrap.core.forms import Encoder, Form, open_text
+from rewrap.core.ports import MAX_COPY_PART_BYTES, MAX_PARTS, ObjectStore, PartWriter
+from rewrap.core.results import ObjectResult, Status
+from rewrap.core.rewrapping import TokenRewrapper
+from rewrap.core.token_segments import token_safe_segments
+from rewrap.core.tokens import Found, scan, splice
+from rewrap.core.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
 from rewrap.deadline import Deadline
 from rewrap.errors import ObjectOpaqueError, OutOfTimeError, RewrapError
-from rewrap.forms import Encoder, Form, open_text
-from rewrap.ports import MAX_COPY_PART_BYTES, MAX_PARTS, ObjectStore, PartWriter
-from rewrap.results import ObjectResult, Status
-from rewrap.rewrapping import KmsBatches
-from rewrap.token_segments import token_safe_segments
-from rewrap.tokens import Found, scan, splice
-from rewrap.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
 
 
 class Allowance:
@@ -45,7 +45,7 @@ class Allowance:
 class StreamedRotation:
     """Rotates one large object at a time, re-wrapping its tokens segment by segment."""
 
-    def __init__(self, store: ObjectStore, kms: KmsBatches, segment_bytes: int) -> None:
+    def __init__(self, store: ObjectStore, kms: TokenRewrapper, segment_bytes: int) -> None:
         self.store = store
         self.kms = kms
         self.segment_bytes = segment_bytes

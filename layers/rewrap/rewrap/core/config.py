@@ -29,7 +29,7 @@ MIN_MULTIPART_BYTES = 6 * MiB
 MAX_OBJECT_BYTES = 5 * TiB  # S3's own maximum
 LOOPBACK_NAMES = {"localhost"}
 
-Kind = Literal["text", "choice", "int", "float", "flag", "list", "set", "timestamp", "targets"]
+SettingKind = Literal["text", "choice", "int", "float", "flag", "list", "set", "timestamp", "targets"]
 _INTEGER = re.compile(r"[0-9]+")
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
@@ -53,7 +53,7 @@ class Setting:
 
     variable: str
     name: str
-    kind: Kind
+    kind: SettingKind
     default: Any
     help: str
     low: float | None = None

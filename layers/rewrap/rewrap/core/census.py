@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from rewrap.core.ports import ObjectRef
+from rewrap.core.records import Field, columns, record
 from rewrap.errors import RewrapError
-from rewrap.ports import ObjectRef
-from rewrap.records import Field, columns, record
 
 # The label of objects without ncpkms-key-tag metadata when no default key tag is known.
 DEFAULT_KEY_LABEL = "(default)"
@@ -35,7 +35,7 @@ SAFE_EXIT, NOT_PROVEN_EXIT, NOTHING_READ_EXIT = 0, 1, 2
 UNKNOWN_REASONS = ("opaque", "unreadable", "malformed", "failed", "noncurrent not scanned")
 
 
-class Kind(StrEnum):
+class CensusKind(StrEnum):
     ENVELOPE = "envelope"
     TEXT = "text"
     NO_TOKENS = "no-tokens"
@@ -48,7 +48,7 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class ObjectCensus:
     ref: ObjectRef
-    kind: Kind
+    kind: CensusKind
     key_tag: str = ""
     noncurrent: bool = False
     versions: dict[int, int] = field(default_factory=dict)  # key version -> tokens
@@ -68,7 +68,7 @@ class ObjectCensus:
     def unknown_reasons(self) -> list[tuple[str, str]]:
         """(reason kind, detail) for each way this object keeps the verdict from being proven."""
         out = []
-        if self.kind in (Kind.OPAQUE, Kind.UNREADABLE, Kind.FAILED):
+        if self.kind in (CensusKind.OPAQUE, CensusKind.UNREADABLE, CensusKind.FAILED):
             detail = self.reason or (self.error.reason if self.error else str(self.kind))
             out.append((str(self.kind), detail))
         if self.malformed:
@@ -149,14 +149,14 @@ class Census:
 
     @property
     def failed(self) -> int:
-        return self.kinds[Kind.FAILED]
+        return self.kinds[CensusKind.FAILED]
 
     def add(self, item: ObjectCensus) -> None:
         self.kinds[item.kind] += 1
         self.noncurrent_objects += item.noncurrent
         self.malformed_objects += item.malformed > 0
         self.bytes_read += item.size
-        if item.kind is Kind.FAILED and len(self.failures) < MAX_EXAMPLES:
+        if item.kind is CensusKind.FAILED and len(self.failures) < MAX_EXAMPLES:
             self.failures.append(item)
         for reason, detail in item.unknown_reasons:
             self.unknown[reason] += 1
@@ -200,7 +200,7 @@ class Census:
     def to_dict(self) -> dict[str, Any]:
         return {
             "objects": self.objects,
-            "kinds": {str(k): self.kinds[k] for k in Kind},
+            "kinds": {str(k): self.kinds[k] for k in CensusKind},
             "noncurrentObjects": self.noncurrent_objects,
             "malformedObjects": self.malformed_objects,
             "bytesRead": self.bytes_read,
@@ -249,7 +249,7 @@ class Census:
     def merge_partial(self, partial: dict[str, Any]) -> None:
         """Add a census partial (:meth:`to_partial`) into this census, judged by this census's minimum."""
         for kind, n in partial.get("kinds", {}).items():
-            self.kinds[Kind(kind)] += int(n)
+            self.kinds[CensusKind(kind)] += int(n)
         self.noncurrent_objects += int(partial.get("noncurrentObjects", 0))
         self.malformed_objects += int(partial.get("malformedObjects", 0))
         self.bytes_read += int(partial.get("bytesRead", 0))
@@ -312,7 +312,7 @@ class Census:
             rules = [f"prefix {p!r}" for p in self.exclude_prefixes] + [f"suffix {s!r}" for s in self.exclude_suffixes]
             counted = ", ".join(f"{rule} ({self.excluded[rule]:,} objects)" for rule in rules)
             lines.append(f"  excluded by the operator, not read: {counted}")
-        unseen = self.kinds[Kind.UNREADABLE] + self.kinds[Kind.FAILED] + self.kinds[Kind.MISSING]
+        unseen = self.kinds[CensusKind.UNREADABLE] + self.kinds[CensusKind.FAILED] + self.kinds[CensusKind.MISSING]
         if self.objects == unseen:
             headline = (
                 f"UNKNOWN: cannot prove it: nothing under {where} was listed (check the prefix)"
@@ -377,7 +377,7 @@ def _example(record: dict[str, Any]) -> ObjectCensus:
     versions = {int(str(name).lstrip("v")): int(n) for name, n in record.get("versions", {}).items()}
     return ObjectCensus(
         ref,
-        Kind(record.get("kind", Kind.TEXT)),
+        CensusKind(record.get("kind", CensusKind.TEXT)),
         str(record.get("keyTag", "")),
         bool(record.get("noncurrent")),
         versions,

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from rewrap.core.ports import ObjectHead
 from rewrap.errors import ObjectUnreadableError
-from rewrap.ports import ObjectHead
 
 # HEAD response fields that PutObject / CopyObject / CreateMultipartUpload accept under the same name.
 RESTATED = (

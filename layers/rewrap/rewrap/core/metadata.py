@@ -13,8 +13,8 @@ import binascii
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from rewrap.core.tokens import Found, Malformed, scan
 from rewrap.errors import ObjectRejectedError
-from rewrap.tokens import Found, Malformed, scan
 
 KEY_TAG_METADATA = "ncpkms-key-tag"
 CONTEXT_METADATA = "ncpkms-context"

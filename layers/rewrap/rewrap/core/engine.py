@@ -22,7 +22,24 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rewrap.config import Settings
+from rewrap.core.config import Settings
+from rewrap.core.forms import encode_whole, open_text
+from rewrap.core.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
+from rewrap.core.ports import (
+    SINGLE_READ_BYTES,
+    USER_METADATA_LIMIT,
+    ObjectBody,
+    ObjectRef,
+    ObjectStore,
+    Rewrapper,
+    metadata_bytes,
+)
+from rewrap.core.results import UNSEEN, ObjectResult, Status, unseen
+from rewrap.core.rewrapping import Rewrapped, TokenRewrapper, VersionCache, token_groups
+from rewrap.core.runner import Runner
+from rewrap.core.streamed import Allowance, StreamedRotation
+from rewrap.core.tokens import known_version, scan, splice
+from rewrap.core.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
 from rewrap.deadline import Deadline
 from rewrap.errors import (
     BucketNotAllowedError,
@@ -33,23 +50,6 @@ from rewrap.errors import (
     PermanentError,
     RewrapError,
 )
-from rewrap.forms import encode_whole, open_text
-from rewrap.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
-from rewrap.ports import (
-    SINGLE_READ_BYTES,
-    USER_METADATA_LIMIT,
-    ObjectBody,
-    ObjectRef,
-    ObjectStore,
-    Rewrapper,
-    metadata_bytes,
-)
-from rewrap.results import UNSEEN, ObjectResult, Status, unseen
-from rewrap.rewrapping import KmsBatches, Rewrapped, VersionCache, token_groups
-from rewrap.runner import Runner
-from rewrap.streamed import Allowance, StreamedRotation
-from rewrap.tokens import known_version, scan, splice
-from rewrap.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
 
 # What callers import from here, besides the engine itself.
 __all__ = ["UNSEEN", "Engine", "ObjectResult", "Status", "VersionCache"]
@@ -83,7 +83,7 @@ class Engine:
         results: dict[ObjectRef, ObjectResult] = {}
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap") as pool:
             run = Runner(pool)
-            kms = KmsBatches(self.kms, self.versions, run, verify=self.settings.verify)
+            kms = TokenRewrapper(self.kms, self.versions, run, verify=self.settings.verify)
             self._decoded = Allowance(self.memory_budget_bytes)
             # bodies read with their head are held until their wave: a quarter of the budget for them all
             self._early = Allowance(self.memory_budget_bytes // 4)

@@ -5,7 +5,7 @@ written with JSON escapes (``\\/``, ``\\u002b``, any character as ``\\uXXXX``) o
 form bodies and logs (``ncpkms%3Av1%3A…%2B…%3D``); it is recognised, and its replacement is written
 back in the same form. A candidate cut short by an incomplete escape is reported malformed, never
 sent to KMS as a shorter token. A stream is cut into pieces that each scan alone by
-``rewrap.token_segments``.
+``rewrap.core.token_segments``.
 """
 
 from __future__ import annotations

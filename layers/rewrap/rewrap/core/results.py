@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from rewrap.core.ports import ObjectRef
+from rewrap.core.records import Field, columns, record
 from rewrap.errors import ObjectOpaqueError, ObjectUnreadableError, RewrapError
-from rewrap.ports import ObjectRef
-from rewrap.records import Field, columns, record
 
 
 class Status(StrEnum):

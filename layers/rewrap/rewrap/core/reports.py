@@ -19,12 +19,12 @@ from typing import IO, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from rewrap.census import CENSUS_FIELDS
-from rewrap.config import SweepTarget
+from rewrap.core.census import CENSUS_FIELDS
+from rewrap.core.config import SweepTarget
+from rewrap.core.ports import ObjectStore
+from rewrap.core.results import RESULT_FIELDS
 from rewrap.errors import ConfigError, RewrapError
 from rewrap.observability import logger, metrics
-from rewrap.ports import ObjectStore
-from rewrap.results import RESULT_FIELDS
 
 Format = Literal["json", "csv"]
 

@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewrap.census import DEFAULT_KEY_LABEL, Census, Kind, ObjectCensus
+from rewrap.core.census import DEFAULT_KEY_LABEL, Census, CensusKind, ObjectCensus
+from rewrap.core.forms import open_text
+from rewrap.core.metadata import KEY_TAG_METADATA, scan_metadata
+from rewrap.core.ports import SINGLE_READ_BYTES, Listed, ObjectHead, ObjectRef, ObjectStore
+from rewrap.core.token_segments import token_safe_segments
+from rewrap.core.tokens import scan
 from rewrap.errors import ObjectChangedError, ObjectOpaqueError, ObjectUnreadableError, RewrapError
-from rewrap.forms import open_text
-from rewrap.metadata import KEY_TAG_METADATA, scan_metadata
 from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
-from rewrap.ports import SINGLE_READ_BYTES, Listed, ObjectHead, ObjectRef, ObjectStore
-from rewrap.token_segments import token_safe_segments
-from rewrap.tokens import scan
 
 
 @dataclass
@@ -94,9 +94,9 @@ class CensusTaker:
             except ObjectChangedError:  # overwritten between HEAD and GET: count the new content
                 return self._inspect(ref, noncurrent)
         except ObjectUnreadableError as error:
-            return ObjectCensus(ref, Kind.UNREADABLE, noncurrent=noncurrent, reason=error.reason)
+            return ObjectCensus(ref, CensusKind.UNREADABLE, noncurrent=noncurrent, reason=error.reason)
         except RewrapError as error:
-            return ObjectCensus(ref, Kind.FAILED, noncurrent=noncurrent, error=error)
+            return ObjectCensus(ref, CensusKind.FAILED, noncurrent=noncurrent, error=error)
 
     def _inspect(self, ref: ObjectRef, noncurrent: bool) -> ObjectCensus:
         whole: bytes | None = None
@@ -108,12 +108,12 @@ class CensusTaker:
         else:
             head = self.store.head(ref)
         if head is None:
-            return ObjectCensus(ref, Kind.MISSING, noncurrent=noncurrent)
+            return ObjectCensus(ref, CensusKind.MISSING, noncurrent=noncurrent)
         key_tag = head.metadata.get(KEY_TAG_METADATA) or self.default_key_tag or DEFAULT_KEY_LABEL
         in_metadata = scan_metadata(head.metadata)
         found: Counter[int] = Counter(t.version for tokens in in_metadata.tokens.values() for t in tokens)
         malformed = len(in_metadata.malformed)
-        kind = Kind.ENVELOPE if in_metadata.envelope else Kind.NO_TOKENS
+        kind = CensusKind.ENVELOPE if in_metadata.envelope else CensusKind.NO_TOKENS
         if head.size == 0:
             return ObjectCensus(ref, kind, key_tag, noncurrent, dict(found), malformed)
         if whole is not None:
@@ -121,7 +121,7 @@ class CensusTaker:
         else:
             stream = self.store.open_body(ref, head, self.chunk_bytes)
             if stream is None:
-                return ObjectCensus(ref, Kind.MISSING, noncurrent=noncurrent)
+                return ObjectCensus(ref, CensusKind.MISSING, noncurrent=noncurrent)
             chunks = stream.chunks
         size = 0
         try:
@@ -133,10 +133,10 @@ class CensusTaker:
                 size += len(segment)
         except ObjectOpaqueError as error:  # the metadata's tokens still count
             return ObjectCensus(
-                ref, Kind.OPAQUE, key_tag, noncurrent, dict(found), malformed, size, reason=error.reason
+                ref, CensusKind.OPAQUE, key_tag, noncurrent, dict(found), malformed, size, reason=error.reason
             )
-        if kind is Kind.NO_TOKENS and (found or malformed):
-            kind = Kind.TEXT
+        if kind is CensusKind.NO_TOKENS and (found or malformed):
+            kind = CensusKind.TEXT
         return ObjectCensus(ref, kind, key_tag, noncurrent, dict(found), malformed, size)
 
 

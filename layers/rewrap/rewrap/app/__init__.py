@@ -1,0 +1,1 @@
+"""The Lambda entry points and the composition root that builds the adapters."""

@@ -1,0 +1,2 @@
+"""The core: the rotation engine and its parts, the scanner, events, the census and the use cases. It depends on
+ports, never on an adapter or an SDK."""
