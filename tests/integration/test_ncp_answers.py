@@ -331,9 +331,7 @@ def test_a_disabled_version_fails_its_own_objects_with_a_clear_reason(
 
     assert (v2.status, again.status) == (Status.ROTATED, Status.ROTATED)
     assert v1.status is Status.FAILED and v1.error is not None and not v1.retryable
-    assert v1.error.reason.startswith("kms-version-disabled: v1 is disabled; re-enable it to re-wrap these objects"), (
-        v1.error.reason
-    )
+    assert v1.error.reason.startswith("version-disabled: re-enable v1 to rotate it (key "), v1.error.reason
 
 
 @pytest.mark.parametrize("api", ["1.0", "2.0", "v3"])

@@ -750,6 +750,14 @@ def test_alarms_watch_the_dlq_and_function_errors(cfn: dict[str, Any]) -> None:
     assert cfn["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
 
 
+def test_an_alarm_watches_tokens_on_a_disabled_version(cfn: dict[str, Any]) -> None:
+    alarm = cfn["Resources"]["DisabledVersionNeededAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("Rewrap", "ObjectsOnDisabledVersion")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "rewrap"}]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["Statistic"]) == ("GreaterThanThreshold", 0, "Sum")
+    # that the rotate function emits the metric is shown end to end in tests/integration/test_retire_e2e.py
+
+
 def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> None:
     dashboard = one(cfn, "AWS::CloudWatch::Dashboard")
     text = dashboard["DashboardBody"]["Fn::Sub"]

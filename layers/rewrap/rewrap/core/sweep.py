@@ -19,7 +19,7 @@ from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.ports import KeyVersions, Listed, ObjectStore, RequestQueue
 from rewrap.core.reports import publish_report
 from rewrap.deadline import Deadline
-from rewrap.errors import ConfigError, UnsupportedEventError
+from rewrap.errors import ConfigError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
 
 # Stop listing and hand over when less than this much time is left.
@@ -74,8 +74,8 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     if census is None:
         newest = probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
         report = run_sweep(targets, position, settings, store, queue, deadline, newest)
-    else:  # a census needs no KMS call: the newest versions are not asked for
-        newest = {}
+    else:  # census requests need no KMS call; the listing records the newest version, for the verdict
+        newest = _newest_if_known(kms, settings, deadline)
         report = run_sweep(targets, position, settings, store, queue, deadline, census_run=census["runId"])
     if report.resume_at is not None:
         state: dict[str, Any] = {
@@ -99,7 +99,7 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     publish_report(settings.report_prefix, store, context, "sweep", [record])
     if census is not None:
         versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
-        listing = {**report.to_dict(), "targets": record["targets"], "versioning": versioning}
+        listing = {**report.to_dict(), "targets": record["targets"], "versioning": versioning, "newestVersions": newest}
         write_listing(settings, store, census["runId"], census["sequence"], listing, report.partials)
         return {**report.to_dict(), "mode": "census", "runId": census["runId"]}
     return report.to_dict()
@@ -176,6 +176,16 @@ def probe_newest_versions(kms: KeyVersions, key_tags: list[str], deadline: Deadl
     for key_tag in key_tags:
         newest[key_tag] = kms.newest_version(key_tag, deadline)
     return newest
+
+
+def _newest_if_known(kms: KeyVersions, settings: Settings, deadline: Deadline) -> dict[str, int]:
+    """The default key's newest version for a census run's listing record (what a retirement checks has
+    not changed since); a census goes on without it when NCP cannot be asked now."""
+    try:
+        return probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
+    except RewrapError as error:
+        logger.warning("newest key version not known for the census run", extra={"reason": error.reason})
+        return {}
 
 
 def _selected(item: Listed, settings: Settings) -> bool:
