@@ -16,6 +16,7 @@ import pytest
 
 import rewrap.core.rewrapping
 from rewrap.adapters.ncp_kms.client import NcpKmsClient
+from rewrap.adapters.ncp_kms.management import NcpKeyManager
 from rewrap.adapters.ncp_kms.replies import checked_re_encrypt
 from rewrap.core.census import Census
 from rewrap.core.census_taker import CensusTaker, RescueList, version_states, with_version_states
@@ -355,8 +356,8 @@ def test_version_states_for_the_census(stack: LocalStack) -> None:
             stack.kms.rotate(stack.key_tag)
     stack.kms.disable_version(stack.key_tag, 1)
 
-    for api in ("2.0", "v3"):
-        states = version_states(client_for(stack, api), [stack.key_tag])
+    for api in ("1.0", "2.0", "v3"):  # 1.0 keys are managed through v3 with the same access key
+        states = version_states(NcpKeyManager(api, stack.kms.url, SIGNING), [stack.key_tag])
         rescue = RescueList(states)
         census = CensusTaker(stack_store(stack), default_key_tag=stack.key_tag).run(
             stack.bucket, "", Census(), on_object=rescue
@@ -372,7 +373,9 @@ def test_version_states_for_the_census(stack: LocalStack) -> None:
         ]
         assert summary["rescueVersions"] == {stack.key_tag: [1]}
         assert [item.ref.key for item in rescue.objects] == ["on-v1.txt"]
-    assert version_states(client_for(stack, "1.0"), [stack.key_tag]) == {}
+    # an ocapi token reaches no management call: no state is known, and the census goes on without it
+    token_only = StaticCredentials(Credentials(ocapi_token=stack.kms.issue_token(stack.key_tag)))
+    assert version_states(NcpKeyManager("v3", stack.kms.url, token_only), [stack.key_tag]) == {}
 
 
 def stack_store(stack: LocalStack) -> Any:

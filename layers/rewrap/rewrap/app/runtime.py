@@ -144,6 +144,25 @@ def build_retire_tools(
     return RetireTools(settings, store, keys, report_prefix or settings.report_prefix, who)
 
 
+def read_version_states(
+    settings: Settings, key_tags: list[str], *, session: Any = None, endpoint_url: str | None = None
+) -> dict[str, dict[int, str]]:
+    """Each key's version states, where the NCP secret's credentials reach its management API (the census's
+    rescue list); empty without a secret, with token-only credentials or when NCP cannot be asked."""
+    from rewrap.core.census_taker import version_states
+
+    if not settings.secret_id:
+        return {}
+    try:
+        tools = build_retire_tools(settings, session=session, endpoint_url=endpoint_url)
+    except RewrapError:
+        return {}
+    try:
+        return version_states(tools.keys, key_tags)
+    finally:
+        tools.close()
+
+
 def _aws_caller(session: Any, endpoint_url: str | None) -> str | None:
     """The AWS identity's ARN (STS GetCallerIdentity), or None when it cannot be asked."""
     try:

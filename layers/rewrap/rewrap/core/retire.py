@@ -11,6 +11,7 @@ those it had disabled. Every decision after a census, and every change, writes i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -100,7 +101,7 @@ def retire(request: RetireRequest, services: RetireServices, verdicts: Verdicts,
     now_state = keys.state(tag)
     evidence = _evidence("retire", "refused", request, services, now_state, to_change)
     evidence.verdicts = found
-    evidence.ident = f"{evidence.time:%Y%m%dT%H%M%SZ}-retire"
+    evidence.ident = f"{evidence.time:%Y%m%dT%H%M%SZ}-retire-{uuid.uuid4().hex[:6]}"
     evidence.reasons = _refusals_after_census(request, now_state, to_change, found, evidence.time)
     if evidence.reasons:
         return _finish(services, evidence, REFUSED, [f"refused: {r}" for r in evidence.reasons], request.dry_run)
@@ -136,7 +137,7 @@ def undo(request: RetireRequest, services: RetireServices, confirm: Confirm, las
     if not to_change:
         return Outcome(DONE, [f"nothing to do: {_listed(versions)} already enabled"])
     evidence = _evidence("undo", "re-enabled", request, services, before, to_change)
-    evidence.ident = f"{evidence.time:%Y%m%dT%H%M%SZ}-undo"
+    evidence.ident = f"{evidence.time:%Y%m%dT%H%M%SZ}-undo-{uuid.uuid4().hex[:6]}"
     if request.dry_run:
         return Outcome(DONE, [f"dry run: would enable {_listed(to_change)} of key {tag}; nothing was changed"])
     if not confirm(f"enable {_listed(to_change)} of key {tag} again?"):
@@ -168,7 +169,8 @@ def _refusals_after_census(
     for verdict in verdicts:
         where = verdict.source
         if verdict.verdict != "SAFE":
-            reasons.append(f"the verdict for {where} is {verdict.verdict}: {verdict.lines[0]}")
+            said = verdict.lines[0]
+            reasons.append(f"{where}: {said if said.startswith(verdict.verdict) else f'{verdict.verdict} ({said})'}")
         age = now - verdict.taken_at
         if age > request.max_age:
             reasons.append(
@@ -208,6 +210,8 @@ def _change(request: RetireRequest, services: RetireServices, evidence: Evidence
         evidence.after = _state_or_none(keys, tag)
         return _finish(services, evidence, FAILED, [f"failed: {r}" for r in evidence.reasons], False)
     evidence.after = keys.state(tag)
+    evidence.outcome = "re-enabled" if enable else "retired"
+    evidence.time = datetime.now(UTC)  # when the change was made
     done = "enabled" if enable else "disabled"
     return _finish(services, evidence, DONE, [f"{done} {_listed(changed)} of key {tag}"], False)
 

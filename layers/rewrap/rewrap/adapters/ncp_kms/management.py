@@ -71,9 +71,9 @@ class NcpKeyManager:
         self._transports: dict[str, KmsTransport] = {}
 
     def describe(self, key_tag: str) -> str:
-        where = f"KMS {self.management.api} on {management_endpoint(self.endpoint, key_tag)} (signature v2)"
+        where = f"KMS {self.management.api} on {management_endpoint(self.endpoint, key_tag)}, signature v2"
         if self.rotation_api != self.management.api:
-            return f"NCP_KMS_API={self.rotation_api} has no key management; managed through {where}"
+            return f"{where} (NCP_KMS_API={self.rotation_api} has no key management; the same access key manages it here)"
         return where
 
     # --- reading ---------------------------------------------------------------------------------------
