@@ -73,7 +73,7 @@ class NcpKeyManager:
     def describe(self, key_tag: str) -> str:
         where = f"KMS {self.management.api} on {management_endpoint(self.endpoint, key_tag)}, signature v2"
         if self.rotation_api != self.management.api:
-            return f"{where} (NCP_KMS_API={self.rotation_api} has no key management; the same access key manages it here)"
+            return f"{where} (NCP_KMS_API={self.rotation_api} has no key management; the same access key manages it)"
         return where
 
     # --- reading ---------------------------------------------------------------------------------------
