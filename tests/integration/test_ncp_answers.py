@@ -25,13 +25,13 @@ from rewrap.core.rewrapping import isolate
 from rewrap.core.sweep import sweep_event
 from rewrap.core.tokens import scan, token_version
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
-from rewrap.ncp.assumptions import ASSUMPTIONS
 from rewrap.ncp.generations import RE_ENCRYPT
 from rewrap.ncp.signing import Credentials, token_expiry
+from rewrap_local.emulator.assumptions import ASSUMPTIONS
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import ACCESS_KEY, SECRET_KEY, LocalStack
-from tests.conftest import RuntimeFactory
 from tests.fakes import SIGNING, StaticCredentials
+from tests.stack_fixtures import RuntimeFactory
 
 APIS = ["1.0", "2.0", "v3"]
 

@@ -280,3 +280,31 @@ def test_template_environment_uses_known_variables_with_valid_values() -> None:
                 by_variable[name].check(by_variable[name].read({name: value}))
                 checked += 1
     assert checked >= 3
+
+
+def test_every_setting_is_reachable_from_the_template_with_the_same_default_and_bounds() -> None:
+    """A setting the template cannot set is a setting no deployment can use: each variable is in a function's
+    environment, and a parameter behind it offers the setting's default within the setting's bounds."""
+    template = cfn_yaml.load(str(ROOT / "template.yaml"))
+    environment: dict[str, object] = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            environment.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    assert {s.variable for s in SETTINGS} - set(environment) == set()
+    for setting in SETTINGS:
+        value = environment[setting.variable]
+        if not (isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in template["Parameters"]):
+            continue
+        parameter = template["Parameters"][value["Ref"]]
+        default = str(parameter.get("Default", ""))
+        if setting.default in ("", None, (), frozenset()):  # derived at run time (the endpoint from the API)
+            continue
+        assert setting.read({setting.variable: default}) == setting.default, setting.variable
+        if setting.low is not None and "MinValue" in parameter:
+            assert parameter["MinValue"] >= setting.low and parameter.get("MaxValue", setting.high) <= setting.high
+
+
+def test_the_configuration_reference_is_what_the_settings_and_the_template_render() -> None:
+    from tools.configuration_doc import PAGE, render
+
+    assert PAGE.read_text() == render(), "docs/configuration.md is stale: run `make docs`"
