@@ -487,8 +487,8 @@ def test_v1_without_api_key_is_a_configuration_error_found_when_the_runtime_is_b
 
 
 # --- 8. assumptions in one place ----------------------------------------------------------------------
-def test_every_assumption_is_in_the_readme_table_with_its_source() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_every_assumption_is_in_the_ncp_page_with_its_source() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "ncp.md").read_text()
     for number, (assumption, source) in enumerate(ASSUMPTIONS, 1):
-        assert f"| {number} | {assumption} | {source} |" in readme, assumption
+        assert f"| {number} | {assumption} | {source} |" in page, assumption
     assert len(ASSUMPTIONS) >= 10

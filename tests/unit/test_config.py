@@ -253,15 +253,6 @@ def test_every_settings_field_has_exactly_one_row_in_the_table() -> None:
     assert Settings() == Settings(**{s.name: s.default for s in SETTINGS})
 
 
-def test_readme_configuration_table_lists_every_variable_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n### ", 1)[0]
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", readme, flags=re.MULTILINE))
-    assert set(rows) == {s.variable for s in SETTINGS}
-    for setting in SETTINGS:
-        if isinstance(setting.default, int | float) and not isinstance(setting.default, bool):
-            assert human_number(setting.default) in rows[setting.variable], setting.variable
-
-
 def test_template_environment_uses_known_variables_with_valid_values() -> None:
     template = cfn_yaml.load(str(ROOT / "template.yaml"))
     environments = [template["Globals"]["Function"]["Environment"]["Variables"]] + [
