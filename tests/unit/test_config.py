@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from rewrap.core.config import DEFAULT_ENDPOINT, SETTINGS, Settings, SweepTarget, check_endpoint, human_number
+from rewrap.core.config import DEFAULT_ENDPOINT, SETTINGS, Settings, SweepTarget, check_endpoint
 from rewrap.errors import ConfigError, PermanentError
 
 ROOT = Path(__file__).resolve().parents[2]
