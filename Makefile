@@ -21,19 +21,25 @@ PYTHON313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1
 LS_VENV := .venv-localstack
 LS_STAMP := $(LS_VENV)/.installed-stamp
 
-.PHONY: help install package test test-moto test-localstack unit integration artifact demo lint fmt bench bench-fleet soak \
+.PHONY: help install docs lock package test test-moto test-localstack unit infrastructure integration artifact demo lint fmt bench bench-fleet soak \
 	soak-localstack clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml layers/rewrap/requirements.txt
+$(STAMP): pyproject.toml layers/rewrap/requirements.txt requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r layers/rewrap/requirements.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements-dev.lock -r layers/rewrap/requirements.txt -e '.[dev]'
 	touch $@
 
-install: $(STAMP) ## create .venv and install rewrap with its dev tools
+install: $(STAMP) ## create .venv and install rewrap with its dev tools, at the versions of requirements-dev.lock
+
+docs: $(STAMP) ## regenerate docs/configuration.md from SETTINGS and the template
+	$(BIN)/python tools/configuration_doc.py
+
+lock: $(STAMP) ## re-resolve the dependencies: requirements-dev.lock and the layer's requirements.lock
+	$(BIN)/python tools/lock.py
 
 $(SAM): Makefile
 	test -x $@ || $(PYTHON) -m venv .venv-sam
@@ -59,14 +65,23 @@ package: $(SAM) ## sam build: the deployable functions and layer in .aws-sam/bui
 
 test: test-moto test-localstack ## every test on moto (built artifacts included), then the S3 suites on LocalStack
 
-test-moto: $(STAMP) package ## unit, integration and the built artifacts against moto and the NCP KMS emulator
-	$(BIN)/python -m pytest
+# Two workers, one per core: a worker's tests and its moto and emulator threads share one interpreter (one GIL),
+# so a second process is what uses the second core. Whole files go to one worker (their fixtures are per file).
+PYTEST_WORKERS ?= 2
+COVERAGE_FLOOR := 85
+
+test-moto: $(STAMP) package ## every tier against moto and the NCP KMS emulator, built artifacts included; prints coverage
+	COVERAGE_CORE=sysmon $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile \
+		--cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 test-localstack: $(STAMP) $(LS_STAMP) ## the S3-semantics suites (marker s3) against LocalStack on loopback
 	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m pytest --s3-backend=localstack
 
-unit: $(STAMP) ## run the unit tests only
+unit: $(STAMP) ## the unit tier: no server, no network (seconds)
 	$(BIN)/python -m pytest tests/unit
+
+infrastructure: $(STAMP) ## the template and IAM tier: the SAM transform, cfn-lint, the roles' statements; no server
+	$(BIN)/python -m pytest tests/infrastructure
 
 integration: $(STAMP) ## run the integration tests only
 	$(BIN)/python -m pytest tests/integration

@@ -1,10 +1,24 @@
-"""Token writings and random adversarial bodies, shared by the scanner's property tests."""
+"""Token writings, random adversarial bodies and the oracles the tests judge bodies with."""
 
 from __future__ import annotations
 
 import base64
 import random
 from collections.abc import Callable
+
+from rewrap.core.forms import Form, open_text
+from rewrap.core.tokens import MAX_TOKEN_CHARS, token_match
+
+
+def is_token(value: str) -> bool:
+    """The whole of ``value`` is one well-formed ncpkms token."""
+    return len(value) <= MAX_TOKEN_CHARS and token_match(value) is not None
+
+
+def decode_whole(content_encoding: str | None, data: bytes) -> tuple[Form, bytes]:
+    """A whole body's form and its text, decoded in one piece (the engine streams it instead)."""
+    form, chunks = open_text(content_encoding, [data])
+    return form, data if form.plain else b"".join(chunks)
 
 
 def json_u(token: str, chars: str = "+=/", upper: bool = False) -> str:

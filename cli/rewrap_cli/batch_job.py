@@ -128,8 +128,8 @@ def s3_location(text: str, what: str, *, object_key: bool) -> tuple[str, str]:
 def read_stack(cloudformation: Any, name: str) -> Stack:
     try:
         (found,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
-    except Exception as exc:  # noqa: BLE001 - botocore's errors, explained in one line
-        raise ConfigError(f"cannot read stack {name!r}: {exc}") from None
+    except Exception as exc:
+        raise ConfigError(f"cannot read stack {name!r}: {exc}") from exc
     outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters", [])}
     return Stack(name, outputs, parameters)
@@ -139,8 +139,8 @@ def read_manifest(s3: Any, url: str) -> Manifest:
     bucket, key = s3_location(url, "--manifest", object_key=True)
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"cannot read the manifest {url}: {exc}") from None
+    except Exception as exc:
+        raise ConfigError(f"cannot read the manifest {url}: {exc}") from exc
     if not head.get("ContentLength"):
         raise ConfigError(f"the manifest {url} is empty")
     etag, version = str(head["ETag"]).strip('"'), head.get("VersionId")
@@ -149,8 +149,8 @@ def read_manifest(s3: Any, url: str) -> Manifest:
     if key.endswith("manifest.json"):
         try:
             body = json.loads(s3.get_object(Bucket=bucket, Key=key, **kept)["Body"].read())
-        except ValueError:
-            raise ConfigError(f"the inventory manifest {url} is not JSON") from None
+        except ValueError as exc:
+            raise ConfigError(f"the inventory manifest {url} is not JSON") from exc
         if not isinstance(body, dict) or str(body.get("fileFormat", "")).upper() != "CSV":
             raise ConfigError(
                 f"the inventory {url} is not a CSV inventory: S3 Batch Operations reads CSV inventories only"
@@ -226,11 +226,11 @@ def submit(options: argparse.Namespace, clients: Clients) -> int:
     request = job_request(options, manifest, function, role_arn, account)
     try:
         job_id = str(clients.s3control(function.region).create_job(**request)["JobId"])
-    except Exception as exc:  # noqa: BLE001 - botocore's errors, explained in one line
+    except Exception as exc:
         raise ConfigError(
             f"S3 Batch Operations did not create the job ({exc}): your identity needs s3control:CreateJob "
             f"and iam:PassRole on {role_arn}"
-        ) from None
+        ) from exc
     _print_job(options, job_id, request, function, stack)
     return 0
 

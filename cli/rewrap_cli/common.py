@@ -63,7 +63,7 @@ def require_local_extra(what: str) -> None:
         raise LocalExtraMissing(
             f"{what} needs the embedded stack, which is not installed ({missing.name} is missing): "
             "pip install 'rewrap[local]' (from a checkout: pip install '.[local]')"
-        ) from None
+        ) from missing
 
 
 def s3_target(text: str) -> SweepTarget:
@@ -72,7 +72,7 @@ def s3_target(text: str) -> SweepTarget:
     try:
         return SweepTarget.parse(text)
     except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def positive(text: str) -> int:
@@ -126,7 +126,7 @@ def report_file(options: argparse.Namespace, columns: Sequence[str]) -> Iterator
     try:
         report = ReportFile(options.report, fmt, columns)
     except OSError as exc:
-        raise ConfigError(f"cannot write the report {options.report}: {exc.strerror}") from None
+        raise ConfigError(f"cannot write the report {options.report}: {exc.strerror}") from exc
     with report:
         yield report
 

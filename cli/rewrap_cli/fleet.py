@@ -36,8 +36,8 @@ def sweep_function(cloudformation: Any, function: str | None, stack: str | None)
         raise ConfigError("pass --function NAME or --stack NAME (the deployed rewrap stack)")
     try:
         resource = cloudformation.describe_stack_resource(StackName=stack, LogicalResourceId="SweepFunction")
-    except Exception as exc:  # noqa: BLE001 - botocore's errors, explained in one line
-        raise ConfigError(f"stack {stack!r} has no SweepFunction ({type(exc).__name__})") from None
+    except Exception as exc:
+        raise ConfigError(f"stack {stack!r} has no SweepFunction ({type(exc).__name__})") from exc
     return str(resource["StackResourceDetail"]["PhysicalResourceId"])
 
 

@@ -167,7 +167,7 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
     try:
         text = path.open(encoding="utf-8", newline="")
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     with text:
         if path.suffix == ".csv":
             yield from csv.DictReader(text)
@@ -176,8 +176,8 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
             if line.strip():
                 try:
                     yield json.loads(line)
-                except ValueError:
-                    raise ConfigError(f"{path}:{number} is not a JSON line of a census report") from None
+                except ValueError as exc:
+                    raise ConfigError(f"{path}:{number} is not a JSON line of a census report") from exc
 
 
 def _versions(value: Any) -> dict[int, int]:

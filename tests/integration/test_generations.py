@@ -36,8 +36,8 @@ from rewrap.ncp.reply_errors import item_errors
 from rewrap.ncp.signing import Credentials
 from rewrap_local.emulator import KmsEmulator
 from rewrap_local.stack import LocalStack
-from tests.conftest import RuntimeFactory
 from tests.fakes import SIGNING, StaticCredentials
+from tests.stack_fixtures import RuntimeFactory
 
 APIS = ["1.0", "2.0", "v3"]
 RE_ENCRYPT_PATHS = {

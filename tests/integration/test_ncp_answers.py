@@ -26,13 +26,13 @@ from rewrap.core.rewrapping import isolate
 from rewrap.core.sweep import sweep_event
 from rewrap.core.tokens import scan, token_version
 from rewrap.errors import ConfigError, KmsKeyDisabledError, KmsRejectedError, RetryableError
-from rewrap.ncp.assumptions import ASSUMPTIONS
 from rewrap.ncp.generations import RE_ENCRYPT
 from rewrap.ncp.signing import Credentials, token_expiry
+from rewrap_local.emulator.assumptions import ASSUMPTIONS
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import ACCESS_KEY, SECRET_KEY, LocalStack
-from tests.conftest import RuntimeFactory
 from tests.fakes import SIGNING, StaticCredentials
+from tests.stack_fixtures import RuntimeFactory
 
 APIS = ["1.0", "2.0", "v3"]
 
@@ -488,8 +488,8 @@ def test_v1_without_api_key_is_a_configuration_error_found_when_the_runtime_is_b
 
 
 # --- 8. assumptions in one place ----------------------------------------------------------------------
-def test_every_assumption_is_in_the_readme_table_with_its_source() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_every_assumption_is_in_the_ncp_page_with_its_source() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "ncp.md").read_text()
     for number, (assumption, source) in enumerate(ASSUMPTIONS, 1):
-        assert f"| {number} | {assumption} | {source} |" in readme, assumption
+        assert f"| {number} | {assumption} | {source} |" in page, assumption
     assert len(ASSUMPTIONS) >= 10

@@ -68,9 +68,10 @@ class SecretCredentials:
         try:
             return self._provider.get(self.secret_id, transform="json", max_age=self.max_age, force_fetch=refresh)
         except TransformParameterError:
+            # from None: the parser's error would carry the secret's text into a traceback
             raise CredentialsInvalidError("the NCP secret is not valid JSON") from None
         except GetParameterError as exc:
-            raise _classify(exc) from None
+            raise _classify(exc) from exc
 
 
 def parse_credentials(value: Any) -> Credentials:

@@ -86,8 +86,8 @@ class Setting:
             return int(raw)
         try:
             value = float(raw)
-        except ValueError:
-            raise self.refused(raw, f"a number {self.allowed()}") from None
+        except ValueError as exc:
+            raise self.refused(raw, f"a number {self.allowed()}") from exc
         if not math.isfinite(value):
             raise self.refused(raw, f"a finite number {self.allowed()}")
         return value
@@ -123,8 +123,8 @@ def human_number(number: float | None) -> str:
 def _timestamp(setting: Setting, raw: str) -> datetime:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise setting.refused(raw, "an ISO 8601 timestamp") from None
+    except ValueError as exc:
+        raise setting.refused(raw, "an ISO 8601 timestamp") from exc
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -141,11 +141,6 @@ class Encoder:
         return tail + self._deflate.flush() if self._deflate is not None else tail
 
 
-def decode_whole(content_encoding: str | None, data: bytes) -> tuple[Form, bytes]:
-    form, chunks = open_text(content_encoding, [data])
-    return form, data if form.plain else b"".join(chunks)
-
-
 def encode_whole(form: Form, text: bytes) -> bytes:
     if form.plain:
         return text
@@ -176,7 +171,7 @@ def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
             try:
                 out = inflater.decompress(data, _INFLATE_STEP)
             except zlib.error as exc:
-                raise BodyDecodeError(f"gzip data does not decompress near compressed byte {offset} ({exc})") from None
+                raise BodyDecodeError(f"gzip data does not decompress near compressed byte {offset} ({exc})") from exc
             fed = True
             if out:
                 yield out
@@ -210,7 +205,7 @@ def _transcode_to_utf8(chunks: Iterator[bytes], codec: str, skip: int) -> Iterat
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             where = offset - buffered + exc.start
-            raise BodyDecodeError(f"{codec.upper()} text is invalid at byte {where}: {exc.reason}") from None
+            raise BodyDecodeError(f"{codec.upper()} text is invalid at byte {where}: {exc.reason}") from exc
         offset += len(chunk)
         if text:
             yield text.encode("utf-8")
@@ -218,4 +213,4 @@ def _transcode_to_utf8(chunks: Iterator[bytes], codec: str, skip: int) -> Iterat
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         buffered = len(exc.object)
-        raise BodyDecodeError(f"{codec.upper()} text ends inside a character at byte {offset - buffered}") from None
+        raise BodyDecodeError(f"{codec.upper()} text ends inside a character at byte {offset - buffered}") from exc

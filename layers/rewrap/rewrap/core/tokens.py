@@ -117,10 +117,6 @@ def token_match(value: str) -> re.Match[str] | None:
     return match
 
 
-def is_token(value: str) -> bool:
-    return len(value) <= MAX_TOKEN_CHARS and token_match(value) is not None
-
-
 def token_version(token: str) -> int:
     match = token_match(token)
     if match is None:

@@ -13,7 +13,7 @@
   bare success bodies; errors ``{"error": {"errorCode", "message", "fieldErrors"?}}`` or ``{"failures": {...}}``.
 
 Facts come from ``reference/ncp-kms-api.md``. The public docs leave some details open or disagree; the
-choices made for them are listed with their sources in :data:`rewrap.ncp.assumptions.ASSUMPTIONS` (and
+choices made for them are listed with their sources in :data:`rewrap_local.emulator.assumptions.ASSUMPTIONS` (and
 the README table of the section "NCP KMS API generations"), and marked ``ASSUMPTION`` where they are
 applied. Hosts and regions live in :mod:`rewrap.ncp.regions`, NCP's error codes and the classification
 of failed replies in :mod:`rewrap.ncp.reply_errors`. Correct a fact where it lives and client, emulator
@@ -277,8 +277,8 @@ GENERATIONS: Mapping[str, Generation] = {
 def generation(name: str) -> Generation:
     try:
         return GENERATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown NCP KMS API {name!r}; choose one of {', '.join(GENERATIONS)}") from None
+    except KeyError as exc:
+        raise ValueError(f"unknown NCP KMS API {name!r}; choose one of {', '.join(GENERATIONS)}") from exc
 
 
 def no_limit(value: int | None) -> int:

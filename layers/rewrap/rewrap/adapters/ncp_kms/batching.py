@@ -137,7 +137,7 @@ class KmsBatches(KmsTransport):
             except ItemFailures as failures:
                 failed = {pending[i]: error for i, error in failures.errors.items() if i < len(pending)}
                 if not failed:
-                    raise KmsInvalidReplyError("batch failures name no item that was sent") from None
+                    raise KmsInvalidReplyError("batch failures name no item that was sent") from failures
                 for index, failure in failed.items():
                     results[index] = failure
                 pending = [i for i in pending if i not in failed]
@@ -196,7 +196,7 @@ class KmsBatches(KmsTransport):
             result = send(others[0])
         except KmsRejectedError as error:
             if error.http_status == 404 and error.error_code == PATH_NOT_FOUND_CODE:
-                raise first_error from None  # neither spelling: the key tag is unknown
+                raise first_error from error  # neither spelling: the key tag is unknown
             self._learn_spelling(operation, current, others[0])
             raise
         self._learn_spelling(operation, current, others[0])

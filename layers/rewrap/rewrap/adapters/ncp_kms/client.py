@@ -84,7 +84,7 @@ class NcpKmsClient(KmsBatches):
         try:
             gen: Generation = generation(api)
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc)) from exc
         if signature_version not in gen.signatures:
             raise ConfigError(f"NCP KMS API {api} takes signature {' or '.join(gen.signatures)}")
         mismatch = check_endpoint_serves(api, endpoint)
@@ -256,7 +256,7 @@ class NcpKmsClient(KmsBatches):
                 f"({error}); enable it (or cancel its deletion) to re-wrap its objects"
             )
             self._disabled_keys[key_tag] = (self.clock.now() + STATE_CACHE_SECONDS, disabled)
-            raise disabled from None
+            raise disabled from error
         return token
 
     def _remember_key(self, key_tag: str, info: KeyInfo) -> None:

@@ -49,8 +49,8 @@ def checked_tokens(sent: list[str], replies: list[Any]) -> list[str]:
 def checked_plaintexts(sent: list[str], replies: list[Any]) -> list[bytes]:
     try:
         return [base64.b64decode(r, validate=True) for r in replies]
-    except (TypeError, ValueError):
-        raise KmsInvalidReplyError("decrypt reply is not base64") from None
+    except (TypeError, ValueError) as exc:
+        raise KmsInvalidReplyError("decrypt reply is not base64") from exc
 
 
 def validate_re_encrypt_reply(sent: Sequence[str], replies: Sequence[Any]) -> None:

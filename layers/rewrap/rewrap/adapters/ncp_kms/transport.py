@@ -160,10 +160,10 @@ class KmsTransport:
             response = self.http.request(
                 method, self.endpoint + path, content=content, headers=headers, timeout=timeout
             )
-        except httpx.TimeoutException:
-            raise KmsUnavailableError("KMS request timed out") from None
+        except httpx.TimeoutException as exc:
+            raise KmsUnavailableError("KMS request timed out") from exc
         except httpx.TransportError as exc:
-            raise KmsUnavailableError(f"KMS transport error ({type(exc).__name__})") from None
+            raise KmsUnavailableError(f"KMS transport error ({type(exc).__name__})") from exc
         try:
             payload = response.json()
         except ValueError:
