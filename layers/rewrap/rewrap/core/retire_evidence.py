@@ -63,7 +63,7 @@ class Evidence:
             "action": self.action,
             "outcome": self.outcome,
             "reasons": self.reasons,
-            "time": self.time.isoformat(timespec="seconds"),
+            "time": self.time.isoformat(timespec="milliseconds"),
             "who": self.who,
             "key": {
                 "tag": self.key_tag,

@@ -18,9 +18,9 @@ management call. Documented (reference/ncp-kms-api.md §1.1, §3.6, §6 and the 
   asynchronously, filters ``actionCode``/``resultCode``/``requestType``/``requestorId``/``requestorIp``).
 
 Where the pages stop (the fields of an activity entry, v3's list envelopes and period parameters, a
-version's creation time on v3) the choices are marked ``ASSUMPTION`` and listed in
-:data:`rewrap.ncp.assumptions.ASSUMPTIONS`. Parsing is lenient where it is assumed: a reply in another
-shape makes the history unreadable, never a decision.
+version's creation time on v3) the choices are marked ``ASSUMPTION`` and listed in the emulator's
+``ASSUMPTIONS`` (docs/ncp.md). Parsing is lenient where it is assumed: a reply in another shape makes
+the history unreadable, never a decision.
 """
 
 from __future__ import annotations
