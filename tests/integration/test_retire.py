@@ -20,6 +20,7 @@ from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.ports import KeyState
 from rewrap.core.retire import RetireRequest, retire
 from rewrap.core.retire_verdict import Verdict, census_verdict
+from rewrap.errors import KmsRejectedError
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue, s3_notification
 from rewrap_local.stack import ACCESS_KEY, LocalStack, environment
@@ -355,3 +356,29 @@ def test_the_2_0_reading_that_refuses_an_unchanged_version_is_survived(retiring:
         tools.close()
     assert (again.version, again.enabled) == (1, False)
     assert stack.kms.stats.statuses[400] == 1 and stack.kms.version_states(stack.key_tag)[1] == "DISABLED"
+
+
+def test_status_keeps_while_nothing_needs_the_version_and_says_undo_on_ncp_refusals(
+    retiring: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = retiring
+    old_token = stack.kms.encrypt(stack.key_tag, b"held by some other consumer")
+    stack.kms.rotate(stack.key_tag)
+    seed(stack, 1)
+    assert run(capsys, "retire", f"s3://{stack.bucket}/data/", "--version", "1", "--yes")[0] == 0
+    record = evidence(stack)[-1]
+    assert record["who"]["awsCaller"].startswith("arn:aws:") and record["who"]["ncpAccessKey"] == ACCESS_KEY[:4] + "…"
+    assert any("NKS" in item and "Secret Manager" in item for item in record["notCovered"])
+    page = s3_text(stack, record["verdicts"][0]["dataLocation"].replace("-retired-1-census.jsonl", "-retired.md"))
+    assert b"## What this evidence does not cover" in page and b"| v1 | enabled | disabled |" in page
+
+    code, out = run(capsys, "retire", "status", "--watch", "7d")
+    assert code == 0 and "keep: no sign that anything needed them" in out and "the watch goes on" in out, out
+
+    # another consumer of the key (no S3 object rewrap could see) decrypts a v1 token: NCP refuses it
+    with pytest.raises(KmsRejectedError):
+        get_runtime().kms.decrypt(stack.key_tag, [old_token])
+    code, out = run(capsys, "retire", "status")
+    assert code == 1, out
+    assert "NCP activity history: 1 decrypts/re-encrypts refused since the disable" in out
+    assert "undo: NCP refused 1 decrypts/re-encrypts since the disable" in out
