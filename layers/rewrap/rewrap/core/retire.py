@@ -78,7 +78,7 @@ def console_steps(key_tag: str, versions: list[int], enable: bool) -> list[str]:
     ]
 
 
-def resolve_versions(request: RetireRequest, state: KeyState) -> list[int]:
+def resolve_versions(request: RetireRequest) -> list[int]:
     if request.below is not None:
         return list(range(1, request.below))
     return sorted(set(request.versions))
@@ -89,8 +89,8 @@ def retire(request: RetireRequest, services: RetireServices, verdicts: Verdicts,
     try:
         before = keys.state(tag)
     except KeyManagementUnavailableError as error:
-        return _console(request, services, None, resolve_versions(request, _none(tag)), error)
-    versions = resolve_versions(request, before)
+        return _console(request, services, None, resolve_versions(request), error)
+    versions = resolve_versions(request)
     refusals = _refusals_before_census(before, versions)
     if refusals:
         return Outcome(REFUSED, [f"refused: {reason}" for reason in refusals])
@@ -122,13 +122,13 @@ def undo(request: RetireRequest, services: RetireServices, confirm: Confirm, las
     try:
         before = keys.state(tag)
     except KeyManagementUnavailableError as error:
-        versions = resolve_versions(request, _none(tag)) or last_retired
+        versions = resolve_versions(request) or last_retired
         return _console(request, services, None, versions, error)
-    versions = resolve_versions(request, before) or last_retired
+    versions = resolve_versions(request) or last_retired
     if not versions:
         return Outcome(REFUSED, ["refused: name the versions (--version N or --below N): no retirement is on record"])
-    refusals = [f"v{v} does not exist (the current version is v{before.current_version})" for v in versions]
-    refusals = [r for v, r in zip(versions, refusals, strict=True) if v not in before.versions]
+    missing = [v for v in versions if v not in before.versions]
+    refusals = [f"v{v} does not exist (the current version is v{before.current_version})" for v in missing]
     if not before.enabled:
         refusals.append(_key_not_enabled(before))
     if refusals:
@@ -276,10 +276,6 @@ def _state_or_none(keys: KeyManager, tag: str) -> KeyState | None:
         return keys.state(tag)
     except RewrapError:
         return None
-
-
-def _none(tag: str) -> KeyState:
-    return KeyState(tag, "UNKNOWN", 0, {})
 
 
 def _listed(versions: list[int]) -> str:
