@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
+from .application import RACERS, Application
 from .corpus import Corpus
 
 
@@ -53,9 +54,15 @@ def _header(request: Any, name: str) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _conditional(request: Any) -> bool:
+    """Whether rewrap sent ``request`` on the condition that the object is still what it read."""
+    names = ("If-Match", "x-amz-copy-source-if-match", "x-amz-copy-source-if-unmodified-since")
+    return any(_header(request, name) for name in names)
+
+
 @dataclass
 class _S3Fault:
-    kind: str  # slowdown | precondition | part-failure | overwrite | delete
+    kind: str  # slowdown | precondition | part-failure | overwrite | delete | app:rewrite | app:metadata
     ops: frozenset[str]
     remaining: int
     status: int = 503
@@ -63,8 +70,9 @@ class _S3Fault:
 
     @property
     def conditional_only(self) -> bool:
-        """Races and rejected conditions hit only our conditional writes (they carry If-Match)."""
-        return self.kind in ("overwrite", "delete", "precondition")
+        """Races and rejected conditions hit only our requests conditional on what was read (writes, and a GET
+        after a HEAD)."""
+        return self.kind in ("overwrite", "delete", "precondition", *RACERS)
 
 
 WRITE_OPS = frozenset({"PutObject", "CopyObject", "CompleteMultipartUpload"})
@@ -86,6 +94,7 @@ class S3Faults:
         self.retries = 0
         # LocalStack enforces these conditions itself: there the hooks leave them to it.
         self.emulate_conditions = corpus.stack.backend == "moto"
+        self.application: Application | None = None  # the writer of the ``app:`` racers
 
     def attach(self, client: Any) -> None:
         """Idempotent: hooks are registered once per client (``unique_id``)."""
@@ -127,6 +136,8 @@ class S3Faults:
         if fault is not None:
             if fault.kind in ("overwrite", "delete"):
                 self.corpus.race(fault.kind, _bucket_key(request.url)[1])
+            elif fault.kind in RACERS and self.application is not None:
+                self.application.race(fault.kind, _bucket_key(request.url)[1])
             else:
                 return s3_error(request.url, fault.status, fault.code)
         return self._conditions(op, request) if self.emulate_conditions else None
@@ -145,12 +156,16 @@ class S3Faults:
 
     def _take(self, op: str, request: Any) -> _S3Fault | None:
         for fault in self._queue:
-            if op not in fault.ops or (fault.conditional_only and not _header(request, "If-Match")):
+            if op not in fault.ops or (fault.conditional_only and not _conditional(request)):
+                continue
+            if fault.kind in RACERS and not (
+                self.application and self.application.wants(fault.kind, _bucket_key(request.url)[1])
+            ):
                 continue
             fault.remaining -= 1
             if fault.remaining <= 0:
                 self._queue.remove(fault)
-            self.injected[f"s3:{fault.kind}"] += 1
+            self.injected[fault.kind if ":" in fault.kind else f"s3:{fault.kind}"] += 1
             self.injected_at[f"{fault.kind} {op}"] += 1
             return fault
         return None
