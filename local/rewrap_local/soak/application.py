@@ -103,7 +103,9 @@ class Application:
 
     def write_back(self, count: int) -> list[str]:
         """Up to ``count`` objects written back with the tokens cached before the key rotated; the keys written."""
-        candidates = sorted(k for k in self.cached if self.corpus.originals[k].present)
+        # not where the racing writer of ``s3:overwrite`` replaced the object with one of its own
+        originals = self.corpus.originals
+        candidates = sorted(k for k in self.cached if originals[k].present and originals[k].kind in CACHED_KINDS)
         written = []
         for key in self.rng.sample(candidates, min(count, len(candidates))):
             if self.rewrite(key, self.cached[key]):
