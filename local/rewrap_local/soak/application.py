@@ -4,9 +4,11 @@ stamps included, and its content headers and tags.
 
 * ``app:rewrite`` (a racer): just before one of rewrap's conditional writes, a new body (one letter's case
   swapped outside the tokens, an envelope's sealed byte flipped, a newline where there is no letter);
-* ``app:metadata`` (a racer): just before rewrap's self-copy of an envelope or its GET of a body read after a
-  HEAD, a metadata-only update, the object copied onto itself with one more metadata value (the ETag stays).
-  It waits for the second after the object's LastModified, as S3 keeps that time in whole seconds;
+* ``app:metadata`` (a racer): just before rewrap's self-copy of an envelope, its GET of a body after a HEAD, or
+  a HEAD, a metadata-only update: the object copied onto itself with one more metadata value (the ETag stays).
+  It waits for the second after the object's LastModified, as S3 keeps that time in whole seconds. Never on
+  the PutObject or multipart completion that ends a rewrite: there S3 checks only the ETag, a window the object
+  contract states;
 * ``write_back`` (once a round, after rewrap rotated the objects): bodies written back with the tokens the
   application cached before the key rotated, older but of the same length, under the stamps rewrap left; S3 then
   notifies rewrap, as it would.

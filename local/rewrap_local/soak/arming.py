@@ -80,9 +80,11 @@ def _app_rewrite(soak: Soak, fault: str) -> bool:
 
 
 def _app_metadata(soak: Soak, fault: str) -> bool:
-    """The application updates metadata only, before a self-copy and before a GET that follows a HEAD."""
+    """The application updates metadata only where S3 lets rewrap see it: before a self-copy (conditional on the
+    source), a GET conditional on a HEAD's ETag, and a HEAD (a first read, or the check of one before a write)."""
     soak.s3_faults.add(fault, frozenset({"CopyObject"}), 1)
     soak.s3_faults.add(fault, frozenset({"GetObject"}), 2)
+    soak.s3_faults.add(fault, frozenset({"HeadObject"}), 2, any_request=True)
     return False
 
 

@@ -67,12 +67,13 @@ class _S3Fault:
     remaining: int
     status: int = 503
     code: str = "SlowDown"
+    any_request: bool = False
 
     @property
     def conditional_only(self) -> bool:
         """Races and rejected conditions hit only our requests conditional on what was read (writes, and a GET
-        after a HEAD)."""
-        return self.kind in ("overwrite", "delete", "precondition", *RACERS)
+        after a HEAD), unless told otherwise."""
+        return not self.any_request and self.kind in ("overwrite", "delete", "precondition", *RACERS)
 
 
 WRITE_OPS = frozenset({"PutObject", "CopyObject", "CompleteMultipartUpload"})
@@ -101,9 +102,18 @@ class S3Faults:
         client.meta.events.register("before-send.s3", self._before_send, unique_id="rewrap-soak-faults")
         client.meta.events.register("after-call.s3", self._after_call, unique_id="rewrap-soak-retries")
 
-    def add(self, kind: str, ops: frozenset[str], times: int, *, status: int = 503, code: str = "SlowDown") -> None:
+    def add(
+        self,
+        kind: str,
+        ops: frozenset[str],
+        times: int,
+        *,
+        status: int = 503,
+        code: str = "SlowDown",
+        any_request: bool = False,
+    ) -> None:
         with self._lock:
-            self._queue.append(_S3Fault(kind, ops, times, status, code))
+            self._queue.append(_S3Fault(kind, ops, times, status, code, any_request))
 
     def arm_crash(self, after_requests: int, op: str | None = None) -> None:
         """Crash at the ``after_requests``-th S3 request (of ``op`` only, when given)."""
