@@ -577,7 +577,7 @@ def test_s3_statements_reference_the_bucket_parameter(cfn: dict[str, Any]) -> No
     s3 = [(r, s) for r, s in statements(cfn) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
     assert len(s3) >= 3
     for role, statement in s3:
-        expected = "ReportPrefix" if statement["Sid"] == "WriteAuditReports" else "BucketNames"
+        expected = "ReportPrefix" if statement["Sid"] in ("WriteAuditReports", "ReadOwnRecords") else "BucketNames"
         expected = "BatchOperationsBuckets" if role == "BatchOperationsRole" else expected
         assert expected in refs(statement["Resource"]), (role, statement)
 
@@ -776,8 +776,12 @@ def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> No
 def test_sweep_writes_its_report_only_under_the_prefix(cfn: dict[str, Any]) -> None:
     sweep = role_of(cfn, "SweepFunction")
     assert "WriteAuditReports" not in evaluated_statements(cfn, sweep)
-    written = evaluated_statements(cfn, sweep, ReportPrefix="s3://audit-bucket/rewrap/")["WriteAuditReports"]
+    assert "ReadOwnRecords" not in evaluated_statements(cfn, sweep)
+    granted = evaluated_statements(cfn, sweep, ReportPrefix="s3://audit-bucket/rewrap/")
+    written, read = granted["WriteAuditReports"], granted["ReadOwnRecords"]
     assert (written["Action"], written["Resource"]) == ("s3:PutObject", "arn:aws:s3:::audit-bucket/rewrap/*")
+    # the checkpoints of incremental sweeps are read back from there, and from nowhere else
+    assert (read["Action"], read["Resource"]) == ("s3:GetObject", "arn:aws:s3:::audit-bucket/rewrap/*")
 
 
 def test_outputs(cfn: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from rewrap.adapters.sqs import DeadLetters, RotateQueue
 from rewrap.core.config import Settings, load_settings
 from rewrap.core.engine import Engine
 from rewrap.core.ports import ObjectStore
-from rewrap.deadline import AdaptiveRateLimiter
+from rewrap.deadline import SYSTEM_CLOCK, AdaptiveRateLimiter, Clock
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Runtime:
     session: Any
     dead_letters: DeadLetters | None
     rotate_queue: RotateQueue | None
+    clock: Clock = SYSTEM_CLOCK  # the sweep's wall time (checkpoints); tests set it by hand
 
     def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
         """Invoke this function again, asynchronously, with ``payload`` (the sweep's hand-over)."""
