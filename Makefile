@@ -75,7 +75,7 @@ test-moto: $(STAMP) package ## every tier against moto and the NCP KMS emulator,
 		--cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 test-localstack: $(STAMP) $(LS_STAMP) ## the S3-semantics suites (marker s3) against LocalStack on loopback
-	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m pytest --s3-backend=localstack
+	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --s3-backend=localstack
 
 unit: $(STAMP) ## the unit tier: no server, no network (seconds)
 	$(BIN)/python -m pytest tests/unit

@@ -22,8 +22,20 @@ not this page.
 The functions read their configuration once per container, from the environment, never at import time. Each
 value is checked against its bounds: `REWRAP_CONCURRENCY=1.9` or `REWRAP_SWEEP_PAGE_SIZE=0` stops the function
 with a configuration error naming the variable, the value and what is allowed, before any object is read. A
-deployment sets every variable through a template parameter (or the template sets it itself); the CLI reads the
-same variables from the shell.
+deployment sets every variable through a template parameter, or the template sets it itself.
+
+## Template parameters
+
+What `sam deploy --guided` asks for (the first three have no default). The tuning group's defaults suit most
+deployments.
+
+| Parameter | Default | What it sets |
+|---|---|---|
+{parameters}
+
+## Environment variables
+
+What the functions read, and the parameter behind each. The CLI reads the same variables from the shell.
 
 | variable | default | allowed | template | meaning |
 |---|---|---|---|---|
@@ -84,6 +96,19 @@ def _refs(value: Any) -> list[str]:
     return []
 
 
+def _shown(parameter: dict[str, Any]) -> str:
+    if "Default" not in parameter:
+        return "(required)"
+    return f"`{parameter['Default']}`" if str(parameter["Default"]) != "" else "(empty)"
+
+
+def _parameter_rows(parameters: dict[str, Any]) -> str:
+    return "\n".join(
+        f"| `{name}` | {_shown(p)} | {' '.join(str(p.get('Description', '')).split())} |"
+        for name, p in parameters.items()
+    )
+
+
 def render() -> str:
     template = cfn_yaml.load(str(ROOT / "template.yaml"))
     environment = _environment(template)
@@ -93,7 +118,7 @@ def render() -> str:
         f"| {s.help} |"
         for s in SETTINGS
     ]
-    return INTRO + "\n".join(rows) + "\n" + OUTRO
+    return INTRO.format(parameters=_parameter_rows(parameters)) + "\n".join(rows) + "\n" + OUTRO
 
 
 def main() -> None:

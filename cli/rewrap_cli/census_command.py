@@ -7,10 +7,10 @@ import argparse
 import sys
 import time
 
-from rewrap.app.runtime import build_store
+from rewrap.app.runtime import build_store, read_version_states
 from rewrap.core.census import Census, ObjectCensus
 from rewrap.core.census_runs import merge_run, run_records
-from rewrap.core.census_taker import CensusTaker
+from rewrap.core.census_taker import CensusTaker, RescueList
 from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.reports import CENSUS_COLUMNS
 from rewrap.errors import ConfigError
@@ -37,8 +37,11 @@ def run_census(options: argparse.Namespace) -> int:
             text_suffixes=settings.text_suffixes,
         )
         progress = Progress(sys.stderr, enabled=not options.quiet)
+        # objects on a disabled version, where NCP tells the states (not with --local: a fresh key)
+        rescue = RescueList({} if options.local else read_version_states(settings, [judged] if judged else []))
 
         def seen(item: ObjectCensus) -> None:
+            rescue(item)
             if report is not None:
                 report.write(item.to_dict())
             progress.update(census.objects, lambda: f"{census.stale_tokens:,} tokens older than the minimum")
@@ -49,6 +52,7 @@ def run_census(options: argparse.Namespace) -> int:
         if report is not None:
             report.write({"record": "verdict", "kind": "verdict", "reason": judgement.lines[0], **judgement.to_dict()})
     _print_census(options, census, elapsed)
+    _print_rescue(rescue)
     return judgement.exit_code
 
 
@@ -72,7 +76,7 @@ def run_census_from_reports(options: argparse.Namespace) -> int:
         f"listing records merged in {time.monotonic() - started:.1f} s; {census.objects:,} objects, "
         f"{census.bytes_read / 1048576:,.1f} MiB read by the fleet"
     )
-    _census_tables(census)
+    print_census_tables(census)
     for line in verdict:
         print(line if line.startswith(" ") else f"  {line}")
     if options.report is not None:
@@ -88,13 +92,28 @@ def _print_census(options: argparse.Namespace, census: Census, elapsed: float) -
         f"census of {s3_url(options.target)}{scope}: {census.objects:,} objects, "
         f"{census.bytes_read / 1048576:,.1f} MiB read in {elapsed:.1f} s"
     )
-    _census_tables(census)
+    print_census_tables(census)
     # The verdict comes last: it is the line an operator acts on.
     for line in census.judge().lines:
         print(line if line.startswith(" ") else f"  {line}")
 
 
-def _census_tables(census: Census) -> None:
+def _print_rescue(rescue: RescueList) -> None:
+    """The rescue list: objects holding tokens on a disabled version, and the fix."""
+    if not rescue.objects:
+        return
+    print(
+        f"  rescue list: {len(rescue.objects):,} objects hold tokens on a disabled version; they cannot be decrypted "
+        "or rotated until it is enabled again (`rewrap retire --undo --version N`), then rotate them:"
+    )
+    for item in rescue.objects[:20]:
+        disabled = [v for v in item.versions if rescue.states.get(item.key_tag, {}).get(v, "enabled") != "enabled"]
+        print(f"    {item.ref}: " + ", ".join(f"v{v} ({item.versions[v]} tokens)" for v in sorted(disabled)))
+    if len(rescue.objects) > 20:
+        print(f"    … and {len(rescue.objects) - 20:,} more")
+
+
+def print_census_tables(census: Census) -> None:
     rows = [
         (tag, f"v{version}", f"{c.tokens:,}", f"{c.objects:,}", f"{c.noncurrent_objects:,}")
         for tag, versions in sorted(census.by_key.items())

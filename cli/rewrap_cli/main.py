@@ -8,6 +8,10 @@
   rewrap fleet census|rotate s3://bucket/prefix... (--function NAME | --stack NAME)
   rewrap fleet status RUN_ID --reports s3://bucket/prefix
   rewrap batch-job census|rotate --manifest s3://bucket/key --report s3://bucket/prefix (--stack NAME | ...)
+  rewrap retire s3://bucket/prefix... | --from-reports s3://…/census/<runId>/  (--version N... | --below N)
+                [--max-age 24h] [--yes] [--dry-run]
+  rewrap retire --undo [--version N... | --below N] [--yes]
+  rewrap retire status [--watch 7d]
   rewrap emulator ...       the local NCP KMS emulator (needs the local extra)
   rewrap demo               the end-to-end demo on the embedded stack (needs the local extra)
 
@@ -21,7 +25,8 @@ census: NOT SAFE or UNKNOWN); 2 nothing could be done (configuration, credential
 or unlisted, every object failed; census: nothing could be read).
 
 The commands live one group to a module: ``parser`` (the arguments), ``census_command``,
-``rotate_command`` (with ``wiring``), ``plan``, ``fleet``, ``batch_job``; ``common`` holds what they share.
+``rotate_command`` (with ``wiring``), ``retire_command``, ``plan``, ``fleet``, ``batch_job``; ``common``
+holds what they share.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # These two own their arguments; they are listed in --help.
     if args[:1] in (["emulator"], ["demo"]):
         return _local(args[0], args[1:])
+    if args[:2] == ["retire", "status"]:
+        args = ["retire-status", *args[2:]]
     options = parser.build().parse_args(args)
     logging.basicConfig(level=logging.DEBUG if options.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:

@@ -11,6 +11,7 @@ from rewrap_cli.census_command import run_census
 from rewrap_cli.common import positive, s3_target
 from rewrap_cli.fleet import run_fleet_start, run_fleet_status
 from rewrap_cli.plan import Fleet, Prices, run_plan
+from rewrap_cli.retire_command import add_parsers as add_retire_parsers
 from rewrap_cli.rotate_command import run_rotate
 
 
@@ -65,6 +66,7 @@ def build() -> argparse.ArgumentParser:
     rotate.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     rotate.add_argument("--rate", type=float, metavar="R", help="NCP KMS requests per second (0 = unlimited)")
     rotate.set_defaults(run=run_rotate)
+    add_retire_parsers(commands)
     _plan_parser(commands)
     _fleet_parser(commands)
     _batch_job_parser(commands)

@@ -5,6 +5,7 @@
 3. run it again through SQS: nothing is written (converged)
 4. rotate again (v3) and run the real sweep handler: schedule → queue → rotate invocations
 5. decrypt every token through the emulator and compare with the original plaintext
+6. the census says SAFE; `rewrap retire` disables v1 and v2 in the emulator and shows its evidence page
 Exits non-zero when anything is wrong.
 """
 
@@ -121,7 +122,29 @@ def _run(stack: LocalStack) -> bool:
     census_ok = subprocess.run([sys.executable, "-m", "rewrap_cli", *command], check=False).returncode == 0  # noqa: S603
     if not census_ok:
         print(f"    FAIL the census still finds tokens older than v{version}")
-    return not problems and census_ok
+        return False
+    return not problems and _retire(stack, version)
+
+
+def _retire(stack: LocalStack, version: int) -> bool:
+    """The last step: disable the old versions on a fresh census, and show the evidence it leaves."""
+    reports = f"s3://{stack.bucket}/reports/"
+    command = ["retire", f"s3://{stack.bucket}/", "--below", str(version), "--reports", reports, "--yes"]
+    print(f"\n[6] retire the old versions: rewrap {' '.join(command)}", flush=True)
+    done = subprocess.run([sys.executable, "-m", "rewrap_cli", *command], check=False)  # noqa: S603
+    states = stack.kms.version_states(stack.key_tag)
+    print(f"    key versions in the emulator now: {', '.join(f'v{v} {s}' for v, s in states.items())}")
+    old = [s for v, s in states.items() if v < version]
+    if done.returncode != 0 or any(s != "DISABLED" for s in old):
+        print(f"    FAIL the old versions were not retired (exit {done.returncode})")
+        return False
+    s3 = stack.client("s3")
+    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"reports/retire/{stack.key_tag}/").get("Contents", [])
+    page = next(item["Key"] for item in listed if item["Key"].endswith("-retired.md"))
+    print(f"\n    the evidence page, s3://{stack.bucket}/{page}:\n")
+    text = s3.get_object(Bucket=stack.bucket, Key=page)["Body"].read().decode()
+    print("\n".join(f"    | {line}" for line in text.splitlines()))
+    return True
 
 
 def _seed(stack: LocalStack, kms: Any) -> list[Seeded]:

@@ -451,7 +451,7 @@ SHARED_VARIABLES = {
 }
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_environment_follows_the_configuration_contract(cfn: dict[str, Any]) -> None:
@@ -462,8 +462,10 @@ def test_environment_follows_the_configuration_contract(cfn: dict[str, Any]) -> 
         assert int(variables["REWRAP_STREAM_THRESHOLD_BYTES"]) > 0
         assert int(variables["REWRAP_CONCURRENCY"]) > 0
         assert variables["REWRAP_VERIFY"] == {"Ref": "Verify"}
-        # every rewrap variable the template sets is one the README documents
-        documented = set(re.findall(r"^\| `((?:NCP_KMS|REWRAP)_[A-Z_]+)`", README.read_text(), re.MULTILINE))
+        # every rewrap variable the template sets is one the configuration reference documents
+        documented = set(
+            re.findall(r"^\| `((?:NCP_KMS|REWRAP)_[A-Z_]+)`", (DOCS / "configuration.md").read_text(), re.MULTILINE)
+        )
         assert {name for name in variables if name.startswith(("NCP_KMS_", "REWRAP_"))} <= documented
     assert rotate["REWRAP_DEAD_LETTER_QUEUE_URL"] == {"Ref": "RotateDeadLetterQueue"}
     assert sweep["REWRAP_QUEUE_URL"] == {"Ref": "RotateQueue"}
@@ -518,7 +520,7 @@ def test_batch_job_cli_calls_are_the_documented_operator_permissions() -> None:
     # `rewrap batch-job` runs on the operator's credentials; no role of the stack grants these
     calls = calls_in_shipped_code(BATCH_JOB_CLI, OPERATOR_CALL_ACTIONS)
     assert set(calls) == set(OPERATOR_CALL_ACTIONS), calls
-    documented = README.read_text().split("**batch-job census|rotate**", 1)[1].split("\n- ", 1)[0]
+    documented = (DOCS / "cli.md").read_text().split("**batch-job census|rotate**", 1)[1].split("\n- ", 1)[0]
     actions = actions_for(list(calls), OPERATOR_CALL_ACTIONS)
     assert {"s3control:CreateJob", "iam:PassRole", "cloudformation:DescribeStacks"} <= actions
     for action in actions:
@@ -748,6 +750,14 @@ def test_alarms_watch_the_dlq_and_function_errors(cfn: dict[str, Any]) -> None:
     for alarm in alarms:
         assert alarm["AlarmActions"] == notify
     assert cfn["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+
+
+def test_an_alarm_watches_tokens_on_a_disabled_version(cfn: dict[str, Any]) -> None:
+    alarm = cfn["Resources"]["DisabledVersionNeededAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("Rewrap", "ObjectsOnDisabledVersion")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "rewrap"}]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["Statistic"]) == ("GreaterThanThreshold", 0, "Sum")
+    # that the rotate function emits the metric is shown end to end in tests/integration/test_retire_e2e.py
 
 
 def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> None:

@@ -687,7 +687,11 @@ def test_v3_key_info_rotation_and_version_state(client: httpx.Client, emu: KmsEm
     assert (info["keyTag"], info["currentVersion"], info["status"]) == (tag, 2, "ENABLED")
 
     patched = call(client, f"/kms/v3/keys/{tag}/versions/1", {"status": "DISABLED"}, method="PATCH")
-    assert patched.json() == {"version": 1, "status": "DISABLED"}
+    assert {k: patched.json()[k] for k in ("version", "status", "current")} == {
+        "version": 1,
+        "status": "DISABLED",
+        "current": False,
+    }
     assert call(client, f"/kms/v3/keys/{tag}/versions/1", method="GET").json()["status"] == "DISABLED"
     v3_error(
         call(client, f"/kms/v3/keys/{tag}/versions/2", {"status": "DISABLED"}, method="PATCH"), 400, "InvalidParameter"

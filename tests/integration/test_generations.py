@@ -209,10 +209,8 @@ def test_v3_partial_batch_fails_only_the_objects_whose_tokens_failed(
     assert [stack.kms.decrypt(tag, t.text) for t in scan(body_of(stack, "v2.txt"))[0]] == [b"mid-1", b"mid-2"]
     for failed in (v1, mixed):
         assert failed.status is Status.FAILED and failed.error is not None
-        assert not failed.retryable and failed.error.code == "kms-version-disabled"
-        assert failed.error.reason.startswith(
-            "kms-version-disabled: v1 is disabled; re-enable it to re-wrap these objects"
-        )
+        assert not failed.retryable and failed.error.code == "version-disabled"
+        assert failed.error.reason.startswith(f"version-disabled: re-enable v1 to rotate it (key {tag[:12]}…")
         assert "KeyVersionDisabled" in failed.error.reason
     assert {key: body_of(stack, key) for key in ("v1.txt", "mixed.txt")} == before
 

@@ -257,7 +257,7 @@ def test_batch_operations_result_codes_per_failure_class(seeded: Seeded, monkeyp
         "bucket-not-allowed: bucket 'not-our-bucket' is not in REWRAP_BUCKETS",
     )
     assert codes["disabled-version"][0] == "PermanentFailure"
-    assert codes["disabled-version"][1].startswith("kms-version-disabled: v1 is disabled; re-enable it")
+    assert codes["disabled-version"][1].startswith("version-disabled: re-enable v1 to rotate it")
     assert codes["throttled"][0] == "TemporaryFailure" and "kms-throttled" in codes["throttled"][1]
     assert codes["missing"] == ("Succeeded", "missing")
     assert all(len(r["resultString"]) <= 900 for r in response["results"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from rewrap.core.config import DEFAULT_ENDPOINT, SETTINGS, Settings, SweepTarget, check_endpoint, human_number
+from rewrap.core.config import DEFAULT_ENDPOINT, SETTINGS, Settings, SweepTarget, check_endpoint
 from rewrap.errors import ConfigError, PermanentError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,15 +250,6 @@ def test_every_settings_field_has_exactly_one_row_in_the_table() -> None:
     assert [f.name for f in fields(Settings)] == [s.name for s in SETTINGS]
     assert len({s.variable for s in SETTINGS}) == len(SETTINGS)
     assert Settings() == Settings(**{s.name: s.default for s in SETTINGS})
-
-
-def test_readme_configuration_table_lists_every_variable_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n### ", 1)[0]
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", readme, flags=re.MULTILINE))
-    assert set(rows) == {s.variable for s in SETTINGS}
-    for setting in SETTINGS:
-        if isinstance(setting.default, int | float) and not isinstance(setting.default, bool):
-            assert human_number(setting.default) in rows[setting.variable], setting.variable
 
 
 def test_template_environment_uses_known_variables_with_valid_values() -> None:

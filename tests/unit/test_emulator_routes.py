@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rewrap.ncp.generations import GENERATIONS, Generation
+from rewrap.ncp.management import MANAGEMENT
 from rewrap_local.emulator.routes import RE_ENCRYPT_SPELLINGS, route
 
 TAG = "kr-" + "ab" * 32
@@ -77,3 +78,24 @@ def test_strict_spelling_applies_where_the_table_lists_two_spellings() -> None:
         expected = set(gen.spellings("re-encrypt")) if len(gen.spellings("re-encrypt")) > 1 else set()
         assert RE_ENCRYPT_SPELLINGS[api] == expected
     assert RE_ENCRYPT_SPELLINGS["1.0"] == {"reencrypt", "re-encrypt"} and not RE_ENCRYPT_SPELLINGS["v3"]
+
+
+@pytest.mark.parametrize("api", list(MANAGEMENT))
+def test_every_management_call_the_client_builds_is_served(api: str) -> None:
+    management = MANAGEMENT[api]
+    for enable in (True, False):
+        method, path, _ = management.state_change(TAG, 2, enable)
+        found = route(method, path)
+        assert found is not None and found.action in ("set-version", "update-version") and found.version == "2", path
+        assert found.auth == {"v2"}, path  # signature only: tokens reach no management call
+    listed = route("GET", management.versions_path(TAG).split("?")[0])
+    history = route("GET", management.activities_path(TAG, 0, 1, 0).split("?")[0])
+    assert listed is not None and listed.action == "versions"
+    assert history is not None and history.action == "activities"
+    assert route("GET", management.version_path(TAG, 2) + "/disable") is None
+
+
+def test_1_0_serves_no_management_call() -> None:
+    gen = GENERATIONS["1.0"]
+    for method, suffix in (("GET", "versions"), ("GET", "activities"), ("POST", "versions/1/disable")):
+        assert route(method, f"{gen.key_path(TAG)}/{suffix}") is None

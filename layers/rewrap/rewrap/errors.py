@@ -147,9 +147,11 @@ class KmsKeyDisabledError(KmsRejectedError):
 
 
 class KmsVersionDisabledError(KmsRejectedError):
-    """The token's key version is disabled: it cannot be decrypted or re-wrapped until re-enabled."""
+    """The token's key version is disabled (a retirement, or by hand): it cannot be decrypted or re-wrapped
+    until that version is enabled again, so no retry can help. Its reason names the fix:
+    ``version-disabled: re-enable vN to rotate it (key …)``."""
 
-    code = "kms-version-disabled"
+    code = "version-disabled"
 
 
 class KmsTokenExpiredError(KmsAuthError):
@@ -162,6 +164,18 @@ class KmsWrongRegionError(KmsRejectedError):
     """A region-isolated key (tag prefix ``kr-``/``jpn-``) called on another region's host."""
 
     code = "kms-wrong-region"
+
+
+class KeyManagementUnavailableError(PermanentError):
+    """The key's versions cannot be managed with these credentials: ``why`` is ``token-only`` (an ocapi
+    token reaches no management call) or ``permission`` (NCP refused the call for the sub account's
+    policy). The operator does it in the console instead."""
+
+    code = "key-management-unavailable"
+
+    def __init__(self, message: str, *, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 class PartialBatchError(RewrapError):

@@ -7,9 +7,11 @@ read, ``rewrap.ncp.regions`` and ``rewrap.ncp.reply_errors`` of hosts and error 
 
 * KMS API 1.0 (``wire_1_0``): ``POST /keys/{v1|v2}/{keyTag}/{action}``, string or array bodies.
 * KMS API 2.0 (``wire_2_0``): ``POST /kms/v1/keys/{keyTag}/{action}`` with a signature or the
-  ``x-ncp-ocapi-token`` header (:meth:`KmsEmulator.issue_token`); key info, versions and rotation.
+  ``x-ncp-ocapi-token`` header (:meth:`KmsEmulator.issue_token`); key info, versions, rotation,
+  ``POST …/versions/{version}/enable|disable`` and the activity history.
 * KMS v3 (``wire_v3``): ``/kms/v3/keys/...`` (signature) or ``/kms/v3/token/keys/...`` (token), single
-  and ``batch-*`` endpoints; key info, rotation and one version's state.
+  and ``batch-*`` endpoints; key info, rotation, the versions list, one version's state
+  (``GET|PATCH …/versions/{version}``) and the activity history.
 
 Every path is derived from the client's table (``routes``), so both spell them the same way.
 
@@ -19,8 +21,18 @@ with the prefix ``kr-``/``jpn-`` (any case; :meth:`KmsEmulator.create_key` ``reg
 when that is the emulator's region, on every path family; elsewhere the answer is 400 with code
 ``REGION_MISMATCH`` (v3 ``RegionMismatch``). Global keys are served in every region.
 
-Crypto (``keys``): AES-256-GCM, one key per version; convergent keys require a context. The current
-version cannot be disabled (v3 docs).
+Crypto (``keys``): AES-256-GCM, one key per version; convergent keys require a context.
+
+Key management (paths and words from ``rewrap.ncp.management``, signature only): the current version
+cannot be disabled (v3 docs); a key that is disabled or pending deletion changes no version (2.0 docs)
+and refuses every crypto call; a disabled version refuses decrypt and re-encrypt (1.0/2.0 400
+``UNPROCESSABLE_ENTITY``, v3 409 ``KeyVersionDisabled``); reads (key info, versions, history) still
+answer. :meth:`KmsEmulator.allow_management` with ``False`` gives an access key a viewer's policy: a
+call that changes key state answers 401 ``{"error": {"errorCode": "210", "message": "Permission
+Denied"}}`` (the gateway table's code). Every request on a key after authentication is added to its
+activity history (action, success, the access key, the client's address; reading the history is not),
+at most 30,000 entries and 30 days, served newest first; ``activity_delay`` seconds hold new entries back,
+as NCP loads them asynchronously.
 
 The public docs leave the HTTP statuses of KMS errors unconfirmed; this emulator chooses:
 
@@ -49,7 +61,11 @@ only one, so the client's fallbacks are tested against a server that does not fo
   default, or ``ciphertext``).
 * ``arrays_2_0``: False makes 2.0 refuse array bodies with 400 ``INVALID_REQUEST`` "Invalid type:
   ciphertext must be a String" (the Korean 2.0 table types it String only).
+* ``refuse_unchanged_version_2_0``: True makes 2.0 refuse (400) disabling a version already disabled
+  or enabling one enabled, one reading of the English 2.0 pages; the Korean pages say it of a disabled
+  key, which is refused either way.
 * ``clock_offset``: seconds the emulator's clock is off (its ``Date`` header and the 5-minute check).
+* ``activity_delay``: seconds before a new activity entry shows in the history (0 by default).
 
 Key states (:meth:`KmsEmulator.set_key_state`): ``ENABLED``, ``DISABLED`` or ``REVOKED`` (deletion
 pending); key info shows them (2.0 ``ENABLE``/``DISABLE``/``REVOKE``). A key not enabled refuses every

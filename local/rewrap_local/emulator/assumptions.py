@@ -63,4 +63,36 @@ ASSUMPTIONS: tuple[tuple[str, str], ...] = (
         "2.0 error bodies look like 1.0's ({code, msg}) or the gateway's ({error: {...}})",
         "2.0 error table not retrieved (§5.2); openbao parses both shapes (§8)",
     ),
+    (
+        "key management (2.0, v3) reaches keys rotated through 1.0 with the same access key, on the ocapi "
+        "host of the key's region; 1.0 keys are managed through v3",
+        "1.0 offers crypto only, 2.0 adds every console key function with account auth (§1); the hosts serve "
+        "2.0 and v3 alike (§1)",
+    ),
+    (
+        "a management call the sub account's policy does not allow answers 401 with gateway code 210 "
+        "(Permission Denied), or 403",
+        "the API Gateway table (§5.4); whether ocapi answers with it is not confirmed (§7 item 10)",
+    ),
+    (
+        "2.0 activity entries carry requestTime (ms), actionName, result and a requestor {requestType, id, ip}",
+        "the 2.0 list envelope is documented (activityLogList, pageSize, currentPageNo, totalPageNo, "
+        "totalCount), its entries were not retrieved; the requestor object is last-use-info's",
+    ),
+    (
+        "v3 activities take startDateTime/endDateTime (ISO 8601) and answer {activities: [...]}, entries with"
+        " createdDateTime beside the documented filter fields",
+        "listKeyActivities documents its filters (actionCode, resultCode, requestType, requestorId, "
+        "requestorIp), paging and the 24-hour default, not the period's names or the envelope",
+    ),
+    (
+        "v3 versions tell their creation time as createdDate (ms) and list as {versions: [...]}",
+        "getKeyVersion documents version and status, listKeyVersions current and paging; 2.0's list has "
+        "rotatedDate (§3.6)",
+    ),
+    (
+        "a 2.0 request to disable a version already disabled (or enable an enabled one) may be refused; "
+        "rewrap changes only versions not in that state and reads the state back on a refusal",
+        "the English 2.0 pages can be read that way; the Korean ones say it of a disabled key",
+    ),
 )

@@ -47,6 +47,7 @@ class Authenticator:
         self._lock = threading.Lock()
         self._credentials: dict[str, _Secret] = {}
         self._tokens: dict[str, tuple[str, float | None]] = {}  # ocapi token -> (key tag, exp)
+        self._viewers: set[str] = set()  # access keys whose policy allows reading keys, not changing them
 
     def add_credentials(self, access_key: str, secret_key: str, api_key: str | None = None) -> None:
         if not access_key or not secret_key:
@@ -57,6 +58,20 @@ class Authenticator:
     def remove_credentials(self, access_key: str) -> None:
         with self._lock:
             self._credentials.pop(access_key, None)
+
+    def allow_management(self, access_key: str, allowed: bool) -> None:
+        with self._lock:
+            (self._viewers.discard if allowed else self._viewers.add)(access_key)
+
+    def may_manage(self, headers: Any) -> bool:
+        """Whether the signed request's access key may change key state (sub-account permission)."""
+        with self._lock:
+            return headers.get(ACCESS_KEY_HEADER) not in self._viewers
+
+    @staticmethod
+    def requestor(headers: Any) -> str:
+        """Who a request came from, as the activity history names it: the access key, or a token."""
+        return str(headers.get(ACCESS_KEY_HEADER) or ("ocapi-token" if headers.get(OCAPI_AUTH_HEADER) else ""))
 
     def issue_token(self, tag: str, expires_in: float | None) -> str:
         exp = int(self._clock() + expires_in) if expires_in is not None else None

@@ -5,15 +5,18 @@ from __future__ import annotations
 import random
 import threading
 import time
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from rewrap.ncp.management import Activity
 
 from .auth import Authenticator
-from .errors import AUTH_FAILED, NOT_FOUND, EmulatorError
+from .errors import AUTH_FAILED, NOT_FOUND, PERMISSION_DENIED, EmulatorError
 from .faults import FaultQueue, act_before
 from .keys import KeyStore, check_region, check_region_name
-from .routes import CRYPTO_ACTIONS, RE_ENCRYPT_SPELLINGS, Route, route
+from .routes import CHANGING_ACTIONS, CRYPTO_ACTIONS, RE_ENCRYPT_SPELLINGS, Route, route
 from .server import Server
 from .stats import EmulatorStats
 from .wire import Wire
@@ -51,6 +54,8 @@ class KmsEmulator:
         self.re_encrypt_spelling: str | None = None
         self.v3_re_encrypt_field = "newCiphertext"
         self.arrays_2_0 = True
+        self.refuse_unchanged_version_2_0 = False
+        self.activity_delay = 0.0
         self.clock_offset = 0.0
 
     def now(self) -> float:
@@ -115,6 +120,11 @@ class KmsEmulator:
     def remove_credentials(self, access_key: str) -> None:
         self._auth.remove_credentials(access_key)
 
+    def allow_management(self, access_key: str, allowed: bool = True) -> None:
+        """``allowed=False``: the access key's policy reads keys but may not change them (rotation,
+        version states): such a call answers 401, gateway code 210 "Permission Denied"."""
+        self._auth.allow_management(access_key, allowed)
+
     def issue_token(self, tag: str, expires_in: float | None = None) -> str:
         """An ``x-ncp-ocapi-token`` for the crypto calls of one key (2.0 and v3 token auth): a JWT-shaped
         access token, with an ``exp`` claim ``expires_in`` seconds from now when given."""
@@ -160,6 +170,22 @@ class KmsEmulator:
     def enable_version(self, tag: str, version: int) -> None:
         self._keys.enable_version(tag, version)
 
+    def version_states(self, tag: str) -> dict[int, str]:
+        """Version → ``ENABLED`` / ``DISABLED``."""
+        key = self._keys.get(tag)
+        with self._keys.lock:
+            return {v: "DISABLED" if v in key.disabled else "ENABLED" for v in range(1, key.current + 1)}
+
+    def key_state(self, tag: str) -> str:
+        key = self._keys.get(tag)
+        with self._keys.lock:
+            return key.status
+
+    def history(self, tag: str) -> list[Activity]:
+        """The key's activity history as it has arrived, newest first."""
+        now_ms = int(self.now() * 1000)
+        return self._keys.history(self._keys.get(tag), 0, now_ms, now_ms - int(self.activity_delay * 1000))
+
     # --- crypto --------------------------------------------------------------------------------------
     def encrypt(self, tag: str, plaintext: bytes, context: bytes | None = None) -> str:
         """A token for ``plaintext`` at the key's current version."""
@@ -196,14 +222,19 @@ class KmsEmulator:
     def _handle(self, handler: Handler, method: str, body: bytes) -> None:
         """Answer one request (the server's handler threads call this)."""
         uri = handler.path  # exactly as received, query included: that is what was signed
-        target = self._route(method, urlsplit(uri).path)
+        parts = urlsplit(uri)
+        target = self._route(method, parts.path)
         if target is None:
             handler.reply_json(404, NOT_FOUND)
             return
+        target = replace(target, query=tuple(parse_qsl(parts.query)))
         self._stats._add("requests", target.action)
         if not self._auth.authenticate(method, uri, handler.headers, target):
             self._stats._auth_failure()
             handler.reply_json(401, AUTH_FAILED)
+            return
+        if target.action in CHANGING_ACTIONS and not self._auth.may_manage(handler.headers):
+            handler.reply_json(401, PERMISSION_DENIED)
             return
         self._faults.delay()
         fault = self._faults.take(target.action, pre=True, tag=target.tag)
@@ -214,9 +245,14 @@ class KmsEmulator:
             check_region(target.tag, self._region)
             key = self._keys.get(target.tag)
             crypto = target.action in CRYPTO_ACTIONS
-            handler.reply_json(*(wire.crypto if crypto else wire.admin)(target, key, body))
+            status, payload = (wire.crypto if crypto else wire.admin)(target, key, body)
         except EmulatorError as err:
-            handler.reply_json(*wire.error(err))
+            status, payload = wire.error(err)
+        if target.action != "activities":  # reading the history is not itself recorded
+            who = self._auth.requestor(handler.headers)
+            entry = Activity(int(self.now() * 1000), target.action, status < 400, who, handler.client_address[0])
+            self._keys.record(target.tag, entry)
+        handler.reply_json(status, payload)
 
     def _route(self, method: str, path: str) -> Route | None:
         """The route at ``path``; with ``re_encrypt_spelling`` set, the other spelling lives nowhere."""

@@ -14,6 +14,9 @@ BAD_REQUEST = {"error": {"errorCode": "100", "message": "Bad Request Exception"}
 TOO_LARGE = {"error": {"errorCode": "430", "message": "Request Entity Too Large"}}
 RATE_LIMITED = {"error": {"errorCode": "420", "message": "Rate Limited"}}
 UNEXPECTED = {"error": {"errorCode": "900", "message": "Unexpected Error"}}
+# A sub account whose policy does not allow the call (gateway table: 401, code 210); ASSUMPTION: ocapi's
+# gateway answers a management call the same way.
+PERMISSION_DENIED = {"error": {"errorCode": "210", "message": "Permission Denied"}}
 
 # v3 errorCode and status for each emulator error code (1.0/2.0 answer the code itself).
 _V3_ERRORS = {

@@ -17,6 +17,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -24,9 +25,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from rewrap.core.tokens import MAX_TOKEN_CHARS, TOKEN_RE
 from rewrap.ncp.generations import MAX_CONTEXT_BYTES, MAX_PLAINTEXT_BYTES
+from rewrap.ncp.management import HISTORY_RECORDS, Activity
 from rewrap.ncp.regions import REGION_HOSTS, WRONG_REGION_CODE, key_region
 
-from .errors import EmulatorError, invalid_status, not_found
+from .errors import EmulatorError, invalid_status, key_not_enabled, not_found
 
 REGIONS = ("global", *REGION_HOSTS)
 KEY_STATES = ("ENABLED", "DISABLED", "REVOKED")  # v3 names; 2.0 drops the trailing D
@@ -75,7 +77,10 @@ class Key:
     aeads: list[AESGCM] = field(default_factory=list)
     disabled: set[int] = field(default_factory=set)
     rotated_ms: list[int] = field(default_factory=list)
+    status_ms: dict[int, int] = field(default_factory=dict)  # version -> when its state last changed
     status: str = "ENABLED"  # one of KEY_STATES
+    # the key's activity history, oldest first; NCP keeps the latest 30,000 entries (and 30 days)
+    history: deque[Activity] = field(default_factory=lambda: deque(maxlen=HISTORY_RECORDS))
 
     @property
     def current(self) -> int:
@@ -119,6 +124,7 @@ class KeyStore:
             key.material.append(material)
             key.aeads.append(AESGCM(material))
             key.rotated_ms.append(int(time.time() * 1000))
+            key.status_ms[key.current] = key.rotated_ms[-1]
             return key.current
 
     def set_state(self, tag: str, state: str) -> None:
@@ -129,23 +135,51 @@ class KeyStore:
             key.status = state
 
     def disable_version(self, tag: str, version: int) -> None:
-        key = self.get(tag)
-        with self.lock:
-            self._check_version(key, version)
-            if version == key.current:
-                raise EmulatorError("the current version cannot be disabled")
-            key.disabled.add(version)
+        self.set_version(tag, version, enable=False)
 
     def enable_version(self, tag: str, version: int) -> None:
+        self.set_version(tag, version, enable=True)
+
+    def set_version(self, tag: str, version: int, *, enable: bool, refuse_unchanged: bool = False) -> bool:
+        """Enable or disable one version under NCP's rules; whether it is enabled afterwards. A key not
+        enabled changes no version (2.0 docs), the current version cannot be disabled (v3 docs), and
+        with ``refuse_unchanged`` a version already in the asked state is refused."""
         key = self.get(tag)
         with self.lock:
             self._check_version(key, version)
-            key.disabled.discard(version)
+            if key.status != "ENABLED":
+                raise key_not_enabled()
+            if not enable and version == key.current:
+                raise EmulatorError("the current version cannot be disabled")
+            if refuse_unchanged and (version in key.disabled) != enable:
+                state = "enabled" if enable else "disabled"
+                raise EmulatorError(f"version {version} is already {state}")
+            if (version in key.disabled) == enable:
+                (key.disabled.discard if enable else key.disabled.add)(version)
+                key.status_ms[version] = int(time.time() * 1000)
+            return version not in key.disabled
 
     @staticmethod
     def _check_version(key: Key, version: int) -> None:
         if not 1 <= version <= key.current:
-            raise EmulatorError(f"key {key.tag} has no version {version}")
+            raise not_found()
+
+    def record(self, tag: str, activity: Activity) -> None:
+        """Add an entry to the key's activity history (a key that does not exist has none)."""
+        with self.lock:
+            key = self._keys.get(tag)
+            if key is not None:
+                key.history.append(activity)
+
+    def history(self, key: Key, since_ms: int, until_ms: int, visible_before_ms: int) -> list[Activity]:
+        """The key's entries within [since, until], newest first, as far as they have arrived."""
+        with self.lock:
+            entries = list(key.history)
+        return [
+            entry
+            for entry in reversed(entries)
+            if since_ms <= entry.time_ms <= until_ms and entry.time_ms <= visible_before_ms
+        ]
 
     # --- crypto --------------------------------------------------------------------------------------
     def seal(self, key: Key, plaintext: bytes, context: bytes | None) -> str:

@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rewrap.ncp.generations import GENERATIONS, RE_ENCRYPT, VERSIONS_SEGMENT, Generation
+from rewrap.ncp.management import ACTIVITIES_SEGMENT, MANAGEMENT
 
 TOKEN_AUTH = "token"
 # The names stats count and faults match for the generations' operations (the rest keep theirs).
 _ACTION_NAMES = {"custom-key": "createCustomKey"}
+# Admin actions that change a key's state (a sub account with a viewer policy may not call them).
+CHANGING_ACTIONS = frozenset({"rotate", "update-version", "set-version"})
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,9 @@ class Route:
     action: str
     auth: frozenset[str]  # what may authenticate it: "v1", "v2" (signatures), "token"
     batch: bool = False
-    version: str | None = None  # v3 versions/{version}
-    segment: str | None = None  # the crypto path segment as requested
+    version: str | None = None  # versions/{version}
+    segment: str | None = None  # the crypto path segment as requested (2.0 set-version: enable|disable)
+    query: tuple[tuple[str, str], ...] = ()  # the query string's parameters (admin lists)
 
     @property
     def signature(self) -> str:
@@ -85,15 +89,16 @@ def route(method: str, path: str) -> Route | None:
 
 
 def _route_under(gen: Generation, auth: frozenset[str], method: str, parts: Sequence[str]) -> Route | None:
-    """The route of ``{tag}[/{segment}[/{version}]]`` below one prefix."""
-    if len(parts) > 3 or not all(parts):
+    """The route of ``{tag}[/{segment}[/{version}[/{change}]]]`` below one prefix."""
+    if len(parts) > 4 or not all(parts):
         return None
     tag, rest = parts[0], tuple(parts[1:])
     signed = auth - {TOKEN_AUTH}  # admin calls take a signature, never a token
     admin = _admin_action(gen, method, rest) if signed else None
     if admin is not None:
         action, version = admin
-        return Route(gen.name, tag, action, frozenset(signed), version=version)
+        segment = rest[2] if action == "set-version" else None
+        return Route(gen.name, tag, action, frozenset(signed), version=version, segment=segment)
     if len(rest) != 1 or method != "POST":
         return None
     found = CRYPTO_SEGMENTS[gen.name].get(rest[0])
@@ -112,4 +117,19 @@ def _admin_action(gen: Generation, method: str, rest: tuple[str, ...]) -> tuple[
         return "versions", None
     if gen.version_info == "each" and len(rest) == 2 and rest[0] == VERSIONS_SEGMENT and method in ("GET", "PATCH"):
         return ("version" if method == "GET" else "update-version"), rest[1]
+    return _management_action(gen, method, rest)
+
+
+def _management_action(gen: Generation, method: str, rest: tuple[str, ...]) -> tuple[str, str | None] | None:
+    """The key management calls of ``rewrap.ncp.management`` (2.0 and v3)."""
+    management = MANAGEMENT.get(gen.name)
+    if management is None:
+        return None
+    if rest == (VERSIONS_SEGMENT,) and method == "GET":
+        return "versions", None
+    if rest == (ACTIVITIES_SEGMENT,) and method == "GET":
+        return "activities", None
+    changes = management.set_by == "segment" and method == "POST" and len(rest) == 3
+    if changes and rest[0] == VERSIONS_SEGMENT and rest[2] in ("enable", "disable"):
+        return "set-version", rest[1]
     return None

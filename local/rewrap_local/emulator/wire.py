@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from rewrap.core.tokens import token_version
@@ -23,6 +25,7 @@ from rewrap.ncp.generations import (
     Operation,
     no_limit,
 )
+from rewrap.ncp.management import HISTORY_DAYS, MANAGEMENT, MAX_PAGE_SIZE, Activity
 
 from .errors import NOT_FOUND, EmulatorError, key_not_enabled, not_found
 from .faults import FaultQueue, apply_after
@@ -34,6 +37,8 @@ from .stats import EmulatorStats
 OPERATIONS: dict[str, Operation] = {action_name(op.name): op for op in (ENCRYPT, DECRYPT, RE_ENCRYPT, CUSTOM_KEY)}
 CUSTOM_KEY_BITS = (128, 256, 512)  # documented for AES256 data keys (256 by default)
 Answer = tuple[int, dict[str, Any]]  # HTTP status and JSON body
+_DECIMAL_RE = re.compile(r"[1-9][0-9]{0,8}")  # a version or page as the paths take it ("0x1" is refused)
+DAY_MS = 86_400_000
 
 
 class Switches(Protocol):
@@ -41,6 +46,34 @@ class Switches(Protocol):
 
     arrays_2_0: bool
     v3_re_encrypt_field: str
+    refuse_unchanged_version_2_0: bool
+    activity_delay: float
+
+    def now(self) -> float: ...
+
+
+def path_version(route: Route) -> int:
+    if route.version is None or not _DECIMAL_RE.fullmatch(route.version):
+        raise EmulatorError("version must be a decimal number", field="version")
+    return int(route.version)
+
+
+def query_int(route: Route, name: str, default: int, low: int, high: int) -> int:
+    raw = dict(route.query).get(name)
+    if raw is None:
+        return default
+    if not (raw == "0" or _DECIMAL_RE.fullmatch(raw)) or not low <= int(raw) <= high:
+        raise EmulatorError(f"{name} must be a decimal number from {low} to {high}", field=name)
+    return int(raw)
+
+
+def page_of(items: list[Any], route: Route, api: str, default_size: int) -> tuple[list[Any], int, int]:
+    """(the page asked for, its number, its size), pages numbered from the generation's first page."""
+    first = MANAGEMENT[api].first_page
+    number = query_int(route, "pageNo", first, first, 2_147_483_646)
+    size = query_int(route, "pageSize", default_size, 1, MAX_PAGE_SIZE)
+    start = (number - first) * size
+    return items[start : start + size], number, size
 
 
 @dataclass
@@ -131,6 +164,30 @@ class Wire:
 
     def admin(self, route: Route, key: Key, raw: bytes) -> Answer:
         raise not_found()  # routes give a generation only the admin calls it has
+
+    def activities(self, route: Route, key: Key) -> list[Activity]:
+        """The entries a history request asks for: its period (the last day by default), newest first,
+        only those that have arrived (``activity_delay``) and none older than NCP keeps."""
+        now_ms = int(self.switches.now() * 1000)
+        start, end = MANAGEMENT[self.generation.name].period
+        since = self._moment(route, start, now_ms - DAY_MS)
+        until = self._moment(route, end, now_ms)
+        since = max(since, now_ms - HISTORY_DAYS * DAY_MS)
+        return self.store.history(key, since, until, now_ms - int(self.switches.activity_delay * 1000))
+
+    def _moment(self, route: Route, name: str, default: int) -> int:
+        raw = dict(route.query).get(name)
+        if raw is None:
+            return default
+        if MANAGEMENT[self.generation.name].period_in_ms:
+            if not raw.isdigit():
+                raise EmulatorError(f"{name} must be a Unix timestamp in milliseconds", field=name)
+            return int(raw)
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise EmulatorError(f"{name} must be an ISO 8601 date and time", field=name) from None
+        return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
     # --- crypto --------------------------------------------------------------------------------------
     def crypto(self, route: Route, key: Key, raw: bytes) -> Answer:

@@ -1,8 +1,12 @@
 """KMS API 2.0: ``POST /kms/v1/keys/{keyTag}/{action}`` (signature v2 or ``x-ncp-ocapi-token``).
 
 Bodies as in 1.0; success ``{"code": "SUCCESS", "data": {...}}``. Admin (signature only): key info,
-the versions list and rotation. With ``arrays_2_0`` off, an array body is refused with 400
-``INVALID_REQUEST`` "Invalid type: ... must be a String" (the Korean 2.0 table types it String only).
+the versions list, rotation, ``POST …/versions/{version}/enable|disable`` and the activity history
+(``rewrap.ncp.management``). With ``arrays_2_0`` off, an array body is refused with 400 ``INVALID_REQUEST``
+"Invalid type: ... must be a String" (the Korean 2.0 table types it String only). With
+``refuse_unchanged_version_2_0`` on, disabling a version already disabled (or enabling one enabled) is
+refused with 400: one reading of the English pages ("you can't disable a version … in the Disabled
+status"); the Korean pages say it of a disabled key, and by default only that is refused.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from rewrap.ncp.generations import GENERATIONS
+from rewrap.ncp.management import activity_entry
 from rewrap.ncp.regions import GLOBAL_OCAPI, REGION_HOSTS, key_region
 
 from .errors import EmulatorError
 from .keys import Key
 from .routes import Route
-from .wire import Answer, Wire, item_field
+from .wire import Answer, Wire, item_field, page_of, path_version
 
 
 class Wire20(Wire):
@@ -30,10 +35,28 @@ class Wire20(Wire):
             raise EmulatorError(f"Invalid type: {name} must be a String")
 
     def admin(self, route: Route, key: Key, raw: bytes) -> Answer:
+        if route.action == "set-version":
+            version = path_version(route)
+            refuse = self.switches.refuse_unchanged_version_2_0
+            self.store.set_version(key.tag, version, enable=route.segment == "enable", refuse_unchanged=refuse)
+        if route.action == "activities":
+            entries, number, size = page_of(self.activities(route, key), route, "2.0", 100)
+            total = len(self.activities(route, key))
+            data = {
+                "activityLogList": [activity_entry("2.0", entry) for entry in entries],
+                "pageSize": size,
+                "currentPageNo": number,
+                "totalPageNo": max(1, -(-total // size)),
+                "totalCount": total,
+            }
+            self.stats._add("items", route.action)
+            return self.success(data)
         with self.store.lock:
             if route.action == "rotate":
                 version = self.store.add_version(key)
                 data = {"keyTag": key.tag, "version": version, "rotatedDate": key.rotated_ms[-1]}
+            elif route.action == "set-version":
+                data = _version(key, path_version(route))
             elif route.action == "versions":
                 data = _versions(key)
             else:
@@ -42,18 +65,19 @@ class Wire20(Wire):
         return self.success(data)
 
 
+def _version(key: Key, version: int) -> dict[str, Any]:
+    return {
+        "version": version,
+        "status": "DISABLE" if version in key.disabled else "ENABLE",
+        "statusDate": key.status_ms[version],
+    }
+
+
 def _versions(key: Key) -> dict[str, Any]:
     return {
         "keyTag": key.tag,
         "currentVersion": key.current,
-        "versionList": [
-            {
-                "version": v,
-                "status": "DISABLE" if v in key.disabled else "ENABLE",
-                "rotatedDate": key.rotated_ms[v - 1],
-            }
-            for v in range(1, key.current + 1)
-        ],
+        "versionList": [{**_version(key, v), "rotatedDate": key.rotated_ms[v - 1]} for v in range(1, key.current + 1)],
     }
 
 

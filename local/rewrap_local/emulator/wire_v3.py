@@ -4,26 +4,37 @@ Single-item endpoints take one string; ``batch-*`` take ``{"requests": [{item, c
 the generation's ``max_items``, atomic: results ``{"results": {"0": {...}}}``, or only the failed items in
 ``{"failures": {"<index>": {"errorCode", "message"}}}``, checked in two phases (empty/format first, then
 the rest); the status of the single cause, 400 for several; a value of the wrong JSON type fails the whole
-request with ``fieldErrors``. Admin: key info, rotation (``POST .../versions``) and one version
-(``GET|PATCH .../versions/{version}``). Success bodies are bare; errors ``{"error": {"errorCode",
-"message"}}``. ``v3_re_encrypt_field`` names the re-encrypt result (single and batch).
+request with ``fieldErrors``. Admin: key info, rotation (``POST .../versions``), the versions list
+(``GET .../versions``, pages from 0), one version (``GET|PATCH .../versions/{version}``; ``{}`` changes
+nothing) and the activity history (``GET .../activities``, newest first, the last 24 hours unless a
+period is given). Success bodies are bare; errors ``{"error": {"errorCode", "message"}}``.
+``v3_re_encrypt_field`` names the re-encrypt result (single and batch).
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from typing import Any
 
 from rewrap.core.tokens import MAX_TOKEN_CHARS, TOKEN_RE, token_version
 from rewrap.ncp.generations import CUSTOM_KEY, ENCRYPT, GENERATIONS, RE_ENCRYPT, Operation, no_limit
+from rewrap.ncp.management import activity_entry
 
-from .errors import EmulatorError, not_found
+from .errors import EmulatorError
 from .keys import Key, b64
 from .routes import Route
-from .wire import OPERATIONS, Answer, Reply, Wire, decode_plaintext, item_field, json_object, read_context
-
-_VERSION_RE = re.compile(r"[1-9][0-9]{0,8}")  # decimal, as the versions path takes it ("0x1" is refused)
+from .wire import (
+    OPERATIONS,
+    Answer,
+    Reply,
+    Wire,
+    decode_plaintext,
+    item_field,
+    json_object,
+    page_of,
+    path_version,
+    read_context,
+)
 
 
 class WireV3(Wire):
@@ -121,23 +132,40 @@ class WireV3(Wire):
         if route.action == "rotate":
             with self.store.lock:
                 return 201, {"version": self.store.add_version(key), "status": "ENABLED"}
-        if route.version is None or not _VERSION_RE.fullmatch(route.version):
-            raise EmulatorError("version must be a decimal number", field="version")
-        version = int(route.version)
+        if route.action == "versions":
+            with self.store.lock:
+                every = [_version(key, v) for v in range(1, key.current + 1)]
+            versions, number, size = page_of(every, route, "v3", 20)
+            return 200, {"versions": versions, "pageNo": number, "pageSize": size, "totalCount": len(every)}
+        if route.action == "activities":
+            entries = self.activities(route, key)
+            page, number, size = page_of(entries, route, "v3", 20)
+            activities = [activity_entry("v3", entry) for entry in page]
+            return 200, {"activities": activities, "pageNo": number, "pageSize": size, "totalCount": len(entries)}
+        version = path_version(route)
         if route.action == "update-version":
             self._update_version(key, version, json_object(raw).get("status"))
         with self.store.lock:
             if not 1 <= version <= key.current:
-                raise not_found()
-            return 200, {"version": version, "status": "DISABLED" if version in key.disabled else "ENABLED"}
+                raise EmulatorError("Not Found Exception", status=404, code="NOT_FOUND")
+            return 200, _version(key, version)
 
     def _update_version(self, key: Key, version: int, status: Any) -> None:
-        if status == "DISABLED":
-            self.store.disable_version(key.tag, version)
-        elif status == "ENABLED":
-            self.store.enable_version(key.tag, version)
+        if status in ("DISABLED", "ENABLED"):
+            self.store.set_version(key.tag, version, enable=status == "ENABLED")
         elif status is not None:
             raise EmulatorError("status must be ENABLED or DISABLED", field="status")
+
+
+def _version(key: Key, version: int) -> dict[str, Any]:
+    """A version as v3 shows it. ASSUMPTION: beside the documented version, status (and current in the
+    list) it tells when it was created (createdDate, ms), as 2.0's list does (rotatedDate)."""
+    return {
+        "version": version,
+        "status": "DISABLED" if version in key.disabled else "ENABLED",
+        "current": version == key.current,
+        "createdDate": key.rotated_ms[version - 1],
+    }
 
 
 def _format_error(name: str, value: str) -> EmulatorError | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewrap.adapters.ncp_kms.client import NcpKmsClient
+from rewrap.adapters.ncp_kms.management import NcpKeyManager
 from rewrap.adapters.ncp_kms.transport import new_http_client
 from rewrap.adapters.s3 import S3Store
 from rewrap.adapters.secrets_manager import SecretCredentials
@@ -14,6 +15,7 @@ from rewrap.core.config import Settings, load_settings
 from rewrap.core.engine import Engine
 from rewrap.core.ports import ObjectStore
 from rewrap.deadline import SYSTEM_CLOCK, AdaptiveRateLimiter, Clock
+from rewrap.errors import RewrapError
 
 
 @dataclass
@@ -99,6 +101,75 @@ def build_store(settings: Settings, *, session: Any = None, endpoint_url: str | 
     return S3Store(
         s3, multipart_copy_threshold=settings.multipart_copy_threshold_bytes, requester_pays=settings.requester_pays
     )
+
+
+@dataclass
+class RetireTools:
+    """What ``rewrap retire`` needs: S3 (census, run folders, evidence), the key's management API, where the
+    evidence goes and who is acting."""
+
+    settings: Settings
+    store: ObjectStore
+    keys: NcpKeyManager
+    report_prefix: str
+    who: dict[str, str | None]
+
+    def close(self) -> None:
+        self.keys.http.close()
+
+
+def build_retire_tools(
+    settings: Settings, *, report_prefix: str = "", session: Any = None, endpoint_url: str | None = None
+) -> RetireTools:
+    """The key's management client (its API and host derived from NCP_KMS_API, NCP_KMS_ENDPOINT and the key
+    tag), the S3 store and the caller's identity: AWS's (STS), the NCP access key's first characters and
+    the local user name."""
+    import getpass
+
+    import boto3
+
+    session = session or boto3.session.Session()
+    config = aws_client_config(settings.concurrency)
+    credentials = SecretCredentials(
+        settings.secret_id,
+        max_age=settings.secret_cache_seconds,
+        client=session.client("secretsmanager", config=config, endpoint_url=endpoint_url),
+    )
+    keys = NcpKeyManager(settings.kms_api, settings.endpoint, credentials, timeout=settings.kms_timeout_seconds)
+    try:
+        access_key: str | None = credentials.get().access_key[:4] + "…" if credentials.get().can_sign else "(token)"
+    except RewrapError:
+        access_key = None
+    who = {"awsCaller": _aws_caller(session, endpoint_url), "ncpAccessKey": access_key, "osUser": getpass.getuser()}
+    store = build_store(settings, session=session, endpoint_url=endpoint_url)
+    return RetireTools(settings, store, keys, report_prefix or settings.report_prefix, who)
+
+
+def read_version_states(
+    settings: Settings, key_tags: list[str], *, session: Any = None, endpoint_url: str | None = None
+) -> dict[str, dict[int, str]]:
+    """Each key's version states, where the NCP secret's credentials reach its management API (the census's
+    rescue list); empty without a secret, with token-only credentials or when NCP cannot be asked."""
+    from rewrap.core.census_taker import version_states
+
+    if not settings.secret_id:
+        return {}
+    try:
+        tools = build_retire_tools(settings, session=session, endpoint_url=endpoint_url)
+    except RewrapError:
+        return {}
+    try:
+        return version_states(tools.keys, key_tags)
+    finally:
+        tools.close()
+
+
+def _aws_caller(session: Any, endpoint_url: str | None) -> str | None:
+    """The AWS identity's ARN (STS GetCallerIdentity), or None when it cannot be asked."""
+    try:
+        return str(session.client("sts", endpoint_url=endpoint_url).get_caller_identity()["Arn"])
+    except Exception:  # noqa: BLE001 - who is recorded where it can be known
+        return None
 
 
 _runtime: Runtime | None = None

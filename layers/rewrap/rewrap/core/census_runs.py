@@ -128,7 +128,9 @@ def write_listing(
 ) -> None:
     """What one sweep invocation listed and enqueued, and the partials it expects back."""
     folder = run_folder(settings.report_prefix, run_id)
-    body = {"format": LISTING_FORMAT, "runId": run_id, "sequence": sequence, **record, "partials": partials}
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    body = {"format": LISTING_FORMAT, "runId": run_id, "sequence": sequence, "time": when, **record}
+    body["partials"] = partials
     key = f"{folder.prefix}listing-{sequence:06d}.json"
     store.put_new(folder.bucket, key, json.dumps(body).encode(), "application/json")
 
@@ -166,6 +168,8 @@ class RunMerge:
     missing: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why the run is not known to be complete
+    times: list[str] = field(default_factory=list)  # ISO times of the run's records (partials and listings)
+    newest_versions: dict[str, set[int]] = field(default_factory=dict)  # per key tag, as the sweep saw it
 
     @property
     def complete(self) -> bool:
@@ -214,7 +218,11 @@ def merge_run(
         if record.get("runId") != run_id:
             merged.foreign.append(f"{name} (run {record.get('runId')!r})")
             continue
+        if isinstance(record.get("time"), str):
+            merged.times.append(record["time"])
         if record["format"] == LISTING_FORMAT:
+            for tag, version in (record.get("newestVersions") or {}).items():
+                merged.newest_versions.setdefault(tag, set()).add(int(version))
             merged.listings += 1
             merged.listed += int(record.get("listed", 0))
             merged.enqueued += int(record.get("enqueued", 0))

@@ -3,9 +3,10 @@ engine's scanner, never writing and never calling KMS.
 
 An object whose key the configuration declares text is read with one GET (the head comes with the body);
 others with HEAD, then a GET only when there is a body. Bodies are streamed in token-safe segments, so
-memory stays bounded whatever the object size. Where KMS key info is available, :func:`version_states`
-tells each version's state and :class:`RescueList` collects the objects on a disabled version (read-only
-calls, made only when asked for).
+memory stays bounded whatever the object size. Where the key's management API answers these credentials,
+:func:`version_states` tells each version's state and :class:`RescueList` collects the objects on a
+disabled version (read-only calls, made only when asked for; ``rewrap census`` asks when it has NCP
+credentials).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from typing import Any
 from rewrap.core.census import DEFAULT_KEY_LABEL, Census, CensusKind, ObjectCensus
 from rewrap.core.forms import open_text
 from rewrap.core.metadata import KEY_TAG_METADATA, scan_metadata
-from rewrap.core.ports import SINGLE_READ_BYTES, Listed, ObjectHead, ObjectRef, ObjectStore
+from rewrap.core.ports import SINGLE_READ_BYTES, KeyManager, Listed, ObjectHead, ObjectRef, ObjectStore
 from rewrap.core.token_segments import token_safe_segments
 from rewrap.core.tokens import scan
 from rewrap.errors import ObjectChangedError, ObjectOpaqueError, ObjectUnreadableError, RewrapError
-from rewrap.ncp.generations import ENABLED_STATES, STATE_WORDS
 
 
 @dataclass
@@ -140,21 +140,16 @@ class CensusTaker:
         return ObjectCensus(ref, kind, key_tag, noncurrent, dict(found), malformed, size)
 
 
-# --- version states: asked of KMS only when key info is available -----------------------------------
-def version_states(kms: Any, key_tags: Iterable[str]) -> dict[str, dict[int, str]]:
-    """Per key tag, version → ``enabled`` / ``disabled``, where the KMS API generation tells these
-    credentials (2.0, v3 with a signature); a key it cannot tell about is left out. Read only."""
+# --- version states: asked of the key's management API, where these credentials reach it ---------------
+def version_states(keys: KeyManager, key_tags: Iterable[str]) -> dict[str, dict[int, str]]:
+    """Per key tag, version → ``enabled`` / ``disabled``; a key whose state cannot be read (token-only
+    credentials, no permission, NCP unreachable) is left out. Read only."""
     out: dict[str, dict[int, str]] = {}
     for key_tag in key_tags:
         try:
-            info = kms.key_info(key_tag)
-            states = kms.version_states(key_tag, set(range(1, info.current_version + 1))) if info else None
+            out[key_tag] = keys.state(key_tag).states()
         except RewrapError:
             continue
-        if states:
-            out[key_tag] = {
-                v: "enabled" if s in ENABLED_STATES else STATE_WORDS.get(s, s.lower()) for v, s in states.items()
-            }
     return out
 
 

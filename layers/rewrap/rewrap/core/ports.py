@@ -186,6 +186,58 @@ class KeyVersions(Protocol):
     def newest_version(self, key_tag: str, deadline: Deadline | None = None) -> int: ...
 
 
+@dataclass(frozen=True)
+class VersionState:
+    version: int
+    enabled: bool
+    changed_ms: int | None = None  # when its state last changed, where NCP tells
+    created_ms: int | None = None  # when the rotation made it, where NCP tells
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """A key as its management API shows it: its own state, its current version and each version's state."""
+
+    key_tag: str
+    status: str  # NCP's word: ENABLE(D), DISABLE(D), REVOKE(D)
+    current_version: int
+    versions: Mapping[int, VersionState]
+
+    @property
+    def enabled(self) -> bool:
+        return self.status in ("ENABLE", "ENABLED")
+
+    def states(self) -> dict[int, str]:
+        return {v: "enabled" if s.enabled else "disabled" for v, s in sorted(self.versions.items())}
+
+
+@dataclass(frozen=True)
+class KeyActivity:
+    """One entry of the key's activity history (it names no key version)."""
+
+    time_ms: int
+    action: str
+    succeeded: bool | None
+    requestor: str
+    ip: str
+    opens_ciphertext: bool  # a decrypt, re-encrypt or verify: what a disabled version refuses
+
+
+class KeyManager(Protocol):
+    """Reads and changes a key's version states, and reads its activity history (``adapters.ncp_kms``).
+    Raises ``errors.KeyManagementUnavailableError`` where these credentials cannot manage the key."""
+
+    def describe(self, key_tag: str) -> str:
+        """Which API and host manage the key, in one line."""
+
+    def state(self, key_tag: str) -> KeyState: ...
+
+    def set_version(self, key_tag: str, version: int, *, enable: bool) -> VersionState: ...
+
+    def activities(self, key_tag: str, since_ms: int, until_ms: int) -> list[KeyActivity]:
+        """The entries within the period that have arrived, newest first."""
+
+
 class RequestStats(Protocol):
     def snapshot(self) -> dict[str, int]: ...
 

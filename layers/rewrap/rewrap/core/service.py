@@ -28,7 +28,7 @@ from rewrap.core.events import Invocation, Trigger, Unit, parse
 from rewrap.core.ports import CountedRewrapper, DeadLetterSink, ObjectStore
 from rewrap.core.reports import publish_report
 from rewrap.deadline import Deadline
-from rewrap.errors import ConfigError, RetryableError, RewrapError, UnsupportedEventError
+from rewrap.errors import ConfigError, KmsVersionDisabledError, RetryableError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
 
 _METRIC_NAMES = {
@@ -282,6 +282,10 @@ def _observe(
     ):
         if items:
             metrics.add_metric(name=f"ObjectsFailed{cls}", unit=MetricUnit.Count, value=len(items))
+    # a token on a disabled version: a retired version something still needs (the template alarms on it)
+    on_disabled = sum(1 for r in failed if r.error is not None and r.error.code == KmsVersionDisabledError.code)
+    if on_disabled:
+        metrics.add_metric(name="ObjectsOnDisabledVersion", unit=MetricUnit.Count, value=on_disabled)
     kms_after = runtime.kms.stats.snapshot()
     for name, key in (("KmsRequests", "requests"), ("KmsRetries", "retries")):
         if kms_after[key] - kms_before[key]:

@@ -24,7 +24,7 @@ from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.ports import KeyVersions, Listed, ObjectStore, RequestQueue
 from rewrap.core.reports import publish_report
 from rewrap.deadline import Clock, Deadline
-from rewrap.errors import ConfigError, UnsupportedEventError
+from rewrap.errors import ConfigError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
 
 # Stop listing and hand over when less than this much time is left.
@@ -111,8 +111,12 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     targets, position, state = _plan(event, settings)
     deadline = Deadline.from_lambda_context(context, 0.0)
     run = _run(state, targets, services, deadline)
-    # each invocation asks again: the rotate requests carry the newest versions known when they are sent
-    hints = run.newest if run.mode == CENSUS or run.sequence == 0 else _probe(services, deadline)
+    # each invocation asks again: the rotate requests carry the newest versions known when they are sent,
+    # and a census run's listing records say whether the key rotated while it ran (``retire`` checks)
+    if run.mode == CENSUS:
+        hints = _newest_if_known(services.kms, settings, deadline)
+    else:
+        hints = run.newest if run.sequence == 0 else _probe(services, deadline)
     report = run_sweep(targets, position, settings, store, queue, deadline, run, hints)
     if report.resume_at is not None:
         state = {"targets": [target_text(t) for t in targets], **run.to_state()}
@@ -134,7 +138,7 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     publish_report(settings.report_prefix, store, context, "sweep", [record])
     if run.mode == CENSUS:
         versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
-        listing = {**report.to_dict(), "targets": record["targets"], "versioning": versioning}
+        listing = {**report.to_dict(), "targets": record["targets"], "versioning": versioning, "newestVersions": hints}
         write_listing(settings, store, run.run_id, run.sequence, listing, report.partials)
         return {**report.to_dict(), "mode": CENSUS, "runId": run.run_id}
     return summary
@@ -251,6 +255,16 @@ def probe_newest_versions(kms: KeyVersions, key_tags: list[str], deadline: Deadl
     for key_tag in key_tags:
         newest[key_tag] = kms.newest_version(key_tag, deadline)
     return newest
+
+
+def _newest_if_known(kms: KeyVersions, settings: Settings, deadline: Deadline) -> dict[str, int]:
+    """The default key's newest version for a census run's listing record (what a retirement checks has
+    not changed since); a census goes on without it when NCP cannot be asked now."""
+    try:
+        return probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
+    except RewrapError as error:
+        logger.warning("newest key version not known for the census run", extra={"reason": error.reason})
+        return {}
 
 
 def _selected(item: Listed, settings: Settings) -> bool:

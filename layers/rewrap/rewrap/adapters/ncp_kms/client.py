@@ -225,7 +225,7 @@ class NcpKmsClient(KmsBatches):
             log.info("could not read the state of NCP key %s…: %s", key_tag[:12], error.reason)
             return {}
         return {
-            version: _version_disabled(version, refusal)
+            version: _version_disabled(key_tag, version, refusal)
             for version, state in states.items()
             if version in distinct and state not in ENABLED_STATES
         }
@@ -272,10 +272,10 @@ class NcpKmsClient(KmsBatches):
         raise disabled
 
 
-def _version_disabled(version: int, refusal: RewrapError) -> KmsVersionDisabledError:
+def _version_disabled(key_tag: str, version: int, refusal: RewrapError) -> KmsVersionDisabledError:
     error = KmsVersionDisabledError(
-        f"v{version} is disabled; re-enable it to re-wrap these objects (they cannot be decrypted until then; "
-        f"NCP answered {refusal})"
+        f"re-enable v{version} to rotate it (key {key_tag[:12]}…: v{version} is disabled, so its tokens cannot be "
+        f"decrypted or re-wrapped until then; NCP answered {refusal})"
     )
     error.http_status, error.error_code = refusal.http_status, refusal.error_code
     return error

@@ -131,6 +131,10 @@ class KmsTransport:
                 self._count(retries=1)
                 self.clock.sleep(pause)
 
+    def call(self, method: str, path: str, body: dict[str, Any] | None, *, key_tag: str) -> Any:
+        """One logical call to a path that does not depend on the auth (key administration)."""
+        return self._exchange(method, lambda _token: path, body, None, key_tag=key_tag)
+
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         jitter = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
         return max(jitter, retry_after) if retry_after is not None else jitter
