@@ -104,7 +104,7 @@ def _plan_parser(commands: Any) -> None:
 
 
 def _fleet_parser(commands: Any) -> None:
-    parser = commands.add_parser("fleet", help="start a census or rotation on the deployed sweep; follow a census run")
+    parser = commands.add_parser("fleet", help="start a census or rotation run on the deployed sweep; follow it")
     actions = parser.add_subparsers(title="actions", required=True, metavar="ACTION")
     for mode in ("census", "rotate"):
         start = actions.add_parser(mode, help=f"invoke the deployed sweep in {mode} mode")
@@ -112,10 +112,16 @@ def _fleet_parser(commands: Any) -> None:
         where = start.add_mutually_exclusive_group(required=True)
         where.add_argument("--function", metavar="NAME", help="the sweep function's name or ARN")
         where.add_argument("--stack", metavar="NAME", help="the deployed stack (its SweepFunction)")
-        start.add_argument("--run-id", metavar="ID", help="census: the run id (default: time and a random part)")
+        start.add_argument("--run-id", metavar="ID", help="the run id (default: time and a random part)")
+        if mode == "rotate":
+            start.add_argument(
+                "--incremental",
+                action="store_true",
+                help="enqueue only objects modified since each target's checkpoint (default: full)",
+            )
         start.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
         start.set_defaults(run=run_fleet_start, mode=mode)
-    state = actions.add_parser("status", help="keys listed, enqueued, reported and failed of a census run")
+    state = actions.add_parser("status", help="keys listed, enqueued, reported and failed of a census or rotation run")
     state.add_argument("run_id", metavar="RUN_ID")
     state.add_argument("--reports", required=True, metavar="s3://bucket/prefix", help="the stack's ReportPrefix")
     state.add_argument("--watch", action="store_true", help="refresh every --interval seconds until done")

@@ -27,6 +27,7 @@ from rewrap.core.engine import UNSEEN, Engine, ObjectResult, Status
 from rewrap.core.events import Invocation, Trigger, Unit, parse
 from rewrap.core.ports import CountedRewrapper, DeadLetterSink, ObjectStore
 from rewrap.core.reports import publish_report
+from rewrap.core.rotation_runs import write_rotation_partial
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, KmsVersionDisabledError, RetryableError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
@@ -89,6 +90,7 @@ def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> di
     if runtime.settings.report_prefix:
         records = [{**r.to_dict(), "route": str(invocation.kind)} for r in by_ref.values()]
         publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
+        _write_run_partials(invocation, by_ref, runtime)
     if invocation.kind is Trigger.SQS:
         return _sqs_response(invocation, by_ref, runtime)
     if invocation.kind is Trigger.BATCH_OPERATIONS:
@@ -99,6 +101,23 @@ def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> di
     if invocation.kind is Trigger.ROTATE_REQUEST:
         summary["objects"] = [r.to_dict() for r in results]
     return summary
+
+
+def _write_run_partials(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices) -> None:
+    """Each rotate request of a sweep run answers with its partial, unless it is to be retried (then its
+    retry does). Best effort, as reports are: a partial not written leaves its run incomplete, never SAFE."""
+    for unit in invocation.units:
+        error = _unit_error(unit, by_ref)
+        if unit.rotation_run is None or not unit.refs or (error is not None and error.retryable):
+            continue
+        results = [by_ref[ref] for ref in unit.refs]
+        try:
+            write_rotation_partial(
+                unit.rotation_run, unit.refs, results, runtime.settings, runtime.store, str(invocation.kind)
+            )
+        except RewrapError as exc:
+            logger.warning("rotation partial not written", extra={"unit": unit.id, "reason": exc.reason})
+            metrics.add_metric(name="ReportWriteFailures", unit=MetricUnit.Count, value=1)
 
 
 def summarize(results: list[ObjectResult]) -> dict[str, Any]:

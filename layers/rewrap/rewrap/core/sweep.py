@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from rewrap.core.census import MAX_UNKNOWN_EXAMPLES
 from rewrap.core.census_runs import partial_name, run_folder, write_listing
 from rewrap.core.checkpoints import FULL, TargetPlan, advance, plan_target, target_text
 from rewrap.core.config import Settings, SweepTarget
@@ -48,6 +49,7 @@ class SweepRun:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the run's listing started
     newest: dict[str, int] = field(default_factory=dict)  # the watched keys' newest versions at the start
     plans: list[TargetPlan] = field(default_factory=list)  # per target; empty: every target full
+    proves: bool = False  # its requests answer with partials and it writes listing records (a report prefix)
 
     def plan(self, index: int) -> TargetPlan:
         return self.plans[index] if index < len(self.plans) else TargetPlan(FULL, "")
@@ -79,7 +81,8 @@ class SweepReport:
     pages: int = 0
     resume_at: SweepPosition | None = None  # set when a follow-up invocation continues the listing
     finished: list[int] = field(default_factory=list)  # targets whose listing ended in this invocation
-    partials: list[str] = field(default_factory=list)  # census mode: the partial each message answers with
+    partials: list[str] = field(default_factory=list)  # the partial each message answers with (a run's)
+    archived_examples: list[str] = field(default_factory=list)  # a rotation's first few archived, not enqueued
 
     def to_dict(self) -> dict[str, Any]:
         fields = ("listed", "archived", "unchanged", "enqueued", "messages", "batches", "pages")
@@ -136,12 +139,34 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     logger.info("sweep done", extra={**summary, "plans": [p.to_state() for p in run.plans]})
     record = {**summary, "targets": [target_text(t) for t in targets], "newestVersions": hints}
     publish_report(settings.report_prefix, store, context, "sweep", [record])
+    if run.proves:
+        _write_listing_record(run, report, targets, hints, settings, store)
     if run.mode == CENSUS:
-        versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
-        listing = {**report.to_dict(), "targets": record["targets"], "versioning": versioning, "newestVersions": hints}
-        write_listing(settings, store, run.run_id, run.sequence, listing, report.partials)
         return {**report.to_dict(), "mode": CENSUS, "runId": run.run_id}
     return summary
+
+
+def _write_listing_record(
+    run: SweepRun,
+    report: SweepReport,
+    targets: list[SweepTarget],
+    newest: dict[str, int],
+    settings: Settings,
+    store: ObjectStore,
+) -> None:
+    """What this invocation listed and enqueued, and the partials it expects: what the run's merge checks."""
+    versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
+    listing = {
+        **report.to_dict(),
+        "targets": [target_text(t) for t in targets],
+        "versioning": versioning,
+        "newestVersions": newest,
+    }
+    if run.mode == ROTATE:
+        since = {target_text(t): run.plan(i).since for i, t in enumerate(targets)}
+        listing.update(mode=ROTATE, scope=run.scope, archivedExamples=report.archived_examples)
+        listing["since"] = {target: moment.isoformat() for target, moment in since.items() if moment is not None}
+    write_listing(settings, store, run.run_id, run.sequence, listing, report.partials)
 
 
 def _run(state: dict[str, Any], targets: list[SweepTarget], services: SweepServices, deadline: Deadline) -> SweepRun:
@@ -155,7 +180,7 @@ def _run(state: dict[str, Any], targets: list[SweepTarget], services: SweepServi
     run_id = state.get("runId") or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     if not isinstance(run_id, str) or "/" in run_id or len(run_id) > 128:
         raise UnsupportedEventError("sweep: runId must be a string without '/'")
-    run = SweepRun(run_id, mode, int(state.get("sequence", 0)))
+    run = SweepRun(run_id, mode, int(state.get("sequence", 0)), proves=mode == CENSUS or bool(settings.report_prefix))
     if "started" in state:  # a hand-over: the plan was made when the run started
         run.started = datetime.fromisoformat(str(state["started"]))
         run.newest = {str(tag): int(v) for tag, v in dict(state.get("newestVersions") or {}).items()}
@@ -208,7 +233,9 @@ def run_sweep(
     says. A rotation skips archived objects; a census asks about them too, so they count as unreadable."""
     run = run or SweepRun("")
     census = run.mode == CENSUS
-    extra: dict[str, Any] | None = {"newestVersions": newest_versions} if newest_versions else None
+    extra: dict[str, Any] = {"newestVersions": newest_versions} if newest_versions else {}
+    if run.proves:
+        extra["runId"] = run.run_id
     if census:
         extra = {"mode": CENSUS, "runId": run.run_id}
     report = SweepReport()
@@ -219,16 +246,19 @@ def run_sweep(
             items, next_token = store.list_page(target.bucket, target.prefix, token, settings.sweep_page_size)
             report.pages += 1
             report.listed += len(items)
-            report.archived += sum(1 for item in items if item.archived)
+            archived = [f"s3://{target.bucket}/{item.key}: archived, not enqueued" for item in items if item.archived]
+            report.archived += len(archived)
+            if not census:
+                report.archived_examples += archived[: max(0, MAX_UNKNOWN_EXAMPLES - len(report.archived_examples))]
             selected = [item for item in items if not (item.archived and not census) and _selected(item, settings)]
             keys = [item.key for item in selected if since is None or item.last_modified >= since]
             report.unchanged += len(selected) - len(keys)
             if keys:
                 chunks: list[list[str]] = []
                 messages, calls = queue.send_requests(
-                    target.bucket, keys, settings.sweep_keys_per_message, extra, chunks
+                    target.bucket, keys, settings.sweep_keys_per_message, extra or None, chunks
                 )
-                if census:
+                if run.proves:
                     report.partials += [partial_name(target.bucket, chunk) for chunk in chunks]
                 report.enqueued += len(keys)
                 report.messages += messages
