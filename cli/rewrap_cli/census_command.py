@@ -6,26 +6,64 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 
-from rewrap.app.runtime import build_store, read_version_states
-from rewrap.core.census import Census, ObjectCensus
+from rewrap.app.runtime import Runtime, build_store, read_version_states
+from rewrap.core.census import NOT_PROVEN_EXIT, Census, ObjectCensus
 from rewrap.core.census_runs import ROTATE_MODE, merge_run, run_records
 from rewrap.core.census_taker import CensusTaker, RescueList
 from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.reports import CENSUS_COLUMNS
-from rewrap.errors import ConfigError
+from rewrap.core.sweep import probe_newest_versions
+from rewrap.deadline import Deadline
+from rewrap.errors import ConfigError, PermanentError, RewrapError
 from rewrap_cli.common import Progress, report_file, s3_url, table
 from rewrap_cli.wiring import connect
 
 
+class NewestVersionUnknown(PermanentError):
+    """The census was asked to judge against the key's newest version, and NCP could not say which it is."""
+
+    code = "newest-version-unknown"
+
+
 def run_census(options: argparse.Namespace) -> int:
-    if options.from_reports:
-        return run_census_from_reports(options)
-    with connect(options, kms=False) as (settings, _, store), report_file(options, CENSUS_COLUMNS) as report:
+    try:
+        if options.from_reports:
+            return run_census_from_reports(options)
+        return _run_direct_census(options)
+    except NewestVersionUnknown as unknown:
+        # Never a silent "no verdict": a script that checks the exit code must not read this as SAFE.
+        print(f"  UNKNOWN: {unknown}; pass --min-version N to judge against vN")
+        return NOT_PROVEN_EXIT
+
+
+def _newest_version(runtime: Runtime | None, key_tag: str | None) -> int:
+    """The version a census without --min-version judges against: the key's newest, as NCP says now."""
+    if runtime is None or not key_tag:
+        raise NewestVersionUnknown("no key tag to ask NCP about (set NCP_KMS_KEY_TAG or pass --key-tag)")
+    try:
+        return probe_newest_versions(runtime.kms, [key_tag], Deadline(None))[key_tag]
+    except RewrapError as error:
+        raise NewestVersionUnknown(f"NCP did not tell key {key_tag}'s newest version ({error.reason})") from error
+
+
+def _run_direct_census(options: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        try:
+            settings, runtime, store = stack.enter_context(connect(options, kms=options.min_version is None))
+        except ConfigError as error:
+            if options.min_version is not None:
+                raise
+            raise NewestVersionUnknown(f"the key's newest version cannot be asked of NCP ({error})") from error
+        report = stack.enter_context(report_file(options, CENSUS_COLUMNS))
         target: SweepTarget = options.target
         judged = options.key_tag or settings.key_tag or None
+        min_version = options.min_version or _newest_version(runtime, judged)
+        if options.min_version is None:
+            print(f"judging against v{min_version}, key {judged}'s newest version (asked NCP)", file=sys.stderr)
         census = Census(
-            min_version=options.min_version,
+            min_version=min_version,
             key_tag=judged,
             exclude_prefixes=tuple(options.exclude_prefix),
             exclude_suffixes=tuple(options.exclude_suffix),
@@ -68,7 +106,17 @@ def run_census_from_reports(options: argparse.Namespace) -> int:
     folder = SweepTarget(target.bucket, target.prefix.rstrip("/") + "/")
     started = time.monotonic()
     judged = options.key_tag or settings.key_tag or None
-    run = merge_run(run_records(store, folder), s3_url(target), options.min_version, judged)
+    records = list(run_records(store, folder))
+    run = merge_run(records, s3_url(target), options.min_version, judged)
+    if options.min_version is None:
+        # Judged against the key's newest version as the run's sweep saw it (its listing records tell it).
+        seen = run.newest_versions.get(judged or "", set())
+        if len(seen) != 1:
+            why = "the run recorded none" if not seen else f"the run saw several: {sorted(seen)}"
+            raise NewestVersionUnknown(
+                f"the newest version of key {judged} during run {run.run_id} is not known ({why})"
+            )
+        run = merge_run(records, s3_url(target), seen.pop(), judged)
     code, verdict = run.judge_lines()
     census = run.census
     kind = "rotation run" if run.mode == ROTATE_MODE else "census run"

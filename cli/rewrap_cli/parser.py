@@ -54,7 +54,7 @@ def build() -> argparse.ArgumentParser:
         "--min-version",
         type=positive,
         metavar="N",
-        help="verdict: SAFE (exit 0) only if proven nothing is older than vN",
+        help="verdict: SAFE (exit 0) only if proven nothing is older than vN (default: the key's newest, from NCP)",
     )
     census.add_argument(
         "--from-reports",

@@ -721,15 +721,39 @@ def test_default_kms_rate_ceiling_shares_ncps_budget_among_the_containers(
     assert settings.kms_rate_ceiling * containers <= 200  # the fleet starts within NCP's documented limit
 
 
+def invoke_configs(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each function's EventInvokeConfig, by the function's logical id."""
+    configs = [r["Properties"] for r in of_type(cfn, "AWS::Lambda::EventInvokeConfig").values()]
+    return {c["FunctionName"]["Ref"]: c for c in configs}
+
+
 def test_failed_async_sweep_invocations_land_in_a_queue_with_an_alarm(cfn: dict[str, Any]) -> None:
-    config = one(cfn, "AWS::Lambda::EventInvokeConfig")
-    assert config["FunctionName"] == {"Ref": "SweepFunction"}
+    config = invoke_configs(cfn)["SweepFunction"]
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["SweepFailureQueue", "Arn"]}
     sweep = evaluated_statements(cfn, role_of(cfn, "SweepFunction"))
     assert sweep["ReportFailedAsyncInvocations"]["Resource"] == "<SweepFailureQueue.Arn>"
     alarms = [a["Properties"] for a in of_type(cfn, "AWS::CloudWatch::Alarm").values()]
     watched = [a["Dimensions"][0]["Value"] for a in alarms]
     assert {"Fn::GetAtt": ["SweepFailureQueue", "QueueName"]} in watched
+
+
+def test_every_queue_states_its_maximum_message_size(cfn: dict[str, Any]) -> None:
+    """What parking and the sweep keep their bodies under (rewrap.core.ports.MESSAGE_LIMIT_BYTES) is below it."""
+    from rewrap.core.ports import MESSAGE_LIMIT_BYTES
+
+    queues = of_type(cfn, "AWS::SQS::Queue")
+    assert queues and {name: q["Properties"].get("MaximumMessageSize") for name, q in queues.items()} == dict.fromkeys(
+        queues, 262144
+    )
+    assert MESSAGE_LIMIT_BYTES < 262144 - 4096  # room for the attributes, which count towards the limit
+
+
+def test_failed_async_rotate_invocations_are_kept_in_the_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    """A direct S3, SNS or EventBridge event the rotate function refuses is kept, not forgotten."""
+    config = invoke_configs(cfn)["RotateFunction"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["RotateDeadLetterQueue", "Arn"]}
+    rotate = evaluated_statements(cfn, role_of(cfn, "RotateFunction"))
+    assert rotate["ForwardPermanentFailuresToDlq"]["Resource"] == "<RotateDeadLetterQueue.Arn>"
 
 
 # --------------------------------------------------------------------- alarms and outputs

@@ -233,7 +233,7 @@ def test_a_refused_or_missing_bucket_exits_2_and_verbose_shows_the_trace(
     assert "bucket 'not-allowed-bucket' is not in REWRAP_BUCKETS: add it there or unset the variable" in err
 
     monkeypatch.setenv("REWRAP_BUCKETS", "")
-    code, _, err = run(capsys, "census", "s3://no-such-bucket-here/")
+    code, _, err = run(capsys, "census", "s3://no-such-bucket-here/", "--min-version", "1")
     assert code == 2
     assert err.strip() == "rewrap: S3 LIST failed (NoSuchBucket): check the bucket name and its region (AWS_REGION)"
     code, _, err = run(capsys, "rotate", "s3://no-such-bucket-here/x", "--verbose")
@@ -322,3 +322,28 @@ def test_rotate_local_starts_the_embedded_stack(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "starting the embedded stack" in done.stderr
     assert "rotate s3://local-check/: 0 objects" in done.stdout
+
+
+def test_a_census_without_min_version_judges_against_the_newest_version_ncp_tells(
+    handler_env: LocalStack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No silent "no verdict": a script checking the exit code sees NOT SAFE while v1 tokens remain, SAFE once
+    they are gone, and UNKNOWN (never 0) when NCP cannot be asked."""
+    stack = handler_env
+    seed(stack, count=2)
+    assert stack.kms.rotate(stack.key_tag) == 2
+    target = f"s3://{stack.bucket}/docs/"
+
+    code, out, err = run(capsys, "census", target)
+    assert code == 1
+    assert "judging against v2, key" in err and "NOT SAFE" in out
+
+    assert run(capsys, "rotate", target)[0] == 0
+    code, out, _ = run(capsys, "census", target)
+    assert code == 0 and "SAFE: nothing under" in out and "older than v2" in out
+
+    monkeypatch.delenv("NCP_KMS_SECRET_ID")
+    code, out, _ = run(capsys, "census", target)
+    assert code == 1
+    assert "UNKNOWN: the key's newest version cannot be asked of NCP" in out and "--min-version N" in out
+    assert run(capsys, "census", target, "--min-version", "2")[0] == 0  # an explicit version needs no NCP

@@ -16,6 +16,7 @@ from rewrap.core.ports import ObjectRef
 from rewrap.core.service import rotate_event
 from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
 from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline
+from rewrap.errors import UnsupportedEventError
 from rewrap_local.lambda_context import LambdaContext
 from tests.fakes import MemoryBucket, MemoryQueue, VersionBumpKms
 
@@ -158,3 +159,36 @@ def test_sweep_event_refuses_buckets_outside_the_allow_list(services: Services) 
     with pytest.raises(ConfigError, match="outside REWRAP_BUCKETS"):
         sweep_event({"targets": ["someone-elses-bucket"]}, LambdaContext(), services)
     assert services.queue.requests == []
+
+
+def test_a_foreign_message_on_the_direct_sns_route_is_refused_with_its_reason(services: Services) -> None:
+    """Powertools' own sample SNS event ("Hello from SNS!") is no S3 notification: the invocation fails, so the
+    asynchronous invocation's failure destination keeps it, instead of answering total 0 and forgetting it."""
+    # The shape of Powertools' sample SNS event (its tests/events/snsEvent.json), trimmed to what is read.
+    sns = {"Type": "Notification", "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e", "Message": "Hello from SNS!"}
+    event = {"Records": [{"EventVersion": "1.0", "EventSource": "aws:sns", "Sns": {**sns, "Subject": "TestInvoke"}}]}
+    with pytest.raises(UnsupportedEventError, match="not JSON"):
+        rotate_event(event, LambdaContext(), services)  # type: ignore[arg-type]
+
+
+def test_an_sns_message_holding_an_s3_notification_is_rotated_and_not_refused(services: Services) -> None:
+    seed(services)
+    notification = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": "a.json"}},
+            }
+        ]
+    }
+    event = {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "Sns": {"MessageId": "m-1", "Type": "Notification", "Message": json.dumps(notification)},
+            }
+        ]
+    }
+    answer = rotate_event(event, LambdaContext(), services)  # type: ignore[arg-type]
+    assert (answer["total"], answer["rotated"]) == (1, 1)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from rewrap.core.ports import MESSAGE_LIMIT_BYTES
 from rewrap.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
-MESSAGE_LIMIT_BYTES = 250_000  # below SQS's 256 KiB, leaving room for attributes
 
 
 class QueueError(StorageUnavailableError):
@@ -58,7 +58,7 @@ class RotateQueue:
         try:
             response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
         except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"SendMessageBatch failed ({type(exc).__name__})") from None
+            raise QueueError(f"SendMessageBatch failed ({type(exc).__name__})") from exc
         by_id = {entry["Id"]: entry for entry in entries}
         return [by_id[failure["Id"]] for failure in response.get("Failed", [])]
 
@@ -104,4 +104,4 @@ class DeadLetters:
                 },
             )
         except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"could not forward to the dead-letter queue ({type(exc).__name__})") from None
+            raise QueueError(f"could not forward to the dead-letter queue ({type(exc).__name__})") from exc

@@ -14,15 +14,19 @@ reading the objects again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 from rewrap.core.census import DEFAULT_KEY_LABEL, MAX_UNKNOWN_EXAMPLES, Census, CensusKind, ObjectCensus
 from rewrap.core.census_runs import RotationTally, write_partial
 from rewrap.core.census_taker import CensusTaker
 from rewrap.core.config import Settings
+from rewrap.core.events import Unit
 from rewrap.core.ports import ObjectRef, ObjectStore
 from rewrap.core.results import ObjectResult, Status
 from rewrap.errors import RewrapError
+from rewrap.observability import logger, metrics
 
 # What a census sees of an object from the status the rotation left it in (failed: read again).
 _KINDS = {
@@ -61,6 +65,22 @@ def versions_left(result: ObjectResult, dry_run: bool = False) -> dict[int, int]
     counts = dict.fromkeys(left, 0)
     counts[min(left)] = result.tokens
     return counts
+
+
+def write_run_partials(
+    units: Iterable[Unit], by_ref: Mapping[ObjectRef, ObjectResult], settings: Settings, store: ObjectStore, source: str
+) -> None:
+    """Each rotate request of a sweep run answers with its partial, unless it is to be retried (then its
+    retry does). Best effort, as reports are: a partial not written leaves its run incomplete, never SAFE."""
+    for unit in units:
+        results = [by_ref[ref] for ref in unit.refs]
+        if unit.rotation_run is None or not results or any(result.retryable for result in results):
+            continue
+        try:
+            write_rotation_partial(unit.rotation_run, unit.refs, results, settings, store, source)
+        except RewrapError as exc:
+            logger.warning("rotation partial not written", extra={"unit": unit.id, "reason": exc.reason})
+            metrics.add_metric(name="ReportWriteFailures", unit=MetricUnit.Count, value=1)
 
 
 def write_rotation_partial(
