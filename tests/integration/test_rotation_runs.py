@@ -157,7 +157,7 @@ def test_census_from_reports_and_fleet_status_read_a_rotation_run(
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"rotation run {answer['runId']}" in out and "rotation: no-tokens 1, rotated 10" in out
-    assert f"SAFE: nothing under census run {answer['runId']} is older than v2" in out
+    assert f"SAFE: nothing under rotation run {answer['runId']} is older than v2" in out
 
     state = status(get_runtime().store, f"s3://{fleet.bucket}/{REPORTS}", answer["runId"])
     assert state.done and state.reported == 11 and "rotated 10" in state.line()

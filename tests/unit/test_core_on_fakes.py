@@ -34,6 +34,7 @@ class Services:
     queue: MemoryQueue = field(default_factory=MemoryQueue)
     handed_over: list[dict[str, Any]] = field(default_factory=list)
     clock: Clock = SYSTEM_CLOCK
+    notifier: Any = None
 
     @property
     def dead_letters(self) -> MemoryQueue:

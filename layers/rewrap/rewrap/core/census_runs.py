@@ -293,6 +293,8 @@ def merge_run(
         if isinstance(record.get("rotation"), dict):
             merged.rotation.merge(record["rotation"])
     merged.census.versioning = _worst_versioning(versioning.values()) if versioning else ""
+    if merged.mode == ROTATE_MODE:
+        merged.census.where = f"rotation run {run_id}"
     merged.expected_partials = len(expected)
     _check_whole(merged, expected, found, sequences)
     return merged

@@ -58,6 +58,8 @@ class TargetPlan:
     etag: str | None = None  # the checkpoint as read when the run started; None: there was none
     checkpointed: bool = False  # write the checkpoint once the target's listing is done
     last_full: datetime | None = None  # an incremental run keeps the last full listing's start
+    full_run: str | None = None  # the last full run over the target, whose verdict ``run_verdicts`` publishes
+    judged: bool = False  # that verdict is published
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,8 @@ class TargetPlan:
             "etag": self.etag,
             "checkpointed": self.checkpointed,
             "lastFull": _text(self.last_full),
+            "fullRun": self.full_run,
+            "judged": self.judged,
         }
 
     @classmethod
@@ -80,6 +84,8 @@ class TargetPlan:
             etag=state.get("etag"),
             checkpointed=bool(state.get("checkpointed")),
             last_full=_time(state.get("lastFull")),
+            full_run=state.get("fullRun"),
+            judged=bool(state.get("judged")),
         )
 
 
@@ -106,6 +112,7 @@ def plan_target(
     plan = TargetPlan(FULL, "", etag=record.etag, checkpointed=True, last_full=started)
     try:
         checkpoint = json.loads(record.data)
+        plan.full_run, plan.judged = checkpoint.get("fullRunId"), bool(checkpoint.get("judged"))
         versions = {str(tag): int(v) for tag, v in checkpoint["newestVersions"].items()}
         listing_started, last_full = _time(checkpoint["listingStarted"]), _time(checkpoint["lastFullStarted"])
         written = _time(checkpoint["written"])
@@ -182,6 +189,8 @@ def advance(
         "lastFullStarted": _text(started if plan.scope == FULL else plan.last_full or started),
         "runId": run_id,
         "scope": plan.scope,
+        "fullRunId": run_id if plan.scope == FULL else plan.full_run,
+        "judged": plan.scope != FULL and plan.judged,
         "written": _text(now),
     }
     try:

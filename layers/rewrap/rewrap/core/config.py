@@ -271,6 +271,13 @@ SETTINGS: tuple[Setting, ...] = (
         "other key tags objects name (ncpkms-key-tag): a new version of any makes the next sweep full",
     ),
     Setting("REWRAP_REPORT_PREFIX", "report_prefix", "text", "", "s3://bucket/prefix for audit reports"),
+    Setting(
+        "REWRAP_ALARM_TOPIC_ARN",
+        "alarm_topic_arn",
+        "text",
+        "",
+        "SNS topic told each full rotation run's verdict (needs REWRAP_REPORT_PREFIX); empty: metrics only",
+    ),
     Setting("REWRAP_REQUESTER_PAYS", "requester_pays", "flag", False, "send RequestPayer=requester to S3"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -315,6 +322,7 @@ class Settings:
     sweep_full_every_days: float = _default("sweep_full_every_days")
     sweep_key_tags: tuple[str, ...] = _default("sweep_key_tags")
     report_prefix: str = _default("report_prefix")
+    alarm_topic_arn: str = _default("alarm_topic_arn")
     requester_pays: bool = _default("requester_pays")  # RequestPayer=requester on every S3 call
 
     def __post_init__(self) -> None:

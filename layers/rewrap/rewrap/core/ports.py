@@ -185,6 +185,12 @@ class DeadLetterSink(Protocol):
     def forward(self, body: str, reason: str, source_message_id: str) -> None: ...
 
 
+class Notifier(Protocol):
+    """Where a run's verdict is announced (the stack's alarm topic)."""
+
+    def notify(self, subject: str, message: str, attributes: Mapping[str, str]) -> None: ...
+
+
 class KeyVersions(Protocol):
     def newest_version(self, key_tag: str, deadline: Deadline | None = None) -> int: ...
 

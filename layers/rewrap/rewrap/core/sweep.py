@@ -22,8 +22,9 @@ from rewrap.core.census import MAX_UNKNOWN_EXAMPLES
 from rewrap.core.census_runs import partial_name, run_folder, write_listing
 from rewrap.core.checkpoints import FULL, TargetPlan, advance, plan_target, target_text
 from rewrap.core.config import Settings, SweepTarget
-from rewrap.core.ports import KeyVersions, Listed, ObjectStore, RequestQueue
+from rewrap.core.ports import KeyVersions, Listed, Notifier, ObjectStore, RequestQueue
 from rewrap.core.reports import publish_report
+from rewrap.core.run_verdicts import publish_due_verdicts
 from rewrap.deadline import Clock, Deadline
 from rewrap.errors import ConfigError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
@@ -102,6 +103,8 @@ class SweepServices(Protocol):
     def kms(self) -> KeyVersions: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def notifier(self) -> Notifier | None: ...
 
     def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
         """Invoke this function again, asynchronously, with ``payload`` (the hand-over)."""
@@ -114,6 +117,8 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     targets, position, state = _plan(event, settings)
     deadline = Deadline.from_lambda_context(context, 0.0)
     run = _run(state, targets, services, deadline)
+    if run.mode == ROTATE and run.sequence == 0 and run.proves:  # the last full runs' verdicts, once each
+        publish_due_verdicts(run.plans, settings, store, services.kms, services.notifier, deadline)
     # each invocation asks again: the rotate requests carry the newest versions known when they are sent,
     # and a census run's listing records say whether the key rotated while it ran (``retire`` checks)
     if run.mode == CENSUS:
