@@ -306,8 +306,7 @@ def _check_whole(merged: RunMerge, expected: set[str], found: set[str], sequence
     if not sequences:
         merged.problems.append("no sweep listing record in the run: the keys that should be reported are not known")
         return
-    sequences.sort()
-    merged.listing_done = [s for s, _ in sequences] == list(range(len(sequences))) and not sequences[-1][1]
+    merged.listing_done = listing_finished(sequences)
     if not merged.listing_done:
         merged.problems.append("the sweep's listing is not finished (a hand-over's listing record is missing)")
     merged.missing = sorted(expected - found)
@@ -322,6 +321,12 @@ def _check_whole(merged: RunMerge, expected: set[str], found: set[str], sequence
         merged.problems.append(f"{skipped:,} listed objects were skipped by the sweep's filters, not read")
     if not merged.missing and merged.accounted != merged.enqueued:
         merged.problems.append(f"{merged.accounted:,} keys reported, {merged.enqueued:,} enqueued")
+
+
+def listing_finished(sequences: Iterable[tuple[int, bool]]) -> bool:
+    """Every invocation's listing record is there, (sequence, continued) each, and the last did not hand over."""
+    ordered = sorted(sequences)
+    return bool(ordered) and [s for s, _ in ordered] == list(range(len(ordered))) and not ordered[-1][1]
 
 
 def _rotation_listing(merged: RunMerge, record: dict[str, Any]) -> None:

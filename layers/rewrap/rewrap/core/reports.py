@@ -122,5 +122,8 @@ def _is_report(record: Mapping[str, Any], bucket: str, prefix: str) -> bool:
     if record.get("bucket") != bucket:
         return False
     key, folder = str(record.get("key", "")), prefix.strip("/")
-    inner = key[len(folder) + 1 :] if folder and key.startswith(folder + "/") else None if folder else key
-    return inner is not None and (inner.endswith(".jsonl") or inner.startswith(OWN_FOLDERS))
+    if folder:
+        if not key.startswith(folder + "/"):
+            return False
+        key = key[len(folder) + 1 :]
+    return key.endswith(".jsonl") or key.startswith(OWN_FOLDERS)

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from rewrap.core.census_runs import LISTING_FORMAT, VERDICT_FORMAT, RunMerge, merge_run, run_folder
+from rewrap.core.census_runs import LISTING_FORMAT, VERDICT_FORMAT, RunMerge, listing_finished, merge_run, run_folder
 from rewrap.core.checkpoints import FULL, TargetPlan
 from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.ports import Notifier, ObjectStore
@@ -245,9 +245,7 @@ def _all_in(listings: Mapping[str, bytes], names: set[str]) -> bool:
         if isinstance(record, dict) and record.get("format") == LISTING_FORMAT:
             sequences.append((int(record.get("sequence", 0)), bool(record.get("continued"))))
             expected.update(record.get("partials", []))
-    sequences.sort()
-    finished = bool(sequences) and [s for s, _ in sequences] == list(range(len(sequences))) and not sequences[-1][1]
-    return finished and expected <= names
+    return listing_finished(sequences) and expected <= names
 
 
 def _names(store: ObjectStore, folder: SweepTarget) -> Iterator[str]:
