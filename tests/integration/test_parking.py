@@ -142,3 +142,22 @@ def test_a_forward_the_queue_refuses_is_logged_classified_counted_and_left_on_th
     assert record.parkedFor.startswith("bucket-not-allowed")  # type: ignore[attr-defined]
     metrics = emitted_metrics(capsys.readouterr().out)
     assert metrics["ParkingFailures"] == 1.0 and "MessagesParked" not in metrics
+
+
+def test_summarised_reasons_reference_the_report_that_holds_each_keys_own(
+    handler_env: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REWRAP_REPORT_PREFIX", f"s3://{handler_env.bucket}/audit/")
+    reset_runtime()
+    request = request_of(191_000, 1_000)
+
+    assert rotate(sqs_event(json.dumps(request)), LambdaContext()) == {"batchItemFailures": []}
+
+    parts = [json.loads(message["Body"]) for message in parked_messages(handler_env)]
+    assert sum(f["keys"] for part in parts for f in part["failures"]) == 1_000  # one reason, counted per part
+    (report,) = {part["report"] for part in parts}
+    bucket, _, key = report.removeprefix("s3://").partition("/")
+    lines = handler_env.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+    reasons = {record["key"]: record["reason"] for record in map(json.loads, lines)}
+    assert sorted(reasons) == sorted(request["keys"])
+    assert all(reason.startswith("bucket-not-allowed") for reason in reasons.values())
