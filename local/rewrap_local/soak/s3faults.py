@@ -8,11 +8,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 
+from ..s3_conditions import CopyConditions, bucket_key, header
 from .corpus import Corpus
 
 
@@ -36,21 +35,6 @@ def s3_error(url: str, status: int, code: str) -> AWSResponse:
     ).encode()
     headers = {"Content-Type": "application/xml", "Content-Length": str(len(body))}
     return AWSResponse(url, status, headers, _Raw(body))
-
-
-def _bucket_key(url: str) -> tuple[str, str]:
-    """(bucket, key) of a path-style URL (what botocore uses for the loopback moto endpoint)."""
-    bucket, _, key = urlsplit(url).path.lstrip("/").partition("/")
-    return unquote(bucket), unquote(key)
-
-
-def _etag(value: str | None) -> str:
-    return (value or "").strip().strip('"')
-
-
-def _header(request: Any, name: str) -> str | None:
-    value = request.headers.get(name)
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass
@@ -84,8 +68,9 @@ class S3Faults:
         self.injected: Counter[str] = Counter()
         self.injected_at: Counter[str] = Counter()  # "<kind> <operation>"
         self.retries = 0
-        # LocalStack enforces these conditions itself: there the hooks leave them to it.
-        self.emulate_conditions = corpus.stack.backend == "moto"
+        # S3's copy and completion conditions where the backend ignores them (all on moto; on LocalStack
+        # only UploadPartCopy's time condition).
+        self.conditions = CopyConditions(corpus.s3, s3_error, source_time_only=corpus.stack.backend != "moto")
 
     def attach(self, client: Any) -> None:
         """Idempotent: hooks are registered once per client (``unique_id``)."""
@@ -126,10 +111,10 @@ class S3Faults:
             fault = self._take(op, request)
         if fault is not None:
             if fault.kind in ("overwrite", "delete"):
-                self.corpus.race(fault.kind, _bucket_key(request.url)[1])
+                self.corpus.race(fault.kind, bucket_key(request.url)[1])
             else:
                 return s3_error(request.url, fault.status, fault.code)
-        return self._conditions(op, request) if self.emulate_conditions else None
+        return self.conditions.refusal(op, request)
 
     def _crash_now(self, op: str) -> bool:
         if self._crash_in is None or self._crash_op not in (None, op):
@@ -145,7 +130,7 @@ class S3Faults:
 
     def _take(self, op: str, request: Any) -> _S3Fault | None:
         for fault in self._queue:
-            if op not in fault.ops or (fault.conditional_only and not _header(request, "If-Match")):
+            if op not in fault.ops or (fault.conditional_only and not header(request, "If-Match")):
                 continue
             fault.remaining -= 1
             if fault.remaining <= 0:
@@ -154,25 +139,3 @@ class S3Faults:
             self.injected_at[f"{fault.kind} {op}"] += 1
             return fault
         return None
-
-    def _conditions(self, op: str, request: Any) -> AWSResponse | None:
-        """S3's conditional-request semantics where moto ignores them (see the module docstring)."""
-        if_match = _header(request, "If-Match")
-        if op in ("CopyObject", "CompleteMultipartUpload") and if_match:
-            refusal = self._check(request.url, *_bucket_key(request.url), None, if_match)
-            if refusal is not None:
-                return refusal
-        source_match = _header(request, "x-amz-copy-source-if-match")
-        if op in ("CopyObject", "UploadPartCopy") and source_match:
-            source, _, version_id = unquote(_header(request, "x-amz-copy-source") or "").partition("?versionId=")
-            bucket, _, key = source.lstrip("/").partition("/")
-            return self._check(request.url, bucket, key, version_id or None, source_match)
-        return None
-
-    def _check(self, url: str, bucket: str, key: str, version_id: str | None, expected: str) -> AWSResponse | None:
-        where = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
-        try:
-            current = self.corpus.s3.head_object(**where)["ETag"]
-        except ClientError:
-            return s3_error(url, 404, "NoSuchKey")
-        return None if _etag(current) == _etag(expected) else s3_error(url, 412, "PreconditionFailed")

@@ -201,8 +201,8 @@ class S3Store:
                 Bucket=ref.bucket,
                 Key=ref.key,
                 CopySource=_source(ref, head),
-                CopySourceIfMatch=head.etag,
                 IfMatch=head.etag,
+                **_unchanged_source(head),
                 MetadataDirective="REPLACE",
                 TaggingDirective="COPY",
                 Metadata=dict(metadata),
@@ -327,7 +327,7 @@ class Rewrite:
             PartNumber=len(self.parts) + 1,
             CopySource=_source(self.ref, self.head),
             CopySourceRange=f"bytes={start}-{end - 1}",
-            CopySourceIfMatch=self.head.etag,
+            **_unchanged_source(self.head),
         )
         self._part(response["CopyPartResult"])
 
@@ -380,6 +380,17 @@ def _source(ref: ObjectRef, head: ObjectHead) -> dict[str, str]:
     if head.version_id and head.version_id != "null":
         source["VersionId"] = head.version_id
     return source
+
+
+def _unchanged_source(head: ObjectHead) -> dict[str, Any]:
+    """The copy-source condition that refuses (412) a source changed since it was read, metadata
+    included: a metadata-only self-copy by another writer keeps the ETag, so only the time shows it.
+    Never paired with CopySourceIfMatch: S3 copies anyway when that holds and the time condition
+    fails. The body is guarded by the destination's If-Match (CopyObject) or the completion's
+    (multipart), both on the ETag read. Without a LastModified (none read), the ETag is all there is."""
+    if head.last_modified is None:
+        return {"CopySourceIfMatch": head.etag}
+    return {"CopySourceIfUnmodifiedSince": head.last_modified}
 
 
 def _version_id(response: Mapping[str, Any]) -> str | None:

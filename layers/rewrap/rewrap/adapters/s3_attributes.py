@@ -115,6 +115,7 @@ def head_of(response: Mapping[str, Any]) -> ObjectHead:
         version_id=response.get("VersionId"),
         headers=headers,
         archived=_archived(response.get("StorageClass"), response.get("ArchiveStatus"), response.get("Restore")),
+        last_modified=response.get("LastModified"),
     )
 
 

@@ -47,6 +47,7 @@ class ObjectHead:
     version_id: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
     archived: bool = False  # in an archive tier and not restored: the body cannot be read
+    last_modified: datetime | None = None  # S3's LastModified (whole seconds): a copy's source condition
 
 
 @dataclass(frozen=True)
