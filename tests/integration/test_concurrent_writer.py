@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+import rewrap_cli.main as cli
 from rewrap.adapters.s3 import S3Store
 from rewrap.app.runtime import Runtime
 from rewrap.core.engine import Status
+from rewrap.core.metadata import STAMP_DIGEST_METADATA
 from rewrap.core.ports import ObjectRef
 from rewrap.core.tokens import token_version
 from rewrap_local.s3_conditions import CopyConditions
@@ -103,3 +105,53 @@ def test_a_metadata_change_during_the_kms_request_survives_the_copy_path(
     head = stack.client("s3").head_object(Bucket=stack.bucket, Key="env.bin")
     assert head["Metadata"]["owner-note"] == "set by the application"
     assert token_version(head["Metadata"]["dek"]) == 2
+
+
+# --- copied stamps --------------------------------------------------------------------------------
+def test_a_stamp_copied_onto_an_older_body_of_the_same_length_is_not_trusted(
+    handler_env: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a text object rotated by rewrap (so stamped) after its key went to v2
+    stack = handler_env
+    s3 = stack.client("s3")
+    old_body = f"K={stack.kms.encrypt(stack.key_tag, b'secret')}\n".encode()
+    s3.put_object(Bucket=stack.bucket, Key="app/config.env", Body=old_body)
+    stack.kms.rotate(stack.key_tag)
+    target = f"s3://{stack.bucket}/app/"
+    assert cli.main(["rotate", target]) == 0
+    capsys.readouterr()
+    rotated = s3.get_object(Bucket=stack.bucket, Key="app/config.env")
+    assert len(rotated["Body"].read()) == len(old_body)
+
+    # When the application writes a v1 body of the same length back, copying the metadata along
+    s3.put_object(Bucket=stack.bucket, Key="app/config.env", Body=old_body, Metadata=rotated["Metadata"])
+
+    # Then rewrap reads the body, rotates it, and counts what the object held
+    code = cli.main(["rotate", target])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "objects per key version: before v1: 1 → after v2: 1" in out
+    body = s3.get_object(Bucket=stack.bucket, Key="app/config.env")["Body"].read()
+    assert token_version(body.decode().strip().removeprefix("K=")) == 2
+
+
+def test_rewraps_own_write_is_answered_from_the_head_while_the_etag_matches_the_stamp(
+    stack: LocalStack, runtime: Runtime
+) -> None:
+    # Given a text object rewrap has rotated
+    s3 = stack.client("s3")
+    s3.put_object(
+        Bucket=stack.bucket, Key="a.env", Body=f"K={runtime.kms.encrypt(stack.key_tag, [b's'])[0]}\n".encode()
+    )
+    stack.kms.rotate(stack.key_tag)
+    ref = ObjectRef(stack.bucket, "a.env")
+    assert runtime.engine.rotate([ref])[0].status is Status.ROTATED
+    head = s3.head_object(Bucket=stack.bucket, Key="a.env")
+    assert head["Metadata"][STAMP_DIGEST_METADATA] == head["ETag"].strip('"')
+    gets: list[str] = []
+    runtime.s3.meta.events.register("before-call.s3.GetObject", lambda **_: gets.append("GET"))
+
+    # When our own write triggers rewrap again, the HEAD answers: current, no body read
+    (again,) = runtime.engine.rotate([ref])
+    assert again.status is Status.CURRENT and again.old_versions == (2,)
+    assert gets == []

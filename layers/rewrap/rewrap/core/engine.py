@@ -24,7 +24,15 @@ from typing import Any
 
 from rewrap.core.config import Settings
 from rewrap.core.forms import encode_whole, open_text
-from rewrap.core.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
+from rewrap.core.metadata import (
+    KEY_TAG_METADATA,
+    STAMP_METADATA,
+    context_of,
+    etag_is_md5,
+    scan_metadata,
+    stamped_version,
+    stamps,
+)
 from rewrap.core.ports import (
     SINGLE_READ_BYTES,
     USER_METADATA_LIMIT,
@@ -152,7 +160,7 @@ class Engine:
             )
         if body is not None:
             return self._take_body(work, body)
-        stamp = stamped_version(metadata, head.size)
+        stamp = stamped_version(metadata, head.etag)
         if stamp is not None and all(self.versions.is_current(key_tag, v) for v in self._versions(stamp, work)):
             lowest = min(self._versions(stamp, work))
             return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest)
@@ -246,7 +254,7 @@ class Engine:
     def _write(self, work: Work, replacements: dict[str, str]) -> str | None:
         """One conditional write: the new metadata, and the body in its form when a body token changed.
         Metadata that outgrows S3's 2 KB fails permanently with nothing written; the stamps, which only
-        save work, are left out when they would not fit."""
+        save work, are left out when they would not fit or could not be checked (``etag_is_md5``)."""
         metadata = work.metadata_with(replacements)
         if metadata_bytes(metadata) > USER_METADATA_LIMIT:
             raise PermanentError(
@@ -259,12 +267,11 @@ class Engine:
         assert work.body is not None
         data = encode_whole(work.form, splice(work.text, work.found, replacements))
         lowest = min(known_version(replacements.get(t, t)) for t in work.tokens)
-        stamped = {**metadata, **stamps(lowest, len(data))}
-        if metadata_bytes(stamped) <= USER_METADATA_LIMIT:
+        for name in STAMP_METADATA:  # a stamp read with the object describes the old body
+            metadata.pop(name, None)
+        stamped = {**metadata, **stamps(lowest, data)}
+        if etag_is_md5(work.head.headers) and metadata_bytes(stamped) <= USER_METADATA_LIMIT:
             metadata = stamped
-        else:
-            for name in STAMP_METADATA:
-                metadata.pop(name, None)
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
         return self.store.put_body(work.ref, work.head, body, metadata)
 
