@@ -18,7 +18,7 @@ from rewrap.adapters.s3 import S3Store
 from rewrap.app.runtime import Runtime
 from rewrap.core.engine import Status
 from rewrap.core.metadata import STAMP_DIGEST_METADATA
-from rewrap.core.ports import ObjectRef
+from rewrap.core.ports import ObjectBody, ObjectHead, ObjectRef
 from rewrap.core.tokens import token_version
 from rewrap_local.s3_conditions import CopyConditions
 from rewrap_local.soak.s3faults import s3_error
@@ -155,3 +155,34 @@ def test_rewraps_own_write_is_answered_from_the_head_while_the_etag_matches_the_
     (again,) = runtime.engine.rotate([ref])
     assert again.status is Status.CURRENT and again.old_versions == (2,)
     assert gets == []
+
+
+# --- the PutObject path ---------------------------------------------------------------------------
+class WriterBeforeGet(S3Store):
+    """The real S3 adapter; another writer changes the metadata after rewrap's HEAD, before its GET."""
+
+    def __init__(self, client: Any, stack: LocalStack) -> None:
+        super().__init__(client)
+        self.stack = stack
+
+    def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
+        change_metadata(self.stack, ref.key, {"owner-note": "set by the application"})
+        return super().get_body(ref, head)
+
+
+def test_a_metadata_change_before_the_body_is_read_survives_the_put_path(stack: LocalStack, runtime: Runtime) -> None:
+    # Given a text object whose key was rotated
+    s3 = stack.client("s3")
+    token = runtime.kms.encrypt(stack.key_tag, [b"s"])[0]
+    s3.put_object(Bucket=stack.bucket, Key="a.env", Body=f"K={token}\n".encode(), Metadata={"team": "a"})
+    stack.kms.rotate(stack.key_tag)
+    runtime.engine.store = WriterBeforeGet(runtime.s3, stack)
+
+    # When the application changes the metadata between rewrap's HEAD and its GET (the ETag kept)
+    (result,) = runtime.engine.rotate([ObjectRef(stack.bucket, "a.env")])
+
+    # Then nothing is written (retryable), and the writer's change stays
+    assert result.status is Status.FAILED and result.retryable
+    assert result.error is not None and result.error.code == "object-changed"
+    head = s3.head_object(Bucket=stack.bucket, Key="a.env")
+    assert head["Metadata"] == {"team": "a", "owner-note": "set by the application"}

@@ -139,7 +139,9 @@ class S3Store:
             if error_code(exc) in MISSING_CODES:
                 return None
             raise translate(exc, "GET") from None
-        return ObjectBody(data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0))
+        return ObjectBody(
+            data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0), head=head_of(response)
+        )
 
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
         """The body as a stream of chunks (bounded memory), only if it still has ``head.etag``."""
@@ -383,11 +385,10 @@ def _source(ref: ObjectRef, head: ObjectHead) -> dict[str, str]:
 
 
 def _unchanged_source(head: ObjectHead) -> dict[str, Any]:
-    """The copy-source condition that refuses (412) a source changed since it was read, metadata
-    included: a metadata-only self-copy by another writer keeps the ETag, so only the time shows it.
-    Never paired with CopySourceIfMatch: S3 copies anyway when that holds and the time condition
-    fails. The body is guarded by the destination's If-Match (CopyObject) or the completion's
-    (multipart), both on the ETag read. Without a LastModified (none read), the ETag is all there is."""
+    """The copy-source condition that refuses (412) a source changed since it was read: another
+    writer's metadata-only self-copy keeps the ETag, only the time shows it. Never with
+    CopySourceIfMatch: S3 copies when that holds, whatever the time says. The body is guarded by
+    the destination's or the completion's If-Match. No LastModified read: the ETag is all there is."""
     if head.last_modified is None:
         return {"CopySourceIfMatch": head.etag}
     return {"CopySourceIfUnmodifiedSince": head.last_modified}

@@ -37,6 +37,7 @@ from rewrap.core.ports import (
     SINGLE_READ_BYTES,
     USER_METADATA_LIMIT,
     ObjectBody,
+    ObjectHead,
     ObjectRef,
     ObjectStore,
     Rewrapper,
@@ -52,6 +53,7 @@ from rewrap.deadline import Deadline
 from rewrap.errors import (
     BucketNotAllowedError,
     ConfigError,
+    ObjectChangedError,
     ObjectOpaqueError,
     ObjectRejectedError,
     OutOfTimeError,
@@ -196,6 +198,8 @@ class Engine:
         body = self.store.get_body(work.ref, work.head)
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
+        if body.head is not None and _rewritten(work.head, body.head):
+            raise ObjectChangedError("object's metadata changed between its HEAD and its GET; read again later")
         return self._take_body(work, body)
 
     def _take_body(self, work: Work, body: ObjectBody) -> Work | ObjectResult:
@@ -274,6 +278,14 @@ class Engine:
             metadata = stamped
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
         return self.store.put_body(work.ref, work.head, body, metadata)
+
+
+def _rewritten(head: ObjectHead, since: ObjectHead) -> bool:
+    """Whether the object was written between two reads with the same ETag (a metadata-only self-copy).
+    The GET, not the HEAD, starts the time another writer's metadata change can be lost on the
+    PutObject path (PutObject's If-Match checks the ETag only): checking here keeps that window to
+    the wave's KMS round."""
+    return head.metadata != since.metadata or head.last_modified != since.last_modified
 
 
 def _settle(

@@ -55,6 +55,7 @@ class ObjectBody:
     data: bytes
     etag: str
     tag_count: int = 0
+    head: ObjectHead | None = None  # what the GET said of the object besides its body, when known
 
 
 @dataclass(frozen=True)
