@@ -1,9 +1,10 @@
 """The rotation engine: from object references to per-object results.
 
 One call handles every object of an invocation together:
-1. HEAD each object (in parallel) and scan its user metadata (``metadata``): an envelope holds
-   tokens in metadata values (a whole value or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
-2. Read bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
+1. GET each object (in parallel): its head, and its body up to the single-read size, in one
+   request. Scan its user metadata (``metadata``): an envelope holds tokens in metadata values (a
+   whole value or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
+2. Read the other bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
    ``forms``) and scan them for tokens. A body the scanner cannot read is ``opaque``, an object S3
    will not give us ``unreadable``: both reported with the reason, never ``no-tokens``.
 3. Re-wrap the tokens of all objects in as few KMS requests as the list limit allows, grouped by
@@ -121,14 +122,12 @@ class Engine:
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
-        body: ObjectBody | None = None
-        if self._known_text(ref):
-            read = self.store.read_small(ref, min(SINGLE_READ_BYTES, self._early.left))
-            head, body = read if read is not None else (None, None)
-            if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
-                self._early.take(len(body.data))
-        else:
-            head = self.store.head(ref)
+        # One GET for the head and, up to the single-read size, the body: no HEAD first, whatever the
+        # key. A larger body (or one past the allowance) is left unread and read again in its wave.
+        read = self.store.read_small(ref, min(SINGLE_READ_BYTES, self._early.left))
+        head, body = read if read is not None else (None, None)
+        if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
+            self._early.take(len(body.data))
         if head is None:
             return ObjectResult(ref, Status.MISSING)
         if head.archived:
@@ -167,10 +166,6 @@ class Engine:
             lowest = min(self._versions(stamp, work))
             return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest)
         return work
-
-    def _known_text(self, ref: ObjectRef) -> bool:
-        """Keys the configuration declares text: one GET instead of HEAD + GET for small ones."""
-        return bool(self.settings.text_suffixes) and ref.key.endswith(self.settings.text_suffixes)
 
     @staticmethod
     def _versions(stamp: int, work: Work) -> list[int]:

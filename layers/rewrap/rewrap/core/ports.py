@@ -109,7 +109,7 @@ class ObjectStore(Protocol):
         """The body as a stream of chunks, only if it still has ``head.etag``; None when gone."""
 
     def start_rewrite(
-        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int
+        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int | None
     ) -> PartWriter:
         """A multipart rewrite that completes only if the object still has ``head.etag``."""
 
