@@ -176,13 +176,21 @@ class RacingStore(S3Store):
         super().__init__(client)
         self.race = race
 
+    def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
+        read = super().read_small(ref, limit)
+        self._race(ref)
+        return read
+
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         body = super().get_body(ref, head)
+        self._race(ref)
+        return body
+
+    def _race(self, ref: ObjectRef) -> None:
         if self.race == "overwrite":
             self.client.put_object(Bucket=ref.bucket, Key=ref.key, Body=b"someone else's newer content")
         else:
             self.client.delete_object(Bucket=ref.bucket, Key=ref.key)
-        return body
 
 
 def test_conditional_write_loses_to_a_concurrent_writer(stack: LocalStack, runtime: Runtime) -> None:

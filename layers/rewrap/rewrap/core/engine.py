@@ -194,7 +194,7 @@ class Engine:
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
         if body.head is not None and _rewritten(work.head, body.head):
-            raise ObjectChangedError("object's metadata changed between its HEAD and its GET; read again later")
+            raise ObjectChangedError("object's metadata changed between its first read and its GET; read again later")
         return self._take_body(work, body)
 
     def _take_body(self, work: Work, body: ObjectBody) -> Work | ObjectResult:
@@ -277,9 +277,9 @@ class Engine:
 
 def _rewritten(head: ObjectHead, since: ObjectHead) -> bool:
     """Whether the object was written between two reads with the same ETag (a metadata-only self-copy).
-    The GET, not the HEAD, starts the time another writer's metadata change can be lost on the
-    PutObject path (PutObject's If-Match checks the ETag only): checking here keeps that window to
-    the wave's KMS round."""
+    A body too large to come with its head is read later; its GET, not the first read, starts the
+    time another writer's metadata change can be lost on the PutObject path (PutObject's If-Match
+    checks the ETag only)."""
     return head.metadata != since.metadata or head.last_modified != since.last_modified
 
 
