@@ -38,14 +38,15 @@ def _etag(value: str | None) -> str:
 
 class CopyConditions:
     """Answers a request whose S3 condition fails with S3's error (``refusal``); None lets it through.
-    ``s3`` is a separate client (no hook) that reads the current object; ``ops`` limits the rules applied."""
+    ``s3`` is a separate client (no hook) that reads the current object; ``source_time_only`` applies
+    only UploadPartCopy's if-unmodified-since (what LocalStack leaves out)."""
 
     def __init__(
         self, s3: Any, error: Callable[[str, int, str], AWSResponse], *, source_time_only: bool = False
     ) -> None:
         self.s3 = s3
         self.error = error
-        self.source_time_only = source_time_only  # LocalStack: only UploadPartCopy's time condition is missing
+        self.source_time_only = source_time_only
 
     def attach(self, client: Any) -> None:
         client.meta.events.register("before-send.s3", self._before_send, unique_id="rewrap-copy-conditions")

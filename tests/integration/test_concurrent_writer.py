@@ -1,4 +1,5 @@
-"""The application next door: a writer acting between rewrap's read and its write keeps its change.
+"""The application next door: a writer acting between rewrap's read and its write keeps its change,
+and a stamp it copies along is not believed.
 
 A writer that copies an object onto itself with new metadata keeps the ETag, so only the source's
 LastModified shows the change; the copy paths (CopyObject, UploadPartCopy) must refuse to copy a source
