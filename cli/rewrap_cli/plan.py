@@ -9,7 +9,6 @@ and the fleet's S3 work; prices are parameters (AWS us-east-1 list prices by def
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -19,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewrap.core.config import SweepTarget
 from rewrap.errors import ConfigError
-from rewrap_cli.common import s3_url, table
 
 
 @dataclass(frozen=True)
@@ -189,18 +186,3 @@ def _versions(value: Any) -> dict[int, int]:
     else:
         return {}
     return {int(str(k).lstrip("v")): int(n) for k, n in items}
-
-
-def run_plan(options: argparse.Namespace) -> int:
-    target: SweepTarget = options.target
-    per_request = options.tokens_per_kms_request
-    if options.census_report is not None:
-        inventory = read_census_report(options.census_report, target.prefix, options.min_version, per_request)
-    else:
-        inventory = read_inventory_csv(options.inventory, target.prefix, options.tokens_per_object, per_request)
-    fleet = Fleet(options.kms_rate, options.containers, options.memory_gb, options.seconds_per_object)
-    prices = Prices(**{name: getattr(options, f"price_{name}") for name in Prices().__dict__})
-    plan = make_plan(inventory, fleet, prices)
-    print(f"plan for {s3_url(target)}: {fleet.containers} containers, NCP {fleet.kms_rate:g} requests/s")
-    table(("", "count", "cost"), plan.rows())
-    return 0

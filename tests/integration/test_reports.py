@@ -37,6 +37,7 @@ def reports(stack: LocalStack) -> dict[str, list[dict[str, Any]]]:
     return {
         o["Key"]: [json.loads(line) for line in s3.get_object(Bucket=stack.bucket, Key=o["Key"])["Body"].iter_lines()]
         for o in listed
+        if o["Key"].endswith(".jsonl")  # the audit reports, not the runs' partials or the sweep's checkpoints
     }
 
 
@@ -113,6 +114,20 @@ def test_a_report_in_a_watched_bucket_does_not_start_a_loop(reporting: LocalStac
     response = rotate(s3_notification(stack.bucket, [report_object]), LambdaContext())
     assert response["no-tokens"] == 1
     assert list(reports(stack)) == [report_object]
+
+
+def test_a_runs_partials_and_checkpoints_in_a_watched_bucket_start_no_loop_either(reporting: LocalStack) -> None:
+    stack = reporting
+    seed(stack)
+    sweep({"targets": [stack.bucket]}, LambdaContext(function_name="rewrap-sweep"))
+    drain_queue(stack.client("sqs"), stack.queue_url, rotate)
+    s3 = stack.client("s3")
+    written = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{AUDIT}/")["Contents"])
+    own = [key for key in written if not key.endswith(".jsonl")]
+    assert any("/census/" in key for key in own) and any("/checkpoints/" in key for key in own)
+    # their own ObjectCreated events reach the function: answered, and nothing new is written
+    rotate(s3_notification(stack.bucket, own), LambdaContext())
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{AUDIT}/")["Contents"]) == written
 
 
 def test_a_failed_report_write_never_fails_the_rotation(

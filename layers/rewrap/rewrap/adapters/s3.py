@@ -29,6 +29,7 @@ from rewrap.adapters.s3_attributes import (
     restated,
 )
 from rewrap.adapters.s3_errors import BAD_REQUEST_CODES, MISSING_CODES, error_code, translate
+from rewrap.adapters.s3_records import OwnRecords
 from rewrap.adapters.s3_requests import source, unchanged_source, version_id, where
 from rewrap.core.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 from rewrap.errors import ObjectUnreadableError, PermanentError
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-class S3Store:
+class S3Store(OwnRecords):
     def __init__(
         self, client: S3Client, *, multipart_copy_threshold: int = MAX_COPY_PART_BYTES, requester_pays: bool = False
     ) -> None:

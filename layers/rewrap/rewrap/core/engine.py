@@ -164,7 +164,7 @@ class Engine:
         stamp = stamped_version(metadata, head.etag)
         if stamp is not None and all(self.versions.is_current(key_tag, v) for v in self._versions(stamp, work)):
             lowest = min(self._versions(stamp, work))
-            return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest)
+            return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest, key_tag=key_tag)
         return work
 
     @staticmethod
@@ -231,7 +231,7 @@ class Engine:
 
     # --- 4. write (3, the re-wrap, is ``rewrapping``) --------------------------------------------
     def _finish(self, work: Work, deadline: Deadline, *, outcome: Rewrapped, dry_run: bool) -> ObjectResult:
-        tally = Tally(work.ref)
+        tally = Tally(work.ref, work.key_tag)
         tokens = work.tokens
         try:
             replacements = outcome.replacements(work.group, tokens)

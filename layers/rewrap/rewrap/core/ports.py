@@ -70,6 +70,16 @@ class Listed:
     archived: bool = False  # GLACIER / DEEP_ARCHIVE and not restored (list_page only)
 
 
+@dataclass(frozen=True)
+class StoredRecord:
+    """One of rewrap's own small objects (a sweep checkpoint), as read: its body, its ETag for a
+    conditional replace, and when S3 stored it (S3's clock, to the second)."""
+
+    data: bytes
+    etag: str
+    last_modified: datetime
+
+
 @dataclass
 class BodyStream:
     chunks: Iterator[bytes]
@@ -130,6 +140,13 @@ class ObjectStore(Protocol):
     def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Write an object of our own (a report), never over an existing one."""
 
+    def read_record(self, bucket: str, key: str) -> StoredRecord | None:
+        """One of our own small objects with its ETag and S3's time of writing it; None when absent."""
+
+    def put_record(self, bucket: str, key: str, data: bytes, content_type: str, if_match: str | None) -> None:
+        """Replace one of our own objects only if it still has ETag ``if_match`` (None: only if it does not
+        exist yet); ``ObjectChangedError`` when another writer got there first."""
+
 
 class Rewrapper(Protocol):
     def batches(self, ciphertexts: Sequence[str]) -> Iterator[list[str]]:
@@ -168,6 +185,12 @@ class DeadLetterSink(Protocol):
     """Where a permanently failed message is parked with its reason."""
 
     def forward(self, body: str, reason: str, source_message_id: str) -> None: ...
+
+
+class Notifier(Protocol):
+    """Where a run's verdict is announced (the stack's alarm topic)."""
+
+    def notify(self, subject: str, message: str, attributes: Mapping[str, str]) -> None: ...
 
 
 class KeyVersions(Protocol):

@@ -28,6 +28,7 @@ from rewrap.core.engine import UNSEEN, Engine, ObjectResult, Status
 from rewrap.core.events import Invocation, Trigger, Unit, parse
 from rewrap.core.ports import MESSAGE_LIMIT_BYTES, CountedRewrapper, DeadLetterSink, ObjectRef, ObjectStore
 from rewrap.core.reports import publish_report
+from rewrap.core.rotation_runs import write_run_partials
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, KmsVersionDisabledError, RetryableError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
@@ -90,6 +91,7 @@ def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> di
     if runtime.settings.report_prefix:
         records = [{**r.to_dict(), "route": str(invocation.kind)} for r in by_ref.values()]
         publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
+        write_run_partials(invocation.units, by_ref, runtime.settings, runtime.store, str(invocation.kind))
     if invocation.kind is Trigger.SQS:
         return _sqs_response(invocation, by_ref, runtime)
     if invocation.kind is Trigger.BATCH_OPERATIONS:
