@@ -51,7 +51,8 @@ def _newest_version(runtime: Runtime | None, key_tag: str | None) -> int:
 def _run_direct_census(options: argparse.Namespace) -> int:
     with ExitStack() as stack:
         try:
-            settings, runtime, store = stack.enter_context(connect(options, kms=options.min_version is None))
+            asks_ncp = options.min_version is None
+            settings, runtime, store = stack.enter_context(connect(options, kms=asks_ncp, writes=False))
         except ConfigError as error:
             if options.min_version is not None:
                 raise

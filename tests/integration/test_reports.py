@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,10 +13,10 @@ from functions.rotate.app import lambda_handler as rotate
 from functions.sweep.app import lambda_handler as sweep
 from rewrap.app.runtime import reset_runtime
 from rewrap.core.reports import csv_cell, report_key
-from rewrap.observability import SERVICE
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue, load_event, s3_notification
 from rewrap_local.stack import LocalStack
+from tests.observed import emitted_metrics, service_log
 
 AUDIT = "audit/rewrap"
 
@@ -39,32 +36,6 @@ def reports(stack: LocalStack) -> dict[str, list[dict[str, Any]]]:
         for o in listed
         if o["Key"].endswith(".jsonl")  # the audit reports, not the runs' partials or the sweep's checkpoints
     }
-
-
-def emitted_metrics(out: str) -> dict[str, Any]:
-    """Metric values from the Embedded Metric Format lines the handlers print."""
-    found: dict[str, Any] = {}
-    for line in out.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            record = json.loads(line)
-            for metric in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                found[metric["Name"]] = sum(record[metric["Name"]])
-    return found
-
-
-@contextmanager
-def service_log() -> Iterator[list[logging.LogRecord]]:
-    """The records of the service's own logger, whatever propagation other tests left on it (caplog listens
-    at the root, which the service's records do not always reach)."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    service = logging.getLogger(SERVICE)
-    service.addHandler(handler)
-    try:
-        yield records
-    finally:
-        service.removeHandler(handler)
 
 
 def seed(stack: LocalStack) -> list[str]:

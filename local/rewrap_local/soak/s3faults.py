@@ -12,6 +12,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from ..s3_conditions import CopyConditions, bucket_key, header
+from .application import RACERS, Application
 from .corpus import Corpus
 
 
@@ -37,18 +38,26 @@ def s3_error(url: str, status: int, code: str) -> AWSResponse:
     return AWSResponse(url, status, headers, _Raw(body))
 
 
+def _conditional(request: Any) -> bool:
+    """Whether rewrap sent ``request`` on the condition that the object is still what it read."""
+    names = ("If-Match", "x-amz-copy-source-if-match", "x-amz-copy-source-if-unmodified-since")
+    return any(header(request, name) for name in names)
+
+
 @dataclass
 class _S3Fault:
-    kind: str  # slowdown | precondition | part-failure | overwrite | delete
+    kind: str  # slowdown | precondition | part-failure | overwrite | delete | app:rewrite | app:metadata
     ops: frozenset[str]
     remaining: int
     status: int = 503
     code: str = "SlowDown"
+    any_request: bool = False
 
     @property
     def conditional_only(self) -> bool:
-        """Races and rejected conditions hit only our conditional writes (they carry If-Match)."""
-        return self.kind in ("overwrite", "delete", "precondition")
+        """Races and rejected conditions hit only our requests conditional on what was read (writes, and a GET
+        after a HEAD), unless told otherwise."""
+        return not self.any_request and self.kind in ("overwrite", "delete", "precondition", *RACERS)
 
 
 WRITE_OPS = frozenset({"PutObject", "CopyObject", "CompleteMultipartUpload"})
@@ -71,15 +80,25 @@ class S3Faults:
         # S3's copy and completion conditions where the backend ignores them (all on moto; on LocalStack
         # only UploadPartCopy's time condition).
         self.conditions = CopyConditions(corpus.s3, s3_error, source_time_only=corpus.stack.backend != "moto")
+        self.application: Application | None = None  # the writer of the ``app:`` racers
 
     def attach(self, client: Any) -> None:
         """Idempotent: hooks are registered once per client (``unique_id``)."""
         client.meta.events.register("before-send.s3", self._before_send, unique_id="rewrap-soak-faults")
         client.meta.events.register("after-call.s3", self._after_call, unique_id="rewrap-soak-retries")
 
-    def add(self, kind: str, ops: frozenset[str], times: int, *, status: int = 503, code: str = "SlowDown") -> None:
+    def add(
+        self,
+        kind: str,
+        ops: frozenset[str],
+        times: int,
+        *,
+        status: int = 503,
+        code: str = "SlowDown",
+        any_request: bool = False,
+    ) -> None:
         with self._lock:
-            self._queue.append(_S3Fault(kind, ops, times, status, code))
+            self._queue.append(_S3Fault(kind, ops, times, status, code, any_request))
 
     def arm_crash(self, after_requests: int, op: str | None = None) -> None:
         """Crash at the ``after_requests``-th S3 request (of ``op`` only, when given)."""
@@ -112,6 +131,8 @@ class S3Faults:
         if fault is not None:
             if fault.kind in ("overwrite", "delete"):
                 self.corpus.race(fault.kind, bucket_key(request.url)[1])
+            elif fault.kind in RACERS and self.application is not None:
+                self.application.race(fault.kind, bucket_key(request.url)[1])
             else:
                 return s3_error(request.url, fault.status, fault.code)
         return self.conditions.refusal(op, request)
@@ -130,12 +151,16 @@ class S3Faults:
 
     def _take(self, op: str, request: Any) -> _S3Fault | None:
         for fault in self._queue:
-            if op not in fault.ops or (fault.conditional_only and not header(request, "If-Match")):
+            if op not in fault.ops or (fault.conditional_only and not _conditional(request)):
+                continue
+            if fault.kind in RACERS and not (
+                self.application and self.application.wants(fault.kind, bucket_key(request.url)[1])
+            ):
                 continue
             fault.remaining -= 1
             if fault.remaining <= 0:
                 self._queue.remove(fault)
-            self.injected[f"s3:{fault.kind}"] += 1
+            self.injected[fault.kind if ":" in fault.kind else f"s3:{fault.kind}"] += 1
             self.injected_at[f"{fault.kind} {op}"] += 1
             return fault
         return None

@@ -14,8 +14,10 @@ from rewrap.deadline import Deadline
 
 # S3 limits for multipart uploads.
 MAX_PARTS = 10_000
-# A queue message body, rotate request or parked message, stays below SQS's 256 KiB (the template sets every queue's
-# MaximumMessageSize to that), leaving room for its attributes, which count towards the limit.
+# Every queue's MaximumMessageSize in the template, SQS's 256 KiB: the body and the attributes count towards it.
+QUEUE_MESSAGE_BYTES = 262_144
+# A queue message body rewrap writes, rotate request or parked message, stays below that, leaving room for its
+# attributes.
 MESSAGE_LIMIT_BYTES = 250_000
 MAX_COPY_PART_BYTES = 5 * 1024**3
 # S3's limit on user metadata: UTF-8 bytes of every name (without x-amz-meta-) and value, summed.

@@ -5,7 +5,8 @@
 - SQS: only messages with a retryable failure are returned in ``batchItemFailures``. A message
   that failed permanently is forwarded to the dead-letter queue with its reason (when
   REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost; of a
-  rotate request only the keys that failed are parked, each with its reason.
+  rotate request only the keys that failed are parked (``rewrap.core.parking``). A message the
+  dead-letter queue refuses stays on its queue, logged and counted.
 - Objects S3 cannot serve (archived, SSE-C) are ``unreadable``: reported, never failed or parked.
 - S3 Batch Operations: one result per task (Succeeded / TemporaryFailure / PermanentFailure).
 - Direct rotate requests: a per-object summary.
@@ -13,9 +14,7 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -23,10 +22,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from rewrap.core.census import CensusKind
 from rewrap.core.census_runs import CensusAnswer, answer, result_string
-from rewrap.core.config import MAX_KEYS_PER_REQUEST, Settings
+from rewrap.core.config import Settings
 from rewrap.core.engine import UNSEEN, Engine, ObjectResult, Status
 from rewrap.core.events import Invocation, Trigger, Unit, parse
-from rewrap.core.ports import MESSAGE_LIMIT_BYTES, CountedRewrapper, DeadLetterSink, ObjectRef, ObjectStore
+from rewrap.core.parking import park
+from rewrap.core.ports import CountedRewrapper, DeadLetterSink, ObjectStore
 from rewrap.core.reports import publish_report
 from rewrap.core.rotation_runs import write_run_partials
 from rewrap.deadline import Deadline
@@ -177,103 +177,9 @@ def _sqs_failures(
         logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
         if runtime.dead_letters is not None:
             body = str(records.get(unit.id, {}).get("body", ""))
-            bodies = _parked_bodies(body, unit, by_ref) if by_ref is not None else [body]
-            try:
-                for parked in bodies:
-                    runtime.dead_letters.forward(parked, error.reason, unit.id)
-            except RewrapError as failed:
-                # Kept on the queue: it comes back, and SQS's own redrive moves it to the DLQ after
-                # maxReceiveCount. A message parked twice is harmless (a redrive replays done keys as current).
-                logger.error(
-                    "message not parked",
-                    extra={"messageId": unit.id, "reason": failed.reason, "retryable": failed.retryable},
-                )
-                metrics.add_metric(name="ParkingFailures", unit=MetricUnit.Count, value=1)
+            if not park(runtime.dead_letters, unit, error, body, by_ref):
                 failures.append({"itemIdentifier": unit.id})
-                continue
-        metrics.add_metric(name="MessagesParked", unit=MetricUnit.Count, value=1)
     return {"batchItemFailures": failures}
-
-
-# Distinct reasons a summarised parked message lists (each with up to 3 keys and 300 characters).
-SUMMARISED_REASONS = 50
-
-
-def _parked_bodies(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> list[str]:
-    """What to park for a message that failed permanently: of a rotate request only its failed keys, with
-    their reasons (the rest was done), still rotate requests a redrive can replay; any other message as it
-    came. Every body fits a queue message: when the reasons key by key do not fit, they are summarised by
-    reason (a count and a few keys each), and when the keys alone do not fit, or are more than one request
-    may hold, they are parked in parts."""
-    try:
-        request = json.loads(body)
-    except ValueError:
-        return [body]
-    if not (isinstance(request, dict) and isinstance(request.get("bucket"), str) and "keys" in request):
-        return [body]
-    if unit.error is None:
-        failed = [ref for ref in unit.refs if by_ref[ref].error is not None]
-        reasons = {ref: by_ref[ref].error.reason for ref in failed}  # type: ignore[union-attr]  # failed: error set
-    else:  # the request itself was refused (too many keys, say): every key it names, with that reason
-        failed = _named_refs(request)
-        if not failed:
-            return [body]
-        reasons = dict.fromkeys(failed, unit.error.reason)
-    whole = _parked_request(request["bucket"], failed, [{"key": ref.key, "reason": reasons[ref]} for ref in failed])
-    if len(whole.encode()) <= MESSAGE_LIMIT_BYTES and len(failed) <= MAX_KEYS_PER_REQUEST:
-        return [whole]
-    return [
-        _parked_request(request["bucket"], part, _reason_summary(part, reasons))
-        for part in _parts(failed, MESSAGE_LIMIT_BYTES // 2)
-    ]
-
-
-def _named_refs(request: dict[str, Any]) -> list[ObjectRef]:
-    """The objects a rotate request names, read leniently (it was refused as a whole)."""
-    refs = []
-    for item in request["keys"] if isinstance(request["keys"], list) else []:
-        if isinstance(item, str):
-            refs.append(ObjectRef(request["bucket"], item))
-        elif isinstance(item, dict) and isinstance(item.get("key"), str):
-            refs.append(ObjectRef(request["bucket"], item["key"], item.get("versionId")))
-    return refs
-
-
-def _parked_request(bucket: str, refs: list[ObjectRef], failures: list[dict[str, Any]]) -> str:
-    keys = [{"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key for ref in refs]
-    return json.dumps({"bucket": bucket, "keys": keys, "failures": failures})
-
-
-def _reason_summary(refs: list[ObjectRef], reasons: dict[ObjectRef, str]) -> list[dict[str, Any]]:
-    """Each distinct reason with its count and a few keys; at most ``SUMMARISED_REASONS`` of them, so the summary
-    stays small whatever the reasons are (every key's own reason is in the invocation's report and logs)."""
-    by_reason: dict[str, list[str]] = {}
-    for ref in refs:
-        by_reason.setdefault(reasons[ref][:300], []).append(ref.key)
-    listed = list(by_reason.items())
-    summary: list[dict[str, Any]] = [
-        {"reason": r, "keys": len(keys), "examples": keys[:3]} for r, keys in listed[:SUMMARISED_REASONS]
-    ]
-    rest = listed[SUMMARISED_REASONS:]
-    if rest:
-        summary.append({"reason": f"{len(rest)} other reasons", "keys": sum(len(keys) for _, keys in rest)})
-    return summary
-
-
-def _parts(refs: list[ObjectRef], budget: int) -> Iterator[list[ObjectRef]]:
-    """``refs`` in runs of at most ``MAX_KEYS_PER_REQUEST`` whose keys take at most ``budget`` bytes of JSON
-    (half a message: room for the reason summary, which lists at most ``SUMMARISED_REASONS`` reasons)."""
-    part: list[ObjectRef] = []
-    size = 0
-    for ref in refs:
-        cost = len(json.dumps(ref.key).encode()) + len(ref.version_id or "") + 30
-        if part and (size + cost > budget or len(part) >= MAX_KEYS_PER_REQUEST):
-            yield part
-            part, size = [], 0
-        part.append(ref)
-        size += cost
-    if part:
-        yield part
 
 
 # --- census requests: scanned with the census's scanner, never written ------------------------------
