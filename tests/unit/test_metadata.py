@@ -10,9 +10,11 @@ from rewrap.core.metadata import (
     CONTEXT_METADATA,
     CONTROL_METADATA,
     KEY_TAG_METADATA,
-    STAMP_SIZE_METADATA,
+    LEGACY_STAMP_METADATA,
+    STAMP_DIGEST_METADATA,
     STAMP_VERSION_METADATA,
     context_of,
+    etag_is_md5,
     scan_metadata,
     stamped_version,
     stamps,
@@ -46,8 +48,9 @@ def test_metadata_without_tokens_is_no_envelope() -> None:
 
 
 def test_the_control_names_are_the_key_tag_the_context_and_the_stamps() -> None:
-    assert {KEY_TAG_METADATA, CONTEXT_METADATA, STAMP_VERSION_METADATA, STAMP_SIZE_METADATA} == CONTROL_METADATA
-    assert set(stamps(4, 10)) <= CONTROL_METADATA
+    stamp_names = {STAMP_VERSION_METADATA, STAMP_DIGEST_METADATA, LEGACY_STAMP_METADATA}
+    assert {KEY_TAG_METADATA, CONTEXT_METADATA, *stamp_names} == CONTROL_METADATA
+    assert set(stamps(4, b"body")) <= CONTROL_METADATA
 
 
 def test_context_is_base64_of_at_most_50_bytes() -> None:
@@ -60,8 +63,17 @@ def test_context_is_base64_of_at_most_50_bytes() -> None:
         assert raised.value.code == "bad-context"
 
 
-def test_a_stamp_counts_only_while_it_describes_the_body() -> None:
-    assert stamped_version(stamps(4, 10), 10) == 4
-    assert stamped_version(stamps(4, 10), 11) is None  # the body changed since it was stamped
-    assert stamped_version({STAMP_VERSION_METADATA: "x4", STAMP_SIZE_METADATA: "10"}, 10) is None
-    assert stamped_version({}, 10) is None
+def test_a_stamp_counts_only_while_the_etag_is_the_md5_of_the_body_rewrap_wrote() -> None:
+    body_md5 = '"841a2d689ad86bd1611447453c22c6fc"'  # MD5 of b"body", as S3 quotes an ETag
+    assert stamped_version(stamps(4, b"body"), body_md5) == 4
+    # another body of the same length, written with the metadata copied along
+    assert stamped_version(stamps(4, b"body"), '"' + "0" * 32 + '"') is None
+    assert stamped_version({STAMP_VERSION_METADATA: "4", LEGACY_STAMP_METADATA: "4"}, body_md5) is None
+    assert stamped_version({**stamps(4, b"body"), STAMP_VERSION_METADATA: "x4"}, body_md5) is None
+    assert stamped_version({}, body_md5) is None
+
+
+def test_only_an_etag_that_is_the_body_md5_can_check_a_stamp() -> None:
+    assert etag_is_md5({}) and etag_is_md5({"ServerSideEncryption": "AES256"})
+    assert not etag_is_md5({"ServerSideEncryption": "aws:kms"})
+    assert not etag_is_md5({"ServerSideEncryption": "aws:kms:dsse"})

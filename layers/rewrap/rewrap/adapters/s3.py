@@ -19,9 +19,18 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rewrap.adapters.s3_attributes import EMPTY_MD5, grant_parameters, head_of, listed_archived, locks, restated
+from rewrap.adapters.s3_attributes import (
+    EMPTY_MD5,
+    TagCounts,
+    grant_parameters,
+    head_of,
+    listed_archived,
+    locks,
+    restated,
+)
 from rewrap.adapters.s3_errors import BAD_REQUEST_CODES, MISSING_CODES, error_code, translate
 from rewrap.adapters.s3_records import OwnRecords
+from rewrap.adapters.s3_requests import source, unchanged_source, version_id, where
 from rewrap.core.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 from rewrap.errors import ObjectUnreadableError, PermanentError
 
@@ -42,6 +51,7 @@ class S3Store(OwnRecords):
         self._lock = threading.Lock()
         # Headers sent exactly as they were read (a raw Expires value), set around one call per thread.
         self._raw = threading.local()
+        self._tag_counts = TagCounts()
         client.meta.events.register("before-sign.s3", self._add_headers, unique_id=f"rewrap-store-{id(self)}")
 
     def _add_headers(self, request: Any, **_: Any) -> None:
@@ -97,7 +107,7 @@ class S3Store(OwnRecords):
 
     def head(self, ref: ObjectRef) -> ObjectHead | None:
         try:
-            response = self.client.head_object(**_where(ref), ChecksumMode="ENABLED")
+            response = self.client.head_object(**where(ref), ChecksumMode="ENABLED")
         except (ClientError, BotoCoreError) as exc:
             code = error_code(exc)
             if code in MISSING_CODES:  # 405: the version asked for is a delete marker
@@ -113,7 +123,7 @@ class S3Store(OwnRecords):
         """One GET for what a HEAD and a GET would tell: the head, and the body if it is at most
         ``limit`` bytes (a larger body is left unread, the connection dropped). None when gone."""
         try:
-            response = self.client.get_object(**_where(ref), ChecksumMode="ENABLED")
+            response = self.client.get_object(**where(ref), ChecksumMode="ENABLED")
             head = head_of(response)
             if head.size > limit:
                 response["Body"].close()
@@ -134,18 +144,20 @@ class S3Store(OwnRecords):
 
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         try:
-            response = self.client.get_object(**_where(ref), IfMatch=head.etag)
+            response = self.client.get_object(**where(ref), IfMatch=head.etag)
             data = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
                 return None
             raise translate(exc, "GET") from None
-        return ObjectBody(data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0))
+        return ObjectBody(
+            data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0), head=head_of(response)
+        )
 
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
         """The body as a stream of chunks (bounded memory), only if it still has ``head.etag``."""
         try:
-            response = self.client.get_object(**_where(ref), IfMatch=head.etag)
+            response = self.client.get_object(**where(ref), IfMatch=head.etag)
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
                 return None
@@ -159,10 +171,12 @@ class S3Store(OwnRecords):
 
         return BodyStream(chunks(), int(response.get("TagCount") or 0))
 
-    def start_rewrite(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int) -> Rewrite:
+    def start_rewrite(
+        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int | None
+    ) -> Rewrite:
         """A multipart upload that replaces the object part by part: unchanged byte ranges are copied
         server-side, changed ones uploaded; it completes only if the object still has ``head.etag``."""
-        params, raw = self._restated(ref, head, multipart=True)
+        params, raw = self._restated(ref, head, tag_count, multipart=True)
         with self._sending(raw):
             upload = self._call(
                 "CreateMultipartUpload",
@@ -175,7 +189,7 @@ class S3Store(OwnRecords):
         return Rewrite(self, ref, head, upload["UploadId"], params.get("ChecksumAlgorithm"))
 
     def put_body(self, ref: ObjectRef, head: ObjectHead, body: ObjectBody, metadata: Mapping[str, str]) -> str | None:
-        params, raw = self._restated(ref, head)
+        params, raw = self._restated(ref, head, body.tag_count)
         with self._sending(raw):
             response = self._call(
                 "PUT",
@@ -187,12 +201,12 @@ class S3Store(OwnRecords):
                 IfMatch=head.etag,
                 **params,
             )
-        return _version_id(response)
+        return version_id(response)
 
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         if head.size > self.multipart_copy_threshold:
             return self._replace_metadata_multipart(ref, head, metadata)
-        params, raw = self._restated(ref, head, copy=True)
+        params, raw = self._restated(ref, head, None, copy=True)
         if locks(params):
             raw["Content-MD5"] = EMPTY_MD5  # Object Lock headers come with a body digest (the copy's is empty)
         with self._sending(raw):
@@ -201,19 +215,19 @@ class S3Store(OwnRecords):
                 self.client.copy_object,
                 Bucket=ref.bucket,
                 Key=ref.key,
-                CopySource=_source(ref, head),
-                CopySourceIfMatch=head.etag,
+                CopySource=source(ref, head),
                 IfMatch=head.etag,
+                **unchanged_source(head),
                 MetadataDirective="REPLACE",
                 TaggingDirective="COPY",
                 Metadata=dict(metadata),
                 **params,
             )
-        return _version_id(response)
+        return version_id(response)
 
     def _replace_metadata_multipart(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         part = max(self.multipart_copy_threshold, -(-head.size // MAX_PARTS))
-        rewrite = self.start_rewrite(ref, head, metadata, tag_count=1)
+        rewrite = self.start_rewrite(ref, head, metadata, tag_count=None)
         with rewrite.aborting_on_error():
             for start in range(0, head.size, part):
                 rewrite.copy_range(start, min(start + part, head.size))
@@ -238,23 +252,26 @@ class S3Store(OwnRecords):
             IfNoneMatch="*",
         )
 
-    def _tagging(self, ref: ObjectRef) -> str:
-        tags = self._call("GET tagging", self.client.get_object_tagging, **_where(ref))["TagSet"]
+    def _tagging(self, ref: ObjectRef, count: int | None) -> str:
+        """The object's tags as a write's Tagging; read only where the GET's ``count`` cannot tell."""
+        if not self._tag_counts.must_read(ref.bucket, count):
+            return ""
+        tags = self._call("GET tagging", self.client.get_object_tagging, **where(ref))["TagSet"]
+        self._tag_counts.saw(ref.bucket, count, len(tags))
         return urlencode([(t["Key"], t["Value"]) for t in tags])
 
     # --- what a rewrite restates ----------------------------------------------------------------
     def _restated(
-        self, ref: ObjectRef, head: ObjectHead, *, multipart: bool = False, copy: bool = False
+        self, ref: ObjectRef, head: ObjectHead, tag_count: int | None, *, multipart: bool = False, copy: bool = False
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The write parameters that keep everything S3 holds about the object (``s3_attributes``),
         and the headers to send as they were read. Raises ``foreign-owner`` for an object owned by
-        another account. Tags are read afresh: a GET's tag count is not something every S3 reports."""
+        another account. ``tag_count``: what the GET said (``TagCounts``); None, tags are read."""
         params, raw = restated(head, multipart=multipart)
         params.update(self._grants(ref))
-        if not copy:  # a copy keeps the tags itself (TaggingDirective=COPY)
-            tagging = self._tagging(ref)
-            if tagging:
-                params["Tagging"] = tagging
+        tagging = "" if copy else self._tagging(ref, tag_count)  # a copy keeps them (TaggingDirective=COPY)
+        if tagging:
+            params["Tagging"] = tagging
         return params, raw
 
     def _grants(self, ref: ObjectRef) -> dict[str, str]:
@@ -263,7 +280,7 @@ class S3Store(OwnRecords):
         ownership, bucket_owner = self._bucket(ref.bucket)
         if ownership == "BucketOwnerEnforced":
             return {}
-        acl = self._call("GET ACL", self.client.get_object_acl, **_where(ref))
+        acl = self._call("GET ACL", self.client.get_object_acl, **where(ref))
         if acl.get("Owner", {}).get("ID") != bucket_owner:
             raise PermanentError(
                 "object is owned by another account; rewriting it would transfer its ownership",
@@ -326,9 +343,9 @@ class Rewrite:
             self.client.upload_part_copy,
             **self._target(),
             PartNumber=len(self.parts) + 1,
-            CopySource=_source(self.ref, self.head),
+            CopySource=source(self.ref, self.head),
             CopySourceRange=f"bytes={start}-{end - 1}",
-            CopySourceIfMatch=self.head.etag,
+            **unchanged_source(self.head),
         )
         self._part(response["CopyPartResult"])
 
@@ -353,7 +370,7 @@ class Rewrite:
             MultipartUpload={"Parts": self.parts},
             IfMatch=self.head.etag,
         )
-        return _version_id(response)
+        return version_id(response)
 
     def abort(self) -> None:
         """Best effort: an upload left behind is invisible and removed by a lifecycle rule."""
@@ -367,23 +384,3 @@ class Rewrite:
         except BaseException:
             self.abort()
             raise
-
-
-def _where(ref: ObjectRef) -> dict[str, Any]:
-    where: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
-    if ref.version_id:
-        where["VersionId"] = ref.version_id
-    return where
-
-
-def _source(ref: ObjectRef, head: ObjectHead) -> dict[str, str]:
-    source = {"Bucket": ref.bucket, "Key": ref.key}
-    if head.version_id and head.version_id != "null":
-        source["VersionId"] = head.version_id
-    return source
-
-
-def _version_id(response: Mapping[str, Any]) -> str | None:
-    """The new object's version id (None on a bucket without versioning)."""
-    version = response.get("VersionId")
-    return str(version) if version else None

@@ -8,6 +8,7 @@ parameters are ``restated``; the object ACL becomes Grant* parameters in ``grant
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -115,6 +116,7 @@ def head_of(response: Mapping[str, Any]) -> ObjectHead:
         version_id=response.get("VersionId"),
         headers=headers,
         archived=_archived(response.get("StorageClass"), response.get("ArchiveStatus"), response.get("Restore")),
+        last_modified=response.get("LastModified"),
     )
 
 
@@ -131,3 +133,30 @@ def listed_archived(item: Mapping[str, Any]) -> bool:
         return False
     status = item.get("RestoreStatus") or {}
     return not (status.get("RestoreExpiryDate") and not status.get("IsRestoreInProgress"))
+
+
+class TagCounts:
+    """Whether a GET's tag count (``x-amz-tagging-count``) may stand for the object's tags, per bucket.
+
+    S3 leaves the count out both when an object has no tags and when the caller may not read its
+    tags, and some backends (LocalStack) never send it. So a missing count means "no tags" only in a
+    bucket where a count was seen and GetObjectTagging then read that many tags: the backend reports
+    counts and rewrap may read tags there. Until then tags are read with GetObjectTagging, and for
+    good in a bucket where an object said to have none turned out to have some. Left open: a policy
+    that lets rewrap read the tags of some objects of a bucket and not others (by prefix or tag)."""
+
+    def __init__(self) -> None:
+        self._reported: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def must_read(self, bucket: str, count: int | None) -> bool:
+        """Whether GetObjectTagging is needed for an object whose GET reported ``count`` (None: no GET)."""
+        return count is None or count > 0 or not self._reported.get(bucket, False)
+
+    def saw(self, bucket: str, count: int | None, tags: int) -> None:
+        """What GetObjectTagging read (``tags``) of an object whose GET reported ``count``."""
+        with self._lock:
+            if count == 0 and tags > 0:
+                self._reported[bucket] = False  # this backend (or this caller) is not told the count
+            elif count and count == tags:
+                self._reported.setdefault(bucket, True)

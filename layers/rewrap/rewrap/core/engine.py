@@ -1,9 +1,10 @@
 """The rotation engine: from object references to per-object results.
 
 One call handles every object of an invocation together:
-1. HEAD each object (in parallel) and scan its user metadata (``metadata``): an envelope holds
-   tokens in metadata values (a whole value or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
-2. Read bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
+1. GET each object (in parallel): its head, and its body up to the single-read size, in one
+   request. Scan its user metadata (``metadata``): an envelope holds tokens in metadata values (a
+   whole value or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
+2. Read the other bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
    ``forms``) and scan them for tokens. A body the scanner cannot read is ``opaque``, an object S3
    will not give us ``unreadable``: both reported with the reason, never ``no-tokens``.
 3. Re-wrap the tokens of all objects in as few KMS requests as the list limit allows, grouped by
@@ -24,11 +25,20 @@ from typing import Any
 
 from rewrap.core.config import Settings
 from rewrap.core.forms import encode_whole, open_text
-from rewrap.core.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
+from rewrap.core.metadata import (
+    KEY_TAG_METADATA,
+    STAMP_METADATA,
+    context_of,
+    etag_is_md5,
+    scan_metadata,
+    stamped_version,
+    stamps,
+)
 from rewrap.core.ports import (
     SINGLE_READ_BYTES,
     USER_METADATA_LIMIT,
     ObjectBody,
+    ObjectHead,
     ObjectRef,
     ObjectStore,
     Rewrapper,
@@ -44,6 +54,7 @@ from rewrap.deadline import Deadline
 from rewrap.errors import (
     BucketNotAllowedError,
     ConfigError,
+    ObjectChangedError,
     ObjectOpaqueError,
     ObjectRejectedError,
     OutOfTimeError,
@@ -111,14 +122,12 @@ class Engine:
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
-        body: ObjectBody | None = None
-        if self._known_text(ref):
-            read = self.store.read_small(ref, min(SINGLE_READ_BYTES, self._early.left))
-            head, body = read if read is not None else (None, None)
-            if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
-                self._early.take(len(body.data))
-        else:
-            head = self.store.head(ref)
+        # One GET for the head and, up to the single-read size, the body: no HEAD first, whatever the
+        # key. A larger body (or one past the allowance) is left unread and read again in its wave.
+        read = self.store.read_small(ref, min(SINGLE_READ_BYTES, self._early.left))
+        head, body = read if read is not None else (None, None)
+        if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
+            self._early.take(len(body.data))
         if head is None:
             return ObjectResult(ref, Status.MISSING)
         if head.archived:
@@ -152,15 +161,11 @@ class Engine:
             )
         if body is not None:
             return self._take_body(work, body)
-        stamp = stamped_version(metadata, head.size)
+        stamp = stamped_version(metadata, head.etag)
         if stamp is not None and all(self.versions.is_current(key_tag, v) for v in self._versions(stamp, work)):
             lowest = min(self._versions(stamp, work))
             return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest, key_tag=key_tag)
         return work
-
-    def _known_text(self, ref: ObjectRef) -> bool:
-        """Keys the configuration declares text: one GET instead of HEAD + GET for small ones."""
-        return bool(self.settings.text_suffixes) and ref.key.endswith(self.settings.text_suffixes)
 
     @staticmethod
     def _versions(stamp: int, work: Work) -> list[int]:
@@ -188,6 +193,8 @@ class Engine:
         body = self.store.get_body(work.ref, work.head)
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
+        if body.head is not None and _rewritten(work.head, body.head):
+            raise ObjectChangedError("object's metadata changed between its first read and its GET; read again later")
         return self._take_body(work, body)
 
     def _take_body(self, work: Work, body: ObjectBody) -> Work | ObjectResult:
@@ -246,7 +253,7 @@ class Engine:
     def _write(self, work: Work, replacements: dict[str, str]) -> str | None:
         """One conditional write: the new metadata, and the body in its form when a body token changed.
         Metadata that outgrows S3's 2 KB fails permanently with nothing written; the stamps, which only
-        save work, are left out when they would not fit."""
+        save work, are left out when they would not fit or could not be checked (``etag_is_md5``)."""
         metadata = work.metadata_with(replacements)
         if metadata_bytes(metadata) > USER_METADATA_LIMIT:
             raise PermanentError(
@@ -259,14 +266,21 @@ class Engine:
         assert work.body is not None
         data = encode_whole(work.form, splice(work.text, work.found, replacements))
         lowest = min(known_version(replacements.get(t, t)) for t in work.tokens)
-        stamped = {**metadata, **stamps(lowest, len(data))}
-        if metadata_bytes(stamped) <= USER_METADATA_LIMIT:
+        for name in STAMP_METADATA:  # a stamp read with the object describes the old body
+            metadata.pop(name, None)
+        stamped = {**metadata, **stamps(lowest, data)}
+        if etag_is_md5(work.head.headers) and metadata_bytes(stamped) <= USER_METADATA_LIMIT:
             metadata = stamped
-        else:
-            for name in STAMP_METADATA:
-                metadata.pop(name, None)
         body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
         return self.store.put_body(work.ref, work.head, body, metadata)
+
+
+def _rewritten(head: ObjectHead, since: ObjectHead) -> bool:
+    """Whether the object was written between two reads with the same ETag (a metadata-only self-copy).
+    A body too large to come with its head is read later; its GET, not the first read, starts the
+    time another writer's metadata change can be lost on the PutObject path (PutObject's If-Match
+    checks the ETag only)."""
+    return head.metadata != since.metadata or head.last_modified != since.last_modified
 
 
 def _settle(

@@ -49,6 +49,7 @@ class ObjectHead:
     version_id: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
     archived: bool = False  # in an archive tier and not restored: the body cannot be read
+    last_modified: datetime | None = None  # S3's LastModified (whole seconds): a copy's source condition
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ObjectBody:
     data: bytes
     etag: str
     tag_count: int = 0
+    head: ObjectHead | None = None  # what the GET said of the object besides its body, when known
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class ObjectStore(Protocol):
         """The body as a stream of chunks, only if it still has ``head.etag``; None when gone."""
 
     def start_rewrite(
-        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int
+        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int | None
     ) -> PartWriter:
         """A multipart rewrite that completes only if the object still has ``head.etag``."""
 
