@@ -2,9 +2,10 @@
 size, so it is neither retried pointlessly nor lost; a redrive replays it once the cause is fixed.
 
 Of a rotate request only the failed keys are parked, each with its reason. When the reasons key by key would
-not fit a message, they are summarised by reason (a count and a few keys each; every key's own reason is in the
-invocation's report and log), and when the keys alone do not fit, or are more than a request may hold, they are
-parked in parts, each a rotate request. Any other message is parked as it came.
+not fit a message, they are summarised by reason (a count and a few keys each), with a reference to the
+invocation's report under REWRAP_REPORT_PREFIX, which holds every key's own reason (so does the log). When the
+keys alone do not fit, or are more than a request may hold, they are parked in parts, each a rotate request.
+Any other message is parked as it came.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from rewrap.core.results import ObjectResult
 from rewrap.errors import RewrapError
 from rewrap.observability import logger, metrics
 
-# A part's keys take at most half a message and its reason summary a quarter, so the two always fit together.
+# A part's keys take at most half a message and its reason summary a quarter, so the two always fit together with
+# the bucket and the report's URL.
 PART_KEYS_BYTES = MESSAGE_LIMIT_BYTES // 2
 SUMMARY_BYTES = MESSAGE_LIMIT_BYTES // 4
 REASON_CHARS = 300  # of each reason in a summary
@@ -35,11 +37,12 @@ def park(
     error: RewrapError,
     body: str,
     by_ref: dict[ObjectRef, ObjectResult] | None,
+    report: str | None = None,
 ) -> bool:
     """Forward what to keep of the message ``unit`` to the dead-letter queue; False when the queue refused it
     (logged with its class and counted in ``ParkingFailures``: the caller leaves the message on its queue, where
     it comes back and SQS's own redrive moves it after maxReceiveCount)."""
-    bodies = parked_bodies(body, unit, by_ref) if by_ref is not None else [body]
+    bodies = parked_bodies(body, unit, by_ref, report) if by_ref is not None else [body]
     try:
         for parked in bodies:
             dead_letters.forward(parked, error.reason, unit.id)
@@ -60,8 +63,9 @@ def park(
     return True
 
 
-def parked_bodies(body: str, unit: Unit, by_ref: dict[ObjectRef, ObjectResult]) -> list[str]:
-    """The bodies to park for ``unit``, each within ``MESSAGE_LIMIT_BYTES`` when it is a rotate request."""
+def parked_bodies(body: str, unit: Unit, by_ref: dict[ObjectRef, ObjectResult], report: str | None = None) -> list[str]:
+    """The bodies to park for ``unit``, each within ``MESSAGE_LIMIT_BYTES`` when it is a rotate request; a
+    summarised one names ``report``, the invocation's report of every object's result."""
     try:
         request = json.loads(body)
     except ValueError:
@@ -76,11 +80,13 @@ def parked_bodies(body: str, unit: Unit, by_ref: dict[ObjectRef, ObjectResult]) 
         if not failed:
             return [body]
         reasons = dict.fromkeys(failed, unit.error.reason)
+        report = None  # its objects were never looked at: the report does not name them
     bucket = request["bucket"]
     whole = _parked_request(bucket, failed, [{"key": ref.key, "reason": reasons[ref]} for ref in failed])
     if len(whole.encode()) <= MESSAGE_LIMIT_BYTES and len(failed) <= MAX_KEYS_PER_REQUEST:
         return [whole]
-    return [_parked_request(bucket, part, _reason_summary(part, reasons)) for part in _parts(failed)]
+    extra = {"report": report} if report else {}  # an S3 URL: the quarter a part leaves has room for it
+    return [_parked_request(bucket, part, _reason_summary(part, reasons), **extra) for part in _parts(failed)]
 
 
 def _named_refs(request: dict[str, Any]) -> list[ObjectRef]:
@@ -98,8 +104,8 @@ def _key_item(ref: ObjectRef) -> str | dict[str, str]:
     return {"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key
 
 
-def _parked_request(bucket: str, refs: list[ObjectRef], failures: list[dict[str, Any]]) -> str:
-    return json.dumps({"bucket": bucket, "keys": [_key_item(ref) for ref in refs], "failures": failures})
+def _parked_request(bucket: str, refs: list[ObjectRef], failures: list[dict[str, Any]], **extra: str) -> str:
+    return json.dumps({"bucket": bucket, "keys": [_key_item(ref) for ref in refs], "failures": failures, **extra})
 
 
 def _reason_summary(refs: list[ObjectRef], reasons: dict[ObjectRef, str]) -> list[dict[str, Any]]:

@@ -88,12 +88,13 @@ def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> di
     results = _with_raw_keys(invocation, results, runtime, deadline)
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
+    report = None
     if runtime.settings.report_prefix:
         records = [{**r.to_dict(), "route": str(invocation.kind)} for r in by_ref.values()]
-        publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
+        report = publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
         write_run_partials(invocation.units, by_ref, runtime.settings, runtime.store, str(invocation.kind))
     if invocation.kind is Trigger.SQS:
-        return _sqs_response(invocation, by_ref, runtime)
+        return _sqs_response(invocation, by_ref, runtime, report)
     if invocation.kind is Trigger.BATCH_OPERATIONS:
         return _batch_operations_response(invocation, by_ref)
     summary = summarize(results)
@@ -153,9 +154,11 @@ def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | No
     return (retryable or errors or [None])[0]
 
 
-def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices) -> dict[str, Any]:
+def _sqs_response(
+    invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices, report: str | None
+) -> dict[str, Any]:
     outcomes = [(unit, _unit_error(unit, by_ref)) for unit in invocation.units]
-    return _sqs_failures(invocation, outcomes, runtime, by_ref)
+    return _sqs_failures(invocation, outcomes, runtime, by_ref, report)
 
 
 def _sqs_failures(
@@ -163,9 +166,10 @@ def _sqs_failures(
     outcomes: list[tuple[Unit, RewrapError | None]],
     runtime: RotateServices,
     by_ref: dict[Any, ObjectResult] | None = None,
+    report: str | None = None,
 ) -> dict[str, Any]:
     """The SQS response for each message's deciding error; ``by_ref`` (rotate requests) lets a
-    parked message keep only its failed keys."""
+    parked message keep only its failed keys, and ``report`` (this invocation's) holds each key's reason."""
     failures = []
     records = {str(r.get("messageId", "")): r for r in invocation.raw.get("Records", [])}
     for unit, error in outcomes:
@@ -177,7 +181,7 @@ def _sqs_failures(
         logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
         if runtime.dead_letters is not None:
             body = str(records.get(unit.id, {}).get("body", ""))
-            if not park(runtime.dead_letters, unit, error, body, by_ref):
+            if not park(runtime.dead_letters, unit, error, body, by_ref, report):
                 failures.append({"itemIdentifier": unit.id})
     return {"batchItemFailures": failures}
 
