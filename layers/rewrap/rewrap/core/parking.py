@@ -75,17 +75,20 @@ def parked_bodies(body: str, unit: Unit, by_ref: dict[ObjectRef, ObjectResult], 
     if unit.error is None:
         failed = [ref for ref in unit.refs if by_ref[ref].error is not None]
         reasons = {ref: by_ref[ref].error.reason for ref in failed}  # type: ignore[union-attr]  # failed: error set
-    else:  # the request itself was refused (too many keys, say): every key it names, with that reason
+    else:  # the request itself was refused (too many keys, a dry run, ...): as it came, while it fits
         failed = _named_refs(request)
-        if not failed:
+        if not failed or len(body.encode()) <= MESSAGE_LIMIT_BYTES:
             return [body]
         reasons = dict.fromkeys(failed, unit.error.reason)
         report = None  # its objects were never looked at: the report does not name them
     bucket = request["bucket"]
     whole = _parked_request(bucket, failed, [{"key": ref.key, "reason": reasons[ref]} for ref in failed])
-    if len(whole.encode()) <= MESSAGE_LIMIT_BYTES and len(failed) <= MAX_KEYS_PER_REQUEST:
+    if unit.error is None and len(whole.encode()) <= MESSAGE_LIMIT_BYTES and len(failed) <= MAX_KEYS_PER_REQUEST:
         return [whole]
-    extra = {"report": report} if report else {}  # an S3 URL: the quarter a part leaves has room for it
+    # Each part keeps what else the request said (a dry run stays a dry run when it is redriven).
+    extra = {k: v for k, v in request.items() if k not in ("bucket", "keys", "failures", "report")}
+    if report:
+        extra["report"] = report  # an S3 URL: the quarter a part leaves has room for it
     return [_parked_request(bucket, part, _reason_summary(part, reasons), **extra) for part in _parts(failed)]
 
 
@@ -104,7 +107,7 @@ def _key_item(ref: ObjectRef) -> str | dict[str, str]:
     return {"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key
 
 
-def _parked_request(bucket: str, refs: list[ObjectRef], failures: list[dict[str, Any]], **extra: str) -> str:
+def _parked_request(bucket: str, refs: list[ObjectRef], failures: list[dict[str, Any]], **extra: Any) -> str:
     return json.dumps({"bucket": bucket, "keys": [_key_item(ref) for ref in refs], "failures": failures, **extra})
 
 
