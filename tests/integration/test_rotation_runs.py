@@ -22,6 +22,7 @@ from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue
 from rewrap_local.stack import LocalStack, environment
 from tests.integration.test_corpus import seed_corpus
+from tests.integration.test_fleet_census import run_folder
 from tests.integration.test_incremental_sweep import next_second
 
 REPORTS = "reports/"
@@ -43,15 +44,6 @@ def rotation_run(stack: LocalStack, **extra: Any) -> dict[str, Any]:
     answer: dict[str, Any] = sweep({"targets": [f"{stack.bucket}/c/"], **extra}, LambdaContext())
     drain_queue(stack.client("sqs"), stack.queue_url, rotate)
     return answer
-
-
-def run_folder(stack: LocalStack, run_id: str) -> list[tuple[str, bytes]]:
-    s3 = stack.client("s3")
-    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{REPORTS}census/{run_id}/").get("Contents", [])
-    return [
-        (item["Key"].rpartition("/")[2], s3.get_object(Bucket=stack.bucket, Key=item["Key"])["Body"].read())
-        for item in listed
-    ]
 
 
 def merged(stack: LocalStack, run_id: str, records: list[tuple[str, bytes]] | None = None) -> RunMerge:
