@@ -194,7 +194,7 @@ class FakeStore:
                 yield body[position : position + size]
                 position += size
 
-        return BodyStream(chunks(), 0)
+        return BodyStream(chunks())
 
 
 @pytest.mark.parametrize("seed", range(5))

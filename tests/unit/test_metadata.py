@@ -10,6 +10,7 @@ from rewrap.core.metadata import (
     CONTEXT_METADATA,
     CONTROL_METADATA,
     KEY_TAG_METADATA,
+    STAMP_CHECKSUM_METADATA,
     STAMP_SIZE_METADATA,
     STAMP_VERSION_METADATA,
     context_of,
@@ -46,8 +47,9 @@ def test_metadata_without_tokens_is_no_envelope() -> None:
 
 
 def test_the_control_names_are_the_key_tag_the_context_and_the_stamps() -> None:
-    assert {KEY_TAG_METADATA, CONTEXT_METADATA, STAMP_VERSION_METADATA, STAMP_SIZE_METADATA} == CONTROL_METADATA
-    assert set(stamps(4, 10)) <= CONTROL_METADATA
+    stamp_names = {STAMP_VERSION_METADATA, STAMP_CHECKSUM_METADATA, STAMP_SIZE_METADATA}
+    assert {KEY_TAG_METADATA, CONTEXT_METADATA, *stamp_names} == CONTROL_METADATA
+    assert set(stamps(4, "CRC32:AAAAAA==")) <= CONTROL_METADATA
 
 
 def test_context_is_base64_of_at_most_50_bytes() -> None:
@@ -60,8 +62,11 @@ def test_context_is_base64_of_at_most_50_bytes() -> None:
         assert raised.value.code == "bad-context"
 
 
-def test_a_stamp_counts_only_while_it_describes_the_body() -> None:
-    assert stamped_version(stamps(4, 10), 10) == 4
-    assert stamped_version(stamps(4, 10), 11) is None  # the body changed since it was stamped
-    assert stamped_version({STAMP_VERSION_METADATA: "x4", STAMP_SIZE_METADATA: "10"}, 10) is None
-    assert stamped_version({}, 10) is None
+def test_a_stamp_counts_only_while_the_store_reports_the_checksum_rewrap_wrote() -> None:
+    assert stamped_version(stamps(4, "CRC32:AAAAAA=="), "CRC32:AAAAAA==") == 4
+    assert stamped_version(stamps(4, "CRC32:AAAAAA=="), "CRC32:BBBBBB==") is None  # another body since
+    assert stamped_version(stamps(4, "CRC32:AAAAAA=="), None) is None  # a read that reports no checksum
+    assert stamped_version({STAMP_VERSION_METADATA: "x4", STAMP_CHECKSUM_METADATA: "CRC32:A"}, "CRC32:A") is None
+    # what rewrap stamped before (version and size) never proves anything
+    assert stamped_version({STAMP_VERSION_METADATA: "4", STAMP_SIZE_METADATA: "10"}, "CRC32:AAAAAA==") is None
+    assert stamped_version({}, "CRC32:AAAAAA==") is None

@@ -73,9 +73,6 @@ class Bench:
             buckets=frozenset({BUCKET}),
             concurrency=self.params.concurrency,
             kms_rate_limit=self.params.kms_rate_limit,
-            # the data sets name their text objects *.json / *.ndjson, as users can declare them
-            # (REWRAP_TEXT_SUFFIXES): small ones are then read with one GET instead of HEAD + GET
-            text_suffixes=(".json", ".ndjson"),
         )
         return replace(base, **overrides)
 

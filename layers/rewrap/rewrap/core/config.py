@@ -29,7 +29,7 @@ MIN_MULTIPART_BYTES = 6 * MiB
 MAX_OBJECT_BYTES = 5 * TiB  # S3's own maximum
 LOOPBACK_NAMES = {"localhost"}
 
-SettingKind = Literal["text", "choice", "int", "float", "flag", "list", "set", "timestamp", "targets"]
+SettingKind = Literal["text", "choice", "int", "float", "flag", "set", "timestamp", "targets"]
 _INTEGER = re.compile(r"[0-9]+")
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
@@ -70,11 +70,11 @@ class Setting:
             if raw.lower() not in _TRUE | _FALSE:
                 raise self.refused(raw, "true or false")
             return raw.lower() in _TRUE
-        if self.kind in ("list", "set", "targets"):
+        if self.kind in ("set", "targets"):
             items = [item.strip() for item in raw.split(",") if item.strip()]
             if self.kind == "targets":
                 return tuple(SweepTarget.parse(item) for item in items)
-            return frozenset(items) if self.kind == "set" else tuple(items)
+            return frozenset(items)
         if self.kind == "timestamp":
             return _timestamp(self, raw)
         return self._number(raw)
@@ -205,7 +205,6 @@ SETTINGS: tuple[Setting, ...] = (
         5 * GiB,
     ),
     Setting("REWRAP_VERIFY", "verify", "flag", False, "decrypt old and new tokens and compare before writing"),
-    Setting("REWRAP_TEXT_SUFFIXES", "text_suffixes", "list", (), "key suffixes that only ever hold text"),
     Setting("REWRAP_CONCURRENCY", "concurrency", "int", 16, "parallel S3 and KMS requests per invocation", 1, 256),
     Setting(
         "REWRAP_VERSION_CACHE_SECONDS",
@@ -274,7 +273,6 @@ class Settings:
     segment_bytes: int = _default("segment_bytes")  # one streamed segment = one multipart part
     multipart_copy_threshold_bytes: int = _default("multipart_copy_threshold_bytes")
     verify: bool = _default("verify")
-    text_suffixes: tuple[str, ...] = _default("text_suffixes")
     concurrency: int = _default("concurrency")
     version_cache_seconds: float = _default("version_cache_seconds")
     secret_cache_seconds: float = _default("secret_cache_seconds")

@@ -1,15 +1,16 @@
 """The rotation engine: from object references to per-object results.
 
 One call handles every object of an invocation together:
-1. HEAD each object (in parallel) and scan its user metadata (``metadata``): an envelope holds
-   tokens in metadata values (a whole value or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
+1. GET each object (in parallel): one read gives the head and, up to the single-read size, the body.
+   Scan its user metadata (``metadata``): an envelope holds tokens in metadata values (a whole value
+   or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
 2. Read bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
    ``forms``) and scan them for tokens. A body the scanner cannot read is ``opaque``, an object S3
    will not give us ``unreadable``: both reported with the reason, never ``no-tokens``.
 3. Re-wrap the tokens of all objects in as few KMS requests as the list limit allows, grouped by
    (key tag, context), skipping tokens already at the newest version known to this container
    (``rewrapping``).
-4. Write back only objects where a token's version went up, conditionally on the ETag read: body
+4. Write back only objects where a token's version went up, conditionally on what was read: body
    (in its form) and metadata together in one write.
 Objects too large for a wave are streamed instead (``streamed``). An object is either rotated
 correctly or left untouched; each yields exactly one result (``results``).
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from rewrap.core.config import Settings
@@ -29,6 +31,7 @@ from rewrap.core.ports import (
     SINGLE_READ_BYTES,
     USER_METADATA_LIMIT,
     ObjectBody,
+    ObjectHead,
     ObjectRef,
     ObjectStore,
     Rewrapper,
@@ -51,6 +54,8 @@ from rewrap.errors import (
     RewrapError,
 )
 
+# Objects read, re-wrapped and written together, per thread of the pool (``_rotate_chunk``).
+CHUNK_OBJECTS_PER_THREAD = 2
 # What callers import from here, besides the engine itself.
 __all__ = ["UNSEEN", "Engine", "ObjectResult", "Status", "VersionCache"]
 
@@ -70,8 +75,6 @@ class Engine:
         self.kms = kms
         self.versions = version_cache or VersionCache(settings.version_cache_seconds)
         self.memory_budget_bytes = memory_budget_bytes
-        self._decoded = Allowance(memory_budget_bytes)
-        self._early = Allowance(memory_budget_bytes // 4)
 
     def rotate(
         self, refs: Sequence[ObjectRef], *, deadline: Deadline | None = None, dry_run: bool | None = None
@@ -81,46 +84,75 @@ class Engine:
         dry_run = self.settings.dry_run if dry_run is None else dry_run
         unique = list(dict.fromkeys(refs))
         results: dict[ObjectRef, ObjectResult] = {}
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap")
+        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewrap-finish")
+        with pool, finisher:
             run = Runner(pool)
             kms = TokenRewrapper(self.kms, self.versions, run, verify=self.settings.verify)
-            self._decoded = Allowance(self.memory_budget_bytes)
-            # bodies read with their head are held until their wave: a quarter of the budget for them all
-            self._early = Allowance(self.memory_budget_bytes // 4)
-            works = _settle(run.each(self._inspect, unique, deadline), results)
-            streamed = [w for w in works if self._streams(w)]
-            for wave in self._waves([w for w in works if not self._streams(w)]):
-                # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
-                self._decoded = Allowance(self.memory_budget_bytes - sum(w.head.size for w in wave))
-                ready = _settle(run.each(self._load_body, wave, deadline), results)
-                streamed += [w for w in ready if w.restream]
-                ready = [w for w in ready if not w.restream]
-                outcome = kms.rewrap(token_groups(ready), deadline)
-                finish = functools.partial(self._finish, outcome=outcome, dry_run=dry_run)
-                _settle(run.each(finish, ready, deadline), results)
-                for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
-                    work.body, work.text, work.found = None, b"", []
+            streamed: list[Work] = []
+            finishing: Future[list[Work]] | None = None
+            step = self.settings.concurrency * CHUNK_OBJECTS_PER_THREAD
+            for start in range(0, len(unique), step):
+                # read a chunk while the one before is re-wrapped and written: the pool never idles on KMS
+                memory = _Memory(self.memory_budget_bytes)
+                inspect = functools.partial(self._inspect, memory=memory)
+                works = _settle(run.each(inspect, unique[start : start + step], deadline), results)
+                if finishing is not None:
+                    streamed += finishing.result()
+                chunk = _Chunk(works, memory, run, kms, deadline, dry_run, results)
+                finishing = finisher.submit(self._finish_chunk, chunk)
+            if finishing is not None:
+                streamed += finishing.result()
             streaming = StreamedRotation(self.store, kms, self.settings.segment_bytes)
             for work in streamed:
                 results[work.ref] = streaming.rotate(work, deadline, dry_run)
         return [results[ref] for ref in refs]
 
+    def _finish_chunk(self, chunk: _Chunk) -> list[Work]:
+        """Re-wrap and write back a chunk of read objects, in waves whose bodies fit the memory budget;
+        returns the works to stream. Chunks keep each object's time from read to write short (where S3
+        has no precondition for it, another writer's metadata-only change in that time goes unseen:
+        ``adapters.s3_conditions``) and few bodies held at once."""
+        run, deadline, results = chunk.run, chunk.deadline, chunk.results
+        streamed = [w for w in chunk.works if self._streams(w)]
+        for wave in self._waves([w for w in chunk.works if not self._streams(w)]):
+            # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
+            chunk.memory.decoded = Allowance(self.memory_budget_bytes - sum(w.head.size for w in wave))
+            load = functools.partial(self._load_body, memory=chunk.memory)
+            ready = _settle(run.each(load, wave, deadline), results)
+            streamed += [w for w in ready if w.restream]
+            ready = [w for w in ready if not w.restream]
+            outcome = chunk.kms.rewrap(token_groups(ready), deadline)
+            finish = functools.partial(self._finish, outcome=outcome, dry_run=chunk.dry_run)
+            _settle(run.each(finish, ready, deadline), results)
+            for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
+                work.body, work.text, work.found = None, b"", []
+        return streamed
+
     # --- 1. inspect -----------------------------------------------------------------------------
-    def _inspect(self, ref: ObjectRef, deadline: Deadline) -> Work | ObjectResult:
+    def _inspect(self, ref: ObjectRef, deadline: Deadline, *, memory: _Memory) -> Work | ObjectResult:
         if not self.settings.bucket_allowed(ref.bucket):
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
-        body: ObjectBody | None = None
-        if self._known_text(ref):
-            read = self.store.read_small(ref, min(SINGLE_READ_BYTES, self._early.left))
-            head, body = read if read is not None else (None, None)
-            if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
-                self._early.take(len(body.data))
-        else:
-            head = self.store.head(ref)
-        if head is None:
+        read = self.store.read_small(ref, min(SINGLE_READ_BYTES, memory.early.left))
+        if read is None:
             return ObjectResult(ref, Status.MISSING)
+        head, body = read
+        if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
+            memory.early.take(len(body.data))
+        outcome: Work | ObjectResult | None = None
+        try:
+            outcome = self._inspected(ref, head, body, memory)
+            return outcome
+        finally:
+            if body is not None and not (isinstance(outcome, Work) and outcome.body is body):
+                memory.early.give(len(body.data))  # not held until its wave
+
+    def _inspected(
+        self, ref: ObjectRef, head: ObjectHead, body: ObjectBody | None, memory: _Memory
+    ) -> Work | ObjectResult:
+        """What the first read tells: a result already, or the work still to do."""
         if head.archived:
             return ObjectResult(ref, Status.UNREADABLE, reason="archived")
         if ref.version_id:
@@ -150,17 +182,13 @@ class Engine:
                 f"object is {head.size} bytes, above REWRAP_MAX_OBJECT_BYTES ({self.settings.max_object_bytes})",
                 code="too-large",
             )
-        if body is not None:
-            return self._take_body(work, body)
-        stamp = stamped_version(metadata, head.size)
+        stamp = stamped_version(metadata, head.checksum)
         if stamp is not None and all(self.versions.is_current(key_tag, v) for v in self._versions(stamp, work)):
             lowest = min(self._versions(stamp, work))
             return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest)
+        if body is not None:
+            return self._take_body(work, body, memory)
         return work
-
-    def _known_text(self, ref: ObjectRef) -> bool:
-        """Keys the configuration declares text: one GET instead of HEAD + GET for small ones."""
-        return bool(self.settings.text_suffixes) and ref.key.endswith(self.settings.text_suffixes)
 
     @staticmethod
     def _versions(stamp: int, work: Work) -> list[int]:
@@ -182,15 +210,15 @@ class Engine:
         if wave:
             yield wave
 
-    def _load_body(self, work: Work, deadline: Deadline) -> Work | ObjectResult:
+    def _load_body(self, work: Work, deadline: Deadline, *, memory: _Memory) -> Work | ObjectResult:
         if work.body is not None or work.head.size == 0:
             return work
         body = self.store.get_body(work.ref, work.head)
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
-        return self._take_body(work, body)
+        return self._take_body(work, body, memory)
 
-    def _take_body(self, work: Work, body: ObjectBody) -> Work | ObjectResult:
+    def _take_body(self, work: Work, body: ObjectBody, memory: _Memory) -> Work | ObjectResult:
         try:
             form, chunks = open_text(work.content_encoding, [body.data])
             if form.plain:
@@ -200,8 +228,8 @@ class Engine:
                 for part in chunks:
                     parts.append(part)
                     size += len(part)
-                    if size > self.settings.stream_threshold_bytes or not self._decoded.take(len(part)):
-                        self._decoded.give(size - len(part))
+                    if size > self.settings.stream_threshold_bytes or not memory.decoded.take(len(part)):
+                        memory.decoded.give(size - len(part))
                         work.restream = True
                         return work
                 text = b"".join(parts)
@@ -259,14 +287,34 @@ class Engine:
         assert work.body is not None
         data = encode_whole(work.form, splice(work.text, work.found, replacements))
         lowest = min(known_version(replacements.get(t, t)) for t in work.tokens)
-        stamped = {**metadata, **stamps(lowest, len(data))}
-        if metadata_bytes(stamped) <= USER_METADATA_LIMIT:
-            metadata = stamped
-        else:
-            for name in STAMP_METADATA:
-                metadata.pop(name, None)
-        body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
+        checksum = self.store.body_checksum(work.head, data)
+        unstamped = {name: value for name, value in metadata.items() if name not in STAMP_METADATA}
+        stamped = {**unstamped, **stamps(lowest, checksum)}
+        metadata = stamped if metadata_bytes(stamped) <= USER_METADATA_LIMIT else unstamped
+        body = ObjectBody(data=data, etag=work.body.etag, checksum=checksum)
         return self.store.put_body(work.ref, work.head, body, metadata)
+
+
+class _Memory:
+    """What a chunk's bodies may take: those read with their head are held until their wave (an eighth of
+    the budget: the next chunk reads while this one's wave is in memory), decoded gzip/UTF-16 bodies."""
+
+    def __init__(self, budget: int) -> None:
+        self.early = Allowance(budget // 8)
+        self.decoded = Allowance(budget)
+
+
+@dataclass
+class _Chunk:
+    """A chunk of read objects on its way to KMS and back to S3."""
+
+    works: list[Work]
+    memory: _Memory
+    run: Runner
+    kms: TokenRewrapper
+    deadline: Deadline
+    dry_run: bool
+    results: dict[ObjectRef, ObjectResult]
 
 
 def _settle(

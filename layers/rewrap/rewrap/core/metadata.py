@@ -18,10 +18,13 @@ from rewrap.errors import ObjectRejectedError
 
 KEY_TAG_METADATA = "ncpkms-key-tag"
 CONTEXT_METADATA = "ncpkms-context"
-# Written on rotated text objects so a re-trigger by our own write is answered from the HEAD.
+# Written on rotated text objects so a re-trigger by our own write is answered without scanning (or, for
+# a body larger than one read, reading) the body: its lowest key version, and the full-object checksum of
+# the body rewrap wrote, which S3 reports on every read of that body and of no other.
 STAMP_VERSION_METADATA = "rewrap-min-version"
-STAMP_SIZE_METADATA = "rewrap-body-size"
-STAMP_METADATA = frozenset({STAMP_VERSION_METADATA, STAMP_SIZE_METADATA})
+STAMP_CHECKSUM_METADATA = "rewrap-body-checksum"
+STAMP_SIZE_METADATA = "rewrap-body-size"  # what rewrap stamped before the checksum: never trusted, dropped on write
+STAMP_METADATA = frozenset({STAMP_VERSION_METADATA, STAMP_CHECKSUM_METADATA, STAMP_SIZE_METADATA})
 CONTROL_METADATA = frozenset({KEY_TAG_METADATA, CONTEXT_METADATA, *STAMP_METADATA})
 # NCP's limit on the context of convergent-encryption keys, decoded.
 MAX_CONTEXT_BYTES = 50
@@ -69,15 +72,17 @@ def context_of(metadata: Mapping[str, str]) -> str | None:
     return value
 
 
-def stamped_version(metadata: Mapping[str, str], size: int) -> int | None:
-    """The lowest key version rewrap stamped on the object, if the stamp still describes this body
-    (same size); None when there is no stamp or the body changed since."""
-    stamp, stamped_size = metadata.get(STAMP_VERSION_METADATA), metadata.get(STAMP_SIZE_METADATA)
-    if not (stamp and stamp.isdigit() and stamped_size == str(size)):
+def stamped_version(metadata: Mapping[str, str], checksum: str | None) -> int | None:
+    """The lowest key version rewrap stamped on the object, only while the stamp provably describes the
+    body that is there: the checksum the store reports for it (``checksum``) is the one rewrap wrote. A
+    stamp carried along by a writer that changed the body (metadata kept, as SDK "update" helpers do)
+    does not match and is ignored. None: no stamp, or not this body's."""
+    stamp, stamped = metadata.get(STAMP_VERSION_METADATA), metadata.get(STAMP_CHECKSUM_METADATA)
+    if not (stamp and stamp.isdigit() and checksum and stamped == checksum):
         return None
     return int(stamp)
 
 
-def stamps(version: int, size: int) -> dict[str, str]:
-    """The stamps of a rotated text object: its lowest key version and the size of its new body."""
-    return {STAMP_VERSION_METADATA: str(version), STAMP_SIZE_METADATA: str(size)}
+def stamps(version: int, checksum: str) -> dict[str, str]:
+    """The stamps of a rotated text object: its lowest key version and the checksum of its new body."""
+    return {STAMP_VERSION_METADATA: str(version), STAMP_CHECKSUM_METADATA: checksum}

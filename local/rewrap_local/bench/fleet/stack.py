@@ -55,7 +55,6 @@ class FleetStack:
             "REWRAP_CONCURRENCY": str(self.params.concurrency),
             # NCP's budget shared by the containers that may run at once, as the template derives it
             "REWRAP_MAX_CONTAINERS": str(self.params.workers),
-            "REWRAP_TEXT_SUFFIXES": ".json",
         }
 
     def queue_count(self, url: str) -> int:
