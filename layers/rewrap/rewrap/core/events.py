@@ -129,8 +129,8 @@ def message_refs(body: Any) -> tuple[list[ObjectRef], str]:
             raise UnsupportedEventError("SNS notification has no Message")
         try:
             inner = json.loads(body["Message"])
-        except ValueError:
-            raise UnsupportedEventError("SNS notification Message is not JSON") from None
+        except ValueError as exc:
+            raise UnsupportedEventError("SNS notification Message is not JSON") from exc
         return message_refs(inner)
     if isinstance(body.get("Records"), list):
         refs: list[ObjectRef] = []
@@ -162,8 +162,8 @@ def _s3_record_refs(record: dict[str, Any]) -> list[ObjectRef]:
     try:
         bucket = record["s3"]["bucket"]["name"]
         key = unquote_plus(record["s3"]["object"]["key"])
-    except (KeyError, TypeError):
-        raise UnsupportedEventError("S3 record lacks s3.bucket.name or s3.object.key") from None
+    except (KeyError, TypeError) as exc:
+        raise UnsupportedEventError("S3 record lacks s3.bucket.name or s3.object.key") from exc
     return [ObjectRef(_bucket(bucket), _text(key, "key"))]
 
 
@@ -175,8 +175,8 @@ def _eventbridge_refs(event: dict[str, Any]) -> tuple[list[ObjectRef], dict[Obje
         return [], {}
     try:
         bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
-    except (KeyError, TypeError):
-        raise UnsupportedEventError("EventBridge S3 event lacks detail.bucket.name or detail.object.key") from None
+    except (KeyError, TypeError) as exc:
+        raise UnsupportedEventError("EventBridge S3 event lacks detail.bucket.name or detail.object.key") from exc
     raw = ObjectRef(_bucket(bucket), _text(key, "key"))
     decoded = ObjectRef(raw.bucket, _text(unquote_plus(raw.key), "key"))
     return [decoded], ({decoded: raw} if decoded != raw else {})
