@@ -94,6 +94,7 @@ def run_rewrap(bench: Bench, data_set: DataSet, items: Sequence[Item], runtime: 
     from rewrap.core.ports import ObjectRef
 
     refs = [ObjectRef(BUCKET, item.key) for item in items]
+    bench.as_a_sweep_finds_them()
     meter.reset()
     kms_before = bench.kms_stats()
     statuses: Counter[str] = Counter()

@@ -28,7 +28,6 @@ from rewrap.core.config import Settings
 from rewrap.core.forms import encode_whole, open_text
 from rewrap.core.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
 from rewrap.core.ports import (
-    SINGLE_READ_BYTES,
     USER_METADATA_LIMIT,
     ObjectBody,
     ObjectHead,
@@ -39,7 +38,7 @@ from rewrap.core.ports import (
 )
 from rewrap.core.results import UNSEEN, ObjectResult, Status, unseen
 from rewrap.core.rewrapping import Rewrapped, TokenRewrapper, VersionCache, token_groups
-from rewrap.core.runner import Runner
+from rewrap.core.runner import Pool, Runner
 from rewrap.core.streamed import Allowance, StreamedRotation
 from rewrap.core.tokens import known_version, scan, splice
 from rewrap.core.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
@@ -84,7 +83,7 @@ class Engine:
         dry_run = self.settings.dry_run if dry_run is None else dry_run
         unique = list(dict.fromkeys(refs))
         results: dict[ObjectRef, ObjectResult] = {}
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap")
+        pool = Pool(self.settings.concurrency, "rewrap")
         finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewrap-finish")
         with pool, finisher:
             run = Runner(pool)
@@ -117,14 +116,14 @@ class Engine:
         streamed = [w for w in chunk.works if self._streams(w)]
         for wave in self._waves([w for w in chunk.works if not self._streams(w)]):
             # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
-            chunk.memory.decoded = Allowance(self.memory_budget_bytes - sum(w.head.size for w in wave))
+            chunk.memory.decoded = Allowance(self._wave_budget - sum(w.head.size for w in wave))
             load = functools.partial(self._load_body, memory=chunk.memory)
-            ready = _settle(run.each(load, wave, deadline), results)
+            ready = _settle(run.each(load, wave, deadline, first=True), results)
             streamed += [w for w in ready if w.restream]
             ready = [w for w in ready if not w.restream]
             outcome = chunk.kms.rewrap(token_groups(ready), deadline)
             finish = functools.partial(self._finish, outcome=outcome, dry_run=chunk.dry_run)
-            _settle(run.each(finish, ready, deadline), results)
+            _settle(run.each(finish, ready, deadline, first=True), results)
             for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
                 work.body, work.text, work.found = None, b"", []
         return streamed
@@ -135,7 +134,8 @@ class Engine:
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
-        read = self.store.read_small(ref, min(SINGLE_READ_BYTES, memory.early.left))
+        # a body up to the streaming size comes with its head while the chunk's allowance holds it
+        read = self.store.read_small(ref, min(self.settings.stream_threshold_bytes, memory.early.left))
         if read is None:
             return ObjectResult(ref, Status.MISSING)
         head, body = read
@@ -202,7 +202,7 @@ class Engine:
         size = 0
         for work in sorted(works, key=lambda w: w.head.size):
             body_size = work.head.size
-            if wave and size + body_size > self.memory_budget_bytes:
+            if wave and size + body_size > self._wave_budget:
                 yield wave
                 wave, size = [], 0
             wave.append(work)
@@ -246,6 +246,11 @@ class Engine:
             return ObjectResult(work.ref, Status.NO_TOKENS)
         work.body, work.form, work.text, work.found = body, form, text, found
         return work
+
+    @property
+    def _wave_budget(self) -> int:
+        """A wave's bodies, raw and decoded: what the next chunk's bodies read with their heads leave."""
+        return self.memory_budget_bytes - self.memory_budget_bytes // 4
 
     def _streams(self, work: Work) -> bool:
         return work.head.size > self.settings.stream_threshold_bytes
@@ -296,11 +301,12 @@ class Engine:
 
 
 class _Memory:
-    """What a chunk's bodies may take: those read with their head are held until their wave (an eighth of
-    the budget: the next chunk reads while this one's wave is in memory), decoded gzip/UTF-16 bodies."""
+    """What a chunk's bodies may take: those read with their head, held until their wave (a quarter of the
+    budget: the next chunk reads them while this one's waves, sized to the rest, are in memory), and
+    decoded gzip/UTF-16 bodies."""
 
     def __init__(self, budget: int) -> None:
-        self.early = Allowance(budget // 8)
+        self.early = Allowance(budget // 4)
         self.decoded = Allowance(budget)
 
 

@@ -89,7 +89,8 @@ class PartWriter(Protocol):
     def abort(self) -> None: ...
 
 
-# Objects up to this size are read with a single GET, head and body; larger ones are read again (or streamed).
+# The census's readers take a body up to this size with its head, in one GET; larger ones are read again and
+# streamed. (The engine takes bodies up to its streaming size, while its memory allowance holds them.)
 SINGLE_READ_BYTES = 1024 * 1024
 
 
