@@ -21,11 +21,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from rewrap.core.config import Settings
 from rewrap.core.forms import encode_whole, open_text
+from rewrap.core.gathering import CHUNK_OBJECTS_PER_THREAD, Memory, Round
 from rewrap.core.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
 from rewrap.core.ports import (
     USER_METADATA_LIMIT,
@@ -53,8 +53,6 @@ from rewrap.errors import (
     RewrapError,
 )
 
-# Objects read, re-wrapped and written together, per thread of the pool (``_rotate_chunk``).
-CHUNK_OBJECTS_PER_THREAD = 2
 # What callers import from here, besides the engine itself.
 __all__ = ["UNSEEN", "Engine", "ObjectResult", "Status", "VersionCache"]
 
@@ -90,16 +88,20 @@ class Engine:
             kms = TokenRewrapper(self.kms, self.versions, run, verify=self.settings.verify)
             streamed: list[Work] = []
             finishing: Future[list[Work]] | None = None
+            gathering: Round | None = None
             step = self.settings.concurrency * CHUNK_OBJECTS_PER_THREAD
             for start in range(0, len(unique), step):
-                # read a chunk while the one before is re-wrapped and written: the pool never idles on KMS
-                memory = _Memory(self.memory_budget_bytes)
-                inspect = functools.partial(self._inspect, memory=memory)
-                works = _settle(run.each(inspect, unique[start : start + step], deadline), results)
+                # read while the round before is re-wrapped and written: the pool never idles on KMS
+                gathering = gathering or Round(Memory(self.memory_budget_bytes), run, kms, deadline, dry_run, results)
+                inspect = functools.partial(self._inspect, memory=gathering.memory)
+                gathering.add(
+                    _settle(run.each(inspect, unique[start : start + step], deadline), results), self.versions
+                )
+                if start + step < len(unique) and not gathering.full(self.kms):
+                    continue
                 if finishing is not None:
                     streamed += finishing.result()
-                chunk = _Chunk(works, memory, run, kms, deadline, dry_run, results)
-                finishing = finisher.submit(self._finish_chunk, chunk)
+                finishing, gathering = finisher.submit(self._finish_round, gathering), None
             if finishing is not None:
                 streamed += finishing.result()
             streaming = StreamedRotation(self.store, kms, self.settings.segment_bytes)
@@ -107,29 +109,27 @@ class Engine:
                 results[work.ref] = streaming.rotate(work, deadline, dry_run)
         return [results[ref] for ref in refs]
 
-    def _finish_chunk(self, chunk: _Chunk) -> list[Work]:
-        """Re-wrap and write back a chunk of read objects, in waves whose bodies fit the memory budget;
-        returns the works to stream. Chunks keep each object's time from read to write short (where S3
-        has no precondition for it, another writer's metadata-only change in that time goes unseen:
-        ``adapters.s3_conditions``) and few bodies held at once."""
-        run, deadline, results = chunk.run, chunk.deadline, chunk.results
-        streamed = [w for w in chunk.works if self._streams(w)]
-        for wave in self._waves([w for w in chunk.works if not self._streams(w)]):
+    def _finish_round(self, gathered: Round) -> list[Work]:
+        """Re-wrap and write back a round of read objects (``core.gathering``), in waves whose bodies fit the
+        memory budget; returns the works to stream."""
+        run, deadline, results = gathered.run, gathered.deadline, gathered.results
+        streamed = [w for w in gathered.works if self._streams(w)]
+        for wave in self._waves([w for w in gathered.works if not self._streams(w)]):
             # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
-            chunk.memory.decoded = Allowance(self._wave_budget - sum(w.head.size for w in wave))
-            load = functools.partial(self._load_body, memory=chunk.memory)
+            gathered.memory.decoded = Allowance(self._wave_budget - sum(w.head.size for w in wave))
+            load = functools.partial(self._load_body, memory=gathered.memory)
             ready = _settle(run.each(load, wave, deadline, first=True), results)
             streamed += [w for w in ready if w.restream]
             ready = [w for w in ready if not w.restream]
-            outcome = chunk.kms.rewrap(token_groups(ready), deadline)
-            finish = functools.partial(self._finish, outcome=outcome, dry_run=chunk.dry_run)
+            outcome = gathered.kms.rewrap(token_groups(ready), deadline)
+            finish = functools.partial(self._finish, outcome=outcome, dry_run=gathered.dry_run)
             _settle(run.each(finish, ready, deadline, first=True), results)
             for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
                 work.body, work.text, work.found = None, b"", []
         return streamed
 
     # --- 1. inspect -----------------------------------------------------------------------------
-    def _inspect(self, ref: ObjectRef, deadline: Deadline, *, memory: _Memory) -> Work | ObjectResult:
+    def _inspect(self, ref: ObjectRef, deadline: Deadline, *, memory: Memory) -> Work | ObjectResult:
         if not self.settings.bucket_allowed(ref.bucket):
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
@@ -150,7 +150,7 @@ class Engine:
                 memory.early.give(len(body.data))  # not held until its wave
 
     def _inspected(
-        self, ref: ObjectRef, head: ObjectHead, body: ObjectBody | None, memory: _Memory
+        self, ref: ObjectRef, head: ObjectHead, body: ObjectBody | None, memory: Memory
     ) -> Work | ObjectResult:
         """What the first read tells: a result already, or the work still to do."""
         if head.archived:
@@ -210,7 +210,7 @@ class Engine:
         if wave:
             yield wave
 
-    def _load_body(self, work: Work, deadline: Deadline, *, memory: _Memory) -> Work | ObjectResult:
+    def _load_body(self, work: Work, deadline: Deadline, *, memory: Memory) -> Work | ObjectResult:
         if work.body is not None or work.head.size == 0:
             return work
         body = self.store.get_body(work.ref, work.head)
@@ -218,7 +218,7 @@ class Engine:
             return ObjectResult(work.ref, Status.MISSING)
         return self._take_body(work, body, memory)
 
-    def _take_body(self, work: Work, body: ObjectBody, memory: _Memory) -> Work | ObjectResult:
+    def _take_body(self, work: Work, body: ObjectBody, memory: Memory) -> Work | ObjectResult:
         try:
             form, chunks = open_text(work.content_encoding, [body.data])
             if form.plain:
@@ -298,29 +298,6 @@ class Engine:
         metadata = stamped if metadata_bytes(stamped) <= USER_METADATA_LIMIT else unstamped
         body = ObjectBody(data=data, etag=work.body.etag, checksum=checksum)
         return self.store.put_body(work.ref, work.head, body, metadata)
-
-
-class _Memory:
-    """What a chunk's bodies may take: those read with their head, held until their wave (a quarter of the
-    budget: the next chunk reads them while this one's waves, sized to the rest, are in memory), and
-    decoded gzip/UTF-16 bodies."""
-
-    def __init__(self, budget: int) -> None:
-        self.early = Allowance(budget // 4)
-        self.decoded = Allowance(budget)
-
-
-@dataclass
-class _Chunk:
-    """A chunk of read objects on its way to KMS and back to S3."""
-
-    works: list[Work]
-    memory: _Memory
-    run: Runner
-    kms: TokenRewrapper
-    deadline: Deadline
-    dry_run: bool
-    results: dict[ObjectRef, ObjectResult]
 
 
 def _settle(
