@@ -20,9 +20,10 @@ Faults are injected where they really happen:
 * Secrets Manager: unreachable (a cold container whose endpoint refuses connections) or a
   malformed secret (invalid JSON, or JSON without secretKey), fixed again after the run.
 
-moto 5.2.5 ignores ``If-Match`` on CopyObject and CompleteMultipartUpload and
-``x-amz-copy-source-if-match`` on UploadPartCopy; the hooks enforce S3's documented semantics for
-those requests (412 PreconditionFailed, 404 NoSuchKey), so races are exercised on every write path.
+moto 5.2.5 ignores ``If-Match`` on CopyObject and CompleteMultipartUpload and the copy-source
+conditions (``x-amz-copy-source-if-match``, ``-if-unmodified-since``) on CopyObject and UploadPartCopy;
+the hooks enforce S3's documented semantics for those requests (412 PreconditionFailed, 404 NoSuchKey),
+so races are exercised on every write path.
 
 Rounds alternate: faults one kind at a time on disjoint slices of the objects, then random mixes.
 Each round starts with a key rotation, runs its phases, then converges: retryable failures come

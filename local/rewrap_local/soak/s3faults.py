@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -163,16 +164,25 @@ class S3Faults:
             if refusal is not None:
                 return refusal
         source_match = _header(request, "x-amz-copy-source-if-match")
-        if op in ("CopyObject", "UploadPartCopy") and source_match:
+        since = _header(request, "x-amz-copy-source-if-unmodified-since")
+        if op in ("CopyObject", "UploadPartCopy") and (source_match or since):
             source, _, version_id = unquote(_header(request, "x-amz-copy-source") or "").partition("?versionId=")
             bucket, _, key = source.lstrip("/").partition("/")
-            return self._check(request.url, bucket, key, version_id or None, source_match)
+            since = None if source_match else since  # S3 copies when the ETag matches, whatever Last-Modified says
+            return self._check(request.url, bucket, key, version_id or None, source_match, since)
         return None
 
-    def _check(self, url: str, bucket: str, key: str, version_id: str | None, expected: str) -> AWSResponse | None:
+    def _check(
+        self, url: str, bucket: str, key: str, version_id: str | None, expected: str | None, since: str | None = None
+    ) -> AWSResponse | None:
         where = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
         try:
-            current = self.corpus.s3.head_object(**where)["ETag"]
+            current = self.corpus.s3.head_object(**where)
         except ClientError:
             return s3_error(url, 404, "NoSuchKey")
-        return None if _etag(current) == _etag(expected) else s3_error(url, 412, "PreconditionFailed")
+        if expected is not None and _etag(current["ETag"]) != _etag(expected):
+            return s3_error(url, 412, "PreconditionFailed")
+        modified = int(current["LastModified"].timestamp())
+        if since is not None and modified > int(parsedate_to_datetime(since).timestamp()):
+            return s3_error(url, 412, "PreconditionFailed")  # modified after it was read (to the second)
+        return None
