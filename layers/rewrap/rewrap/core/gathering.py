@@ -25,7 +25,7 @@ from rewrap.deadline import Deadline
 # Objects read at once, per thread of the pool.
 CHUNK_OBJECTS_PER_THREAD = 2
 # A round gathers reads for at most this long: well within the store's re-check window (one second).
-GATHER_SECONDS = 0.3
+GATHER_SECONDS = 0.2
 
 
 class Memory:
