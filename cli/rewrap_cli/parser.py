@@ -86,6 +86,7 @@ def _plan_parser(commands: Any) -> None:
     source = plan.add_mutually_exclusive_group(required=True)
     source.add_argument("--census-report", type=Path, metavar="FILE", help="rewrap census --report FILE (json/csv)")
     source.add_argument("--inventory", type=Path, metavar="FILE", help="an S3 Inventory CSV data file")
+    source.add_argument("--objects", type=positive, metavar="N", help="N text objects (--tokens-per-object), no file")
     plan.add_argument("--min-version", type=positive, metavar="N", help="census report: rotate what is older than vN")
     plan.add_argument("--tokens-per-object", type=int, default=1, metavar="N", help="inventory: assumed (default 1)")
     plan.add_argument("--kms-rate", type=float, default=defaults.kms_rate, help="NCP requests/s for the fleet (200)")

@@ -41,8 +41,8 @@ class Prices:
 
 
 # rewrap's CPU per rotated object, the rotate route on an SQS batch of the sweep's requests (small text
-# objects and envelopes, BucketOwnerEnforced): `make bench-path`, 2026-12-05, docs/bench/path-moto.md.
-BENCH_CPU_MS_PER_OBJECT = 4.0
+# objects and envelopes, BucketOwnerEnforced): `make bench-path` on moto, 2026-12-05 (docs/bench/path-moto.md).
+BENCH_CPU_MS_PER_OBJECT = 3.8
 MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB; a Python process uses at most one (the GIL)
 S3_WRITES_PER_PREFIX = 3500  # requests/s S3 sustains per partitioned prefix (PUT/COPY/POST/DELETE)
 S3_READS_PER_PREFIX = 5500  # GET/HEAD
@@ -117,6 +117,18 @@ def read_inventory_csv(path: Path, prefix: str, tokens_per_object: int, tokens_p
     return inventory
 
 
+def assumed_inventory(objects: int, tokens_per_object: int, tokens_per_request: int) -> Inventory:
+    """``objects`` text objects of ``tokens_per_object`` tokens each, all to rotate (``--objects``)."""
+    tokens = objects * tokens_per_object
+    return Inventory(
+        Counter(text=objects),
+        objects if tokens else 0,
+        tokens,
+        tokens,
+        math.ceil(tokens / tokens_per_request),
+    )
+
+
 @dataclass
 class Limits:
     """Objects/s each limit allows, and what it takes to finish within a day."""
@@ -166,8 +178,9 @@ class Plan:
             *((f"  {name}", f"{rate:,.0f} objects/s", "") for name, rate in self.limits.rates.items()),
             (
                 "within 24 h",
-                f"{self.limits.day_containers:,} containers, NCP {self.limits.day_kms_rate:,.0f} requests/s, "
-                f"{self.limits.day_prefixes:,} S3 prefixes",
+                f"{self.limits.day_containers:,} containers (RotateMaxConcurrency, RotateReservedConcurrency), "
+                f"NCP {math.ceil(self.limits.day_kms_rate):,} requests/s (NcpRateBudget), "
+                f"keys over {self.limits.day_prefixes:,} S3 prefixes",
                 "",
             ),
             ("total", "", f"${sum(v for v in cost.values() if v is not None):,.2f}"),
@@ -267,6 +280,8 @@ def run_plan(options: argparse.Namespace) -> int:
     per_request = options.tokens_per_kms_request
     if options.census_report is not None:
         inventory = read_census_report(options.census_report, target.prefix, options.min_version, per_request)
+    elif options.objects is not None:
+        inventory = assumed_inventory(options.objects, options.tokens_per_object, per_request)
     else:
         inventory = read_inventory_csv(options.inventory, target.prefix, options.tokens_per_object, per_request)
     fleet = Fleet(

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 import rewrap_cli.main as cli
-from rewrap_cli.plan import Fleet, Inventory, Prices, make_plan, read_census_report, read_inventory_csv
+from rewrap_cli.plan import (
+    Fleet,
+    Inventory,
+    Prices,
+    assumed_inventory,
+    make_plan,
+    read_census_report,
+    read_inventory_csv,
+)
 
 
 def census_report(tmp_path: Path) -> Path:
@@ -53,7 +61,8 @@ def test_cost_scales_linearly_and_time_is_lambda_bound_without_tokens(tmp_path: 
 def test_a_billion_objects_name_the_binding_limit_and_what_finishes_within_a_day() -> None:
     # Given 10^9 text objects of 2 stale tokens each, at the template's defaults
     billion = 10**9
-    inventory = Inventory(Counter(text=billion), billion, 2 * billion, 2 * billion, 2 * billion // 100)
+    inventory = assumed_inventory(billion, 2, 100)
+    assert inventory == Inventory(Counter(text=billion), billion, 2 * billion, 2 * billion, 2 * billion // 100)
 
     # Then the 6 rotate containers bind: CPU per object (the bench's) over a 1 GB function's share of a vCPU
     slow = make_plan(inventory, Fleet(), Prices())
@@ -75,3 +84,6 @@ def test_plan_command_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert code == 0
     assert "40 objects, 120 tokens" in out and "NCP KMS requests" in out and "not priced" in out
+    code = cli.main(["plan", "s3://b/", "--objects", "1000000000", "--tokens-per-object", "2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "bound by Lambda: 6 containers (Lambda CPU)" in out and "within 24 h" in out
