@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rewrap.core.ports import BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
+from rewrap.core.ports import BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef, StoredRecord
 from rewrap.core.tokens import TOKEN_RE
 from rewrap.deadline import Deadline
 from rewrap.errors import ObjectChangedError
@@ -107,6 +107,16 @@ class MemoryBucket:
 
     def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         self.reports[f"{bucket}/{key}"] = data
+
+    def read_record(self, bucket: str, key: str) -> StoredRecord | None:
+        stored = self.objects.get((bucket, key))
+        return None if stored is None else StoredRecord(stored.data, stored.etag, datetime.now(UTC))
+
+    def put_record(self, bucket: str, key: str, data: bytes, content_type: str, if_match: str | None) -> None:
+        stored = self.objects.get((bucket, key))
+        if (stored.etag if stored is not None else None) != if_match:
+            raise ObjectChangedError("record changed since it was read")
+        self.put(bucket, key, data)
 
     # --- S3's conditions ------------------------------------------------------------------------
     def _current(self, ref: ObjectRef, head: ObjectHead) -> StoredObject | None:

@@ -43,6 +43,7 @@ CALL_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("sqs", "send_message_batch"): {"sqs:SendMessage"},
     ("secretsmanager", "get_secret_value"): {"secretsmanager:GetSecretValue"},
     ("lambda", "invoke"): {"lambda:InvokeFunction"},
+    ("sns", "publish"): {"sns:Publish"},
 }
 # S3 Batch Operations with BatchOperationsRole: it reads the job's manifest (an inventory's manifest.json
 # and its data files, or a CSV, by version when the manifest names one), invokes the rotate function and

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 
 from rewrap.app.runtime import Runtime, build_store, read_version_states
 from rewrap.core.census import NOT_PROVEN_EXIT, Census, ObjectCensus
-from rewrap.core.census_runs import merge_run, run_records
+from rewrap.core.census_runs import ROTATE_MODE, merge_run, run_records
 from rewrap.core.census_taker import CensusTaker, RescueList
 from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.reports import CENSUS_COLUMNS
@@ -51,7 +51,8 @@ def _newest_version(runtime: Runtime | None, key_tag: str | None) -> int:
 def _run_direct_census(options: argparse.Namespace) -> int:
     with ExitStack() as stack:
         try:
-            settings, runtime, store = stack.enter_context(connect(options, kms=options.min_version is None))
+            asks_ncp = options.min_version is None
+            settings, runtime, store = stack.enter_context(connect(options, kms=asks_ncp, writes=False))
         except ConfigError as error:
             if options.min_version is not None:
                 raise
@@ -114,12 +115,16 @@ def run_census_from_reports(options: argparse.Namespace) -> int:
         run = merge_run(records, s3_url(target), seen.pop(), judged)
     code, verdict = run.judge_lines()
     census = run.census
+    kind = "rotation run" if run.mode == ROTATE_MODE else "census run"
     print(
-        f"census run {run.run_id} ({s3_url(target)}): {run.partials:,} partials from {run.listings:,} sweep "
+        f"{kind} {run.run_id} ({s3_url(target)}): {run.partials:,} partials from {run.listings:,} sweep "
         f"listing records merged in {time.monotonic() - started:.1f} s; {census.objects:,} objects, "
         f"{census.bytes_read / 1048576:,.1f} MiB read by the fleet"
     )
     print_census_tables(census)
+    if run.mode == ROTATE_MODE:  # what the rotation did; the tables are what it left
+        for line in run.rotation.lines():
+            print(line)
     for line in verdict:
         print(line if line.startswith(" ") else f"  {line}")
     if options.report is not None:

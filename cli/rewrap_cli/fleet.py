@@ -1,9 +1,10 @@
-"""``rewrap fleet``: start a census or rotation run on the deployed sweep and follow a census run.
+"""``rewrap fleet``: start a census or rotation run on the deployed sweep and follow it.
 
 ``fleet census|rotate s3://bucket/prefix`` invokes the sweep asynchronously (by function name, or the
-stack's ``SweepFunction``) with the targets and, for a census, a run id it makes up and prints;
-``fleet status <runId> --reports s3://…`` reads the run's listing records and partials under
-``<reports>census/<runId>/`` and shows keys listed, enqueued and reported."""
+stack's ``SweepFunction``) with the targets and a run id it makes up and prints (a rotation is full
+unless ``--incremental``); ``fleet status <runId> --reports s3://…`` reads the run's listing records
+and partials under ``<reports>census/<runId>/`` and shows keys listed, enqueued and reported (and for
+a rotation run, objects rotated, current and failed)."""
 
 from __future__ import annotations
 
@@ -41,15 +42,23 @@ def sweep_function(cloudformation: Any, function: str | None, stack: str | None)
     return str(resource["StackResourceDetail"]["PhysicalResourceId"])
 
 
-def start(lambda_client: Any, function: str, mode: str, targets: list[SweepTarget], run_id: str | None) -> str:
-    """Invoke the sweep asynchronously; returns the run id (census) or Lambda's request id (rotate)."""
+def start(
+    lambda_client: Any,
+    function: str,
+    mode: str,
+    targets: list[SweepTarget],
+    run_id: str | None,
+    incremental: bool = False,
+) -> str:
+    """Invoke the sweep asynchronously; returns the run id."""
     payload: dict[str, Any] = {"targets": [f"{t.bucket}/{t.prefix}" if t.prefix else t.bucket for t in targets]}
-    if mode == "census":
-        payload.update(mode="census", runId=run_id or new_run_id())
+    payload.update(mode=mode, runId=run_id or new_run_id())
+    if incremental:
+        payload["incremental"] = True
     response = lambda_client.invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode())
     if int(response.get("StatusCode", 0)) != 202:
         raise ConfigError(f"the sweep {function!r} did not accept the invocation (status {response.get('StatusCode')})")
-    return str(payload.get("runId") or response.get("ResponseMetadata", {}).get("RequestId", ""))
+    return str(payload["runId"])
 
 
 @dataclass
@@ -64,6 +73,7 @@ class Status:
     reported: int
     failed: int  # objects the fleet could not read (kind failed or unreadable)
     listing_done: bool
+    rotation: str = ""  # a rotation run: objects per status so far
 
     @classmethod
     def of(cls, run: RunMerge) -> Status:
@@ -77,6 +87,7 @@ class Status:
             reported=run.accounted,
             failed=kinds[CensusKind.FAILED] + kinds[CensusKind.UNREADABLE],
             listing_done=run.listing_done,
+            rotation=", ".join(f"{name} {n:,}" for name, n in sorted(run.rotation.statuses.items())),
         )
 
     @property
@@ -90,6 +101,7 @@ class Status:
         return (
             f"[{bar}] {share:6.1%}  listed {self.listed:,}  enqueued {self.enqueued:,}  reported {self.reported:,}  "
             f"failed {self.failed:,}  ({listing}; {self.partials:,}/{self.expected_partials:,} partials)"
+            + (f"  rotation: {self.rotation}" if self.rotation else "")
         )
 
 
@@ -101,13 +113,14 @@ def status(store: ObjectStore, reports: str, run_id: str) -> Status:
 def run_fleet_start(options: argparse.Namespace) -> int:
     session = aws_session()
     name = sweep_function(session.client("cloudformation"), options.function, options.stack)
-    run_id = start(session.client("lambda"), name, options.mode, options.targets, options.run_id)
-    if options.mode == "census":
-        print(f"census run {run_id} started on {name}")
-        print(f"  follow it:  rewrap fleet status {run_id} --reports <ReportPrefix> --watch")
-        print(f"  verdict:    rewrap census --from-reports <ReportPrefix>census/{run_id}/ --min-version N")
-    else:
-        print(f"rotation sweep started on {name} (request {run_id}); watch the dashboard or the rotate queue")
+    incremental = bool(getattr(options, "incremental", False))
+    run_id = start(session.client("lambda"), name, options.mode, options.targets, options.run_id, incremental)
+    kind = "census run" if options.mode == "census" else f"{'incremental' if incremental else 'full'} rotation run"
+    print(f"{kind} {run_id} started on {name}")
+    print(f"  follow it:  rewrap fleet status {run_id} --reports <ReportPrefix> --watch")
+    print(f"  verdict:    rewrap census --from-reports <ReportPrefix>census/{run_id}/ --min-version N")
+    if options.mode == "rotate":
+        print("  (a rotation run proves SAFE only when full and complete; without ReportPrefix it writes no partials)")
     return 0
 
 

@@ -10,7 +10,9 @@ from rewrap_cli.batch_job import run_batch_job
 from rewrap_cli.census_command import run_census
 from rewrap_cli.common import positive, s3_target
 from rewrap_cli.fleet import run_fleet_start, run_fleet_status
-from rewrap_cli.plan import Fleet, Prices, run_plan
+from rewrap_cli.plan import Fleet, Prices
+from rewrap_cli.plan_command import run_plan
+from rewrap_cli.plan_steady import Schedule
 from rewrap_cli.retire_command import add_parsers as add_retire_parsers
 from rewrap_cli.rotate_command import run_rotate
 
@@ -79,16 +81,26 @@ def _plan_parser(commands: Any) -> None:
     defaults, prices = Fleet(), Prices()
     plan = commands.add_parser(
         "plan",
-        help="what a rotation will take: requests, hours and cost (from a census report or S3 Inventory)",
+        help="what a rotation will take, and the scheduled sweep a day after it: requests, hours and cost",
         epilog="Prices default to AWS us-east-1 list prices (arm64 Lambda); NCP KMS is not priced unless given.",
     )
     plan.add_argument("target", metavar="s3://bucket/prefix", type=s3_target)
     source = plan.add_mutually_exclusive_group(required=True)
     source.add_argument("--census-report", type=Path, metavar="FILE", help="rewrap census --report FILE (json/csv)")
     source.add_argument("--inventory", type=Path, metavar="FILE", help="an S3 Inventory CSV data file")
-    source.add_argument("--objects", type=positive, metavar="N", help="N text objects (--tokens-per-object), no file")
+    source.add_argument("--objects", type=positive, metavar="N", help="N text objects (--tokens-per-object), all old")
     plan.add_argument("--min-version", type=positive, metavar="N", help="census report: rotate what is older than vN")
-    plan.add_argument("--tokens-per-object", type=int, default=1, metavar="N", help="inventory: assumed (default 1)")
+    plan.add_argument(
+        "--tokens-per-object", type=int, default=1, metavar="N", help="inventory, --objects: assumed (default 1)"
+    )
+    steady = Schedule()
+    plan.add_argument("--sweeps-per-day", type=float, default=steady.sweeps_per_day, help="the schedule (1)")
+    plan.add_argument(
+        "--full-every-days", type=float, default=steady.full_every_days, help="REWRAP_SWEEP_FULL_EVERY_DAYS (7)"
+    )
+    plan.add_argument("--changed-per-day", type=int, metavar="N", help="objects modified a day (0.1%% of them)")
+    plan.add_argument("--keys-per-message", type=positive, default=steady.keys_per_message, help="sweep's (10)")
+    plan.add_argument("--seconds-per-page", type=float, default=steady.seconds_per_page, help="a LIST (0.1)")
     plan.add_argument("--kms-rate", type=float, default=defaults.kms_rate, help="NCP requests/s for the fleet (200)")
     plan.add_argument("--containers", type=positive, default=defaults.containers, help="rotate containers at once (6)")
     plan.add_argument("--memory-gb", type=float, default=defaults.memory_gb, help="rotate function memory (1.0)")
@@ -111,7 +123,7 @@ def _plan_parser(commands: Any) -> None:
 
 
 def _fleet_parser(commands: Any) -> None:
-    parser = commands.add_parser("fleet", help="start a census or rotation on the deployed sweep; follow a census run")
+    parser = commands.add_parser("fleet", help="start a census or rotation run on the deployed sweep; follow it")
     actions = parser.add_subparsers(title="actions", required=True, metavar="ACTION")
     for mode in ("census", "rotate"):
         start = actions.add_parser(mode, help=f"invoke the deployed sweep in {mode} mode")
@@ -119,10 +131,16 @@ def _fleet_parser(commands: Any) -> None:
         where = start.add_mutually_exclusive_group(required=True)
         where.add_argument("--function", metavar="NAME", help="the sweep function's name or ARN")
         where.add_argument("--stack", metavar="NAME", help="the deployed stack (its SweepFunction)")
-        start.add_argument("--run-id", metavar="ID", help="census: the run id (default: time and a random part)")
+        start.add_argument("--run-id", metavar="ID", help="the run id (default: time and a random part)")
+        if mode == "rotate":
+            start.add_argument(
+                "--incremental",
+                action="store_true",
+                help="enqueue only objects modified since each target's checkpoint (default: full)",
+            )
         start.add_argument("-v", "--verbose", action="store_true", help="tracebacks")
         start.set_defaults(run=run_fleet_start, mode=mode)
-    state = actions.add_parser("status", help="keys listed, enqueued, reported and failed of a census run")
+    state = actions.add_parser("status", help="keys listed, enqueued, reported and failed of a census or rotation run")
     state.add_argument("run_id", metavar="RUN_ID")
     state.add_argument("--reports", required=True, metavar="s3://bucket/prefix", help="the stack's ReportPrefix")
     state.add_argument("--watch", action="store_true", help="refresh every --interval seconds until done")

@@ -12,7 +12,6 @@ parameters (AWS us-east-1 list prices by default).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -22,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewrap.core.config import SweepTarget
 from rewrap.errors import ConfigError
-from rewrap_cli.common import s3_url, table
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,11 @@ class Fleet:
     prefixes: int = 1  # S3 prefixes the objects spread over
     keys_per_message: int = 100
     tokens_per_kms_request: int = 100  # tokens re-wrapped by one request (1.0 lists: up to 32 KB)
+
+    @property
+    def seconds_per_object(self) -> float:
+        """A rotate container's time per object (Lambda GB-seconds follow it)."""
+        return 1 / self.container_rate()[0]
 
     @property
     def requests_per_rotated_object(self) -> int:
@@ -115,18 +117,6 @@ def read_inventory_csv(path: Path, prefix: str, tokens_per_object: int, tokens_p
                 inventory.stale_tokens += tokens_per_object
     inventory.kms_requests = math.ceil(inventory.stale_tokens / tokens_per_request)
     return inventory
-
-
-def assumed_inventory(objects: int, tokens_per_object: int, tokens_per_request: int) -> Inventory:
-    """``objects`` text objects of ``tokens_per_object`` tokens each, all to rotate (``--objects``)."""
-    tokens = objects * tokens_per_object
-    return Inventory(
-        Counter(text=objects),
-        objects if tokens else 0,
-        tokens,
-        tokens,
-        math.ceil(tokens / tokens_per_request),
-    )
 
 
 @dataclass
@@ -273,33 +263,3 @@ def _versions(value: Any) -> dict[int, int]:
     else:
         return {}
     return {int(str(k).lstrip("v")): int(n) for k, n in items}
-
-
-def run_plan(options: argparse.Namespace) -> int:
-    target: SweepTarget = options.target
-    per_request = options.tokens_per_kms_request
-    if options.census_report is not None:
-        inventory = read_census_report(options.census_report, target.prefix, options.min_version, per_request)
-    elif options.objects is not None:
-        inventory = assumed_inventory(options.objects, options.tokens_per_object, per_request)
-    else:
-        inventory = read_inventory_csv(options.inventory, target.prefix, options.tokens_per_object, per_request)
-    fleet = Fleet(
-        kms_rate=options.kms_rate,
-        containers=options.containers,
-        memory_gb=options.memory_gb,
-        cpu_ms_per_object=options.cpu_ms_per_object,
-        s3_latency_ms=options.s3_latency_ms,
-        acls=options.acls,
-        prefixes=options.prefixes,
-        tokens_per_kms_request=per_request,
-    )
-    prices = Prices(**{name: getattr(options, f"price_{name}") for name in Prices().__dict__})
-    plan = make_plan(inventory, fleet, prices)
-    print(
-        f"plan for {s3_url(target)}: {fleet.containers} containers of {fleet.memory_gb:g} GB at "
-        f"{fleet.cpu_ms_per_object:g} ms of CPU per object, NCP {fleet.kms_rate:g} requests/s, "
-        f"{fleet.prefixes} S3 prefix(es)"
-    )
-    table(("", "count", "cost"), plan.rows())
-    return 0

@@ -18,9 +18,12 @@ from rewrap_cli.common import require_local_extra
 
 
 @contextmanager
-def connect(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Settings, Runtime | None, ObjectStore]]:
+def connect(
+    options: argparse.Namespace, *, kms: bool, writes: bool = True
+) -> Iterator[tuple[Settings, Runtime | None, ObjectStore]]:
     """Settings, the engine's runtime (only with ``kms``) and an S3 store: the embedded stack with
-    --local, otherwise AWS's default credential chain and the functions' environment variables."""
+    --local, otherwise AWS's default credential chain and the functions' environment variables. Without
+    ``writes`` (a census asking NCP for the key's newest version) the bucket need not be in REWRAP_BUCKETS."""
     target: SweepTarget = options.target
     with ExitStack() as stack:
         if options.local:
@@ -32,7 +35,7 @@ def connect(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Setting
             settings = _overrides(local.settings(), options)
             runtime: Runtime | None = build_runtime(settings, session=local.session, endpoint_url=local.moto_url)
         else:
-            settings = _overrides(_settings_from_env(options, kms=kms), options)
+            settings = _overrides(_settings_from_env(options, kms=kms, writes=writes), options)
             runtime = build_runtime(settings) if kms else None
         if runtime is not None:
             stack.callback(runtime.kms.http.close)
@@ -41,10 +44,10 @@ def connect(options: argparse.Namespace, *, kms: bool) -> Iterator[tuple[Setting
             yield settings, None, build_store(settings)
 
 
-def _settings_from_env(options: argparse.Namespace, *, kms: bool) -> Settings:
+def _settings_from_env(options: argparse.Namespace, *, kms: bool, writes: bool) -> Settings:
     settings = Settings.from_env()
     bucket = options.target.bucket
-    if kms and settings.buckets and bucket not in settings.buckets:
+    if kms and writes and settings.buckets and bucket not in settings.buckets:
         raise ConfigError(f"bucket {bucket!r} is not in REWRAP_BUCKETS: add it there or unset the variable")
     if kms and not (options.key_tag or settings.key_tag):
         raise ConfigError("NCP_KMS_KEY_TAG is not set: pass --key-tag or set the variable")

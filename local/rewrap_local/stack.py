@@ -15,6 +15,7 @@ import boto3
 
 from rewrap.app.runtime import Runtime, build_runtime
 from rewrap.core.config import Settings
+from rewrap.core.ports import QUEUE_MESSAGE_BYTES
 from rewrap_local.emulator import KmsEmulator
 
 REGION = "ap-northeast-2"
@@ -114,10 +115,14 @@ def provision(
     secret = json.dumps({"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY, "apiKey": API_KEY})
     secret_arn = secrets.create_secret(Name=f"{SECRET_NAME}-{bucket}", SecretString=secret)["ARN"]
     sqs = session.client("sqs", endpoint_url=moto_url)
-    dlq_url = sqs.create_queue(QueueName=f"{bucket}-rotate-dlq")["QueueUrl"]
+    # The queues' message size as the template sets it (moto and LocalStack default to 1 MiB, as SQS now does).
+    size = {"MaximumMessageSize": str(QUEUE_MESSAGE_BYTES)}
+    dlq_url = sqs.create_queue(QueueName=f"{bucket}-rotate-dlq", Attributes=size)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
-    queue_url = sqs.create_queue(QueueName=f"{bucket}-rotate", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=f"{bucket}-rotate", Attributes={"RedrivePolicy": redrive, **size})[
+        "QueueUrl"
+    ]
     return LocalStack(
         moto_url=moto_url,
         kms=kms,

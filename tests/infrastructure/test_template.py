@@ -579,7 +579,8 @@ def test_s3_statements_reference_the_bucket_parameter(cfn: dict[str, Any]) -> No
     s3 = [(r, s) for r, s in statements(cfn) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
     assert len(s3) >= 3
     for role, statement in s3:
-        expected = "ReportPrefix" if statement["Sid"] == "WriteAuditReports" else "BucketNames"
+        own = ("WriteAuditReports", "ReadOwnRecords", "ListOwnRecords")
+        expected = "ReportPrefix" if statement["Sid"] in own else "BucketNames"
         expected = "BatchOperationsBuckets" if role == "BatchOperationsRole" else expected
         assert expected in refs(statement["Resource"]), (role, statement)
 
@@ -788,7 +789,7 @@ def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> No
     dashboard = one(cfn, "AWS::CloudWatch::Dashboard")
     text = dashboard["DashboardBody"]["Fn::Sub"]
     for name in re.findall(r"\$\{([^!}][^}]*)\}", text):
-        assert name.startswith("AWS::") or name.split(".")[0] in cfn["Resources"], name
+        assert name.startswith("AWS::") or name.split(".")[0] in cfn["Resources"] or name == "KeyTag", name
     body = json.loads(re.sub(r"\$\{[^}]*\}", "x", text))
     metrics = {tuple(m[:4]) for w in body["widgets"] for m in w["properties"].get("metrics", [])}
     for name in (
@@ -799,8 +800,12 @@ def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> No
         "ObjectsOpaque",
     ):
         assert ("Rewrap", name, "service", "rewrap") in metrics
-    for name in ("KmsRequests", "ObjectsListed", "KeysEnqueued", "ObjectsUnreadable"):
+    for name in ("KmsRequests", "ObjectsListed", "KeysEnqueued", "ObjectsUnreadable", "ObjectsUnchangedSkipped"):
         assert ("Rewrap", name, "service", "rewrap") in metrics
+    # each full rotation run's verdict, per key (the default key's widget)
+    per_key = {tuple(m[:6]) for w in body["widgets"] for m in w["properties"].get("metrics", []) if len(m) > 6}
+    for name in ("OldestKeyVersionInUse", "ObjectsBelowNewestVersion", "KeyVersionsRetirable", "KeyVerdictSafe"):
+        assert ("Rewrap", name, "service", "rewrap", "KeyTag", "x") in per_key
     sqs = set(re.findall(r'"AWS/SQS", "(\w+)", "QueueName", "\$\{(\w+)\.QueueName\}"', text))
     assert ("ApproximateNumberOfMessagesVisible", "RotateDeadLetterQueue") in sqs  # DLQ depth
     assert ("ApproximateAgeOfOldestMessage", "RotateQueue") in sqs  # queue age
@@ -810,8 +815,25 @@ def test_dashboard_shows_objects_kms_queues_and_sweep(cfn: dict[str, Any]) -> No
 def test_sweep_writes_its_report_only_under_the_prefix(cfn: dict[str, Any]) -> None:
     sweep = role_of(cfn, "SweepFunction")
     assert "WriteAuditReports" not in evaluated_statements(cfn, sweep)
-    written = evaluated_statements(cfn, sweep, ReportPrefix="s3://audit-bucket/rewrap/")["WriteAuditReports"]
+    assert "ReadOwnRecords" not in evaluated_statements(cfn, sweep)
+    granted = evaluated_statements(cfn, sweep, ReportPrefix="s3://audit-bucket/rewrap/")
+    written, read = granted["WriteAuditReports"], granted["ReadOwnRecords"]
     assert (written["Action"], written["Resource"]) == ("s3:PutObject", "arn:aws:s3:::audit-bucket/rewrap/*")
+    # the checkpoints of incremental sweeps and the partials of a run to judge are read back from there, and
+    # from nowhere else; the names in the report bucket are listed (is a run's every partial in?)
+    assert (read["Action"], read["Resource"]) == ("s3:GetObject", "arn:aws:s3:::audit-bucket/rewrap/*")
+    listed = granted["ListOwnRecords"]
+    assert (listed["Action"], listed["Resource"]) == ("s3:ListBucket", "arn:aws:s3:::audit-bucket")
+
+
+def test_the_sweep_announces_verdicts_to_the_alarm_topic_only(cfn: dict[str, Any]) -> None:
+    sweep = role_of(cfn, "SweepFunction")
+    assert "AnnounceRunVerdicts" not in evaluated_statements(cfn, sweep)
+    topic = "arn:aws:sns:ap-northeast-2:123456789012:rewrap-alarms"
+    announce = evaluated_statements(cfn, sweep, AlarmTopicArn=topic)["AnnounceRunVerdicts"]
+    assert (announce["Action"], announce["Resource"]) == ("sns:Publish", topic)
+    environment = cfn["Resources"]["SweepFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["REWRAP_ALARM_TOPIC_ARN"] == {"Ref": "AlarmTopicArn"}
 
 
 def test_outputs(cfn: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ def test_fleet_bench_at_a_tiny_size_measures_and_verifies(tmp_path: Path) -> Non
         assert census["verdict"] == "SAFE" and census["exit_code"] == 0 and census["complete"]
         assert census["accounted"] == objects and census["tokens_by_version"] == {"v2": figures["tokens"]}
         assert figures["spot_check"]["objects"] == objects and figures["spot_check"]["undecryptable"] == 0
-        # counted requests: every object read at least once, a census never calls KMS, a rotation
+        # counted requests: every object read at least once, a census sends KMS no token, a rotation
         # batches its tokens (fewer KMS requests than objects, but some)
         for phase in (before, rotation, census):
             assert phase["objects"] == objects and phase["objects_per_s"] > 0
@@ -47,13 +47,20 @@ def test_fleet_bench_at_a_tiny_size_measures_and_verifies(tmp_path: Path) -> Non
             assert phase["s3_ops"].get("ListObjectsV2", 0) >= 1
             assert phase["invocations"] >= 1 and phase["sqs_requests"] > 0
             assert 0 < phase["peak_mib_max"] < 64 and phase["traced_invocations"] >= 1
-        assert before["kms_requests"] == census["kms_requests"] == 0
+        for phase in (before, census):  # no token goes to KMS; the sweep asks for the newest version, once
+            assert phase["kms_ops"] == {"encrypt": 1}, phase["kms_ops"]
         assert 0 < rotation["kms_requests"] < objects and rotation["kms_ops"].get("re-encrypt", 0) >= 1
         assert census["partials"] == census["messages"] > 0 and census["merge_s"] > 0
         # the merge figure is the median CPU time of the default number of timed merges
         low, high = census["merge_cpu_s_range"]
         assert census["merge_repeats"] == 7 and 0 < low <= census["merge_cpu_s"] <= high
         assert census["merge_cpu_us_per_partial"] > 0
+        # then the scheduled sweeps: a second look at exactly what the rotation wrote, then a converged target
+        # that costs its listing and a few requests of its own, and enqueues nothing
+        look, steady = figures["second_look"], figures["steady"]
+        assert (look["scope"], look["enqueued"]) == ("incremental", stale)
+        assert (steady["scope"], steady["enqueued"], steady["messages"]) == ("incremental", 0, 0)
+        assert steady["s3_ops"]["ListObjectsV2"] == 1 and steady["s3_requests"] <= 1 + 8
     # request counts per object do not depend on timing: flat across sizes
     ratios = record["flatness"]["ratios"]
     assert 0.75 <= ratios["census S3 req/object"][sizes[1]] <= 1.25

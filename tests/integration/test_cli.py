@@ -342,6 +342,17 @@ def test_a_census_without_min_version_judges_against_the_newest_version_ncp_tell
     code, out, _ = run(capsys, "census", target)
     assert code == 0 and "SAFE: nothing under" in out and "older than v2" in out
 
+    # A census writes nothing: asking NCP does not need the bucket in REWRAP_BUCKETS, as rotating does
+    monkeypatch.setenv("REWRAP_BUCKETS", "someone-elses-bucket")
+    assert run(capsys, "census", target)[0] == 0
+
+    monkeypatch.setenv("NCP_KMS_MAX_ATTEMPTS", "1")
+    stack.kms.inject("server-error", times=5, action=None, status=503)
+    code, out, _ = run(capsys, "census", target)
+    assert code == 1
+    assert f"UNKNOWN: NCP did not tell key {stack.key_tag}'s newest version (kms-unavailable: " in out
+    stack.kms.clear_faults()
+
     monkeypatch.delenv("NCP_KMS_SECRET_ID")
     code, out, _ = run(capsys, "census", target)
     assert code == 1

@@ -6,29 +6,29 @@
 - A stamp it carries along onto a new body is never trusted: the body is read.
 - Tags are read where a read's missing tag count cannot mean "none".
 
-LocalStack enforces the copy conditions; moto ignores CopySourceIfUnmodifiedSince, so on moto a small
-strict layer answers it as S3 documents it. The writer acts while the object's KMS request is in flight,
+LocalStack enforces the copy conditions (but the time condition of UploadPartCopy); moto ignores them, so
+a small strict layer answers them as S3 documents them. The writer acts while the object's KMS request is in flight,
 as the adversarial probe of issue 23 did.
 """
 
 from __future__ import annotations
 
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 import pytest
 
 import rewrap_cli.main as cli
+from rewrap.adapters.s3 import S3Store
 from rewrap.adapters.s3_conditions import RECHECK_AFTER_SECONDS
 from rewrap.app.runtime import Runtime
 from rewrap.core.engine import Status
 from rewrap.core.metadata import STAMP_CHECKSUM_METADATA, STAMP_VERSION_METADATA
-from rewrap.core.ports import ObjectRef
+from rewrap.core.ports import ObjectBody, ObjectHead, ObjectRef
 from rewrap.core.tokens import scan
-from rewrap_local.soak import s3_error
+from rewrap_local.s3_conditions import CopyConditions
+from rewrap_local.soak.s3faults import s3_error
 from rewrap_local.stack import LocalStack
 
 pytestmark = pytest.mark.s3
@@ -36,37 +36,10 @@ pytestmark = pytest.mark.s3
 WRITER = {"owner": "the application", "revision": "2"}
 
 
-def strict(client: Any, op: str, answer: Any) -> None:
-    client.meta.events.register(f"before-send.s3.{op}", lambda request, **_: answer(request))
-
-
-def _header(request: Any, name: str) -> str | None:
-    value = request.headers.get(name)
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def enforce_copy_conditions(stack: LocalStack, client: Any) -> None:
-    """On moto, answer CopySourceIfUnmodifiedSince as S3 does: 412 when the source was modified after the
-    date (to the second), unless CopySourceIfMatch is there and holds (S3 then copies regardless)."""
-    if stack.backend != "moto":
-        return
-    admin = stack.client("s3")
-
-    def answer(request: Any) -> Any:
-        since = _header(request, "x-amz-copy-source-if-unmodified-since")
-        if not since:
-            return None
-        bucket, _, key = unquote(_header(request, "x-amz-copy-source") or "").lstrip("/").partition("/")
-        head = admin.head_object(Bucket=bucket, Key=key.split("?versionId=")[0])
-        if_match = _header(request, "x-amz-copy-source-if-match")
-        if if_match and if_match.strip('"') == head["ETag"].strip('"'):
-            return None
-        if int(head["LastModified"].timestamp()) > int(parsedate_to_datetime(since).timestamp()):
-            return s3_error(request.url, 412, "PreconditionFailed")
-        return None
-
-    for op in ("CopyObject", "UploadPartCopy"):
-        strict(client, op, answer)
+    """S3's copy conditions on the runtime's client where the backend leaves them out (moto ignores them;
+    LocalStack, UploadPartCopy's time condition): answered as S3 documents, combination rule included."""
+    CopyConditions(stack.client("s3"), s3_error, source_time_only=stack.backend != "moto").attach(client)
 
 
 def during_kms(runtime: Runtime, action: Any) -> list[str]:
@@ -301,3 +274,35 @@ def test_a_store_seen_leaving_tag_counts_out_has_every_objects_tags_read(stack: 
     assert calls.count("GetObjectTagging") == 3
     for key, team in (("tagged.txt", "data"), ("one.txt", "ops"), ("two.txt", "ops")):
         assert s3.get_object_tagging(Bucket=stack.bucket, Key=key)["TagSet"] == [{"Key": "team", "Value": team}]
+
+
+class WriterBeforeGet(S3Store):
+    """The real S3 adapter; another writer changes the metadata after rewrap's first read (which left the
+    body unread), before the body's GET."""
+
+    def __init__(self, client: Any, stack: LocalStack) -> None:
+        super().__init__(client)
+        self.stack = stack
+
+    def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
+        next_second()  # a change S3 dates later than the object's write
+        self_copy_with_new_metadata(self.stack, ref.key)()
+        return super().get_body(ref, head)
+
+
+def test_a_metadata_change_before_the_body_is_read_stops_the_put(stack: LocalStack, runtime: Runtime) -> None:
+    # Given a text object larger than the bodies the engine may take with their heads (a quarter of its
+    # memory budget), so its body is read with a second GET
+    body = put_text(stack, runtime, "a.env", [b"s"]) + b"\n" + b"x" * (1536 * 1024)
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="a.env", Body=body)
+    stack.kms.rotate(stack.key_tag)
+    runtime.engine.memory_budget_bytes = 4 * 1024 * 1024
+    runtime.engine.store = WriterBeforeGet(runtime.s3, stack)
+
+    # When the application changes the metadata between that first read and the body's GET
+    (result,) = runtime.engine.rotate([ObjectRef(stack.bucket, "a.env")])
+
+    # Then the body's GET shows the change: nothing is written, and the writer's change stays
+    assert result.status is Status.FAILED and result.retryable
+    assert result.error is not None and result.error.code == "object-changed"
+    assert kept_by_writer(stack, "a.env")

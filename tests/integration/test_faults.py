@@ -65,7 +65,8 @@ def test_soak_every_fault_alone_and_mixed_loses_and_corrupts_nothing(stack: Loca
     emulator_kinds = {"throttle", "server-error", "timeout", "reset", "non-json", "short-reply", "extra-item"}
     emulator_kinds |= {"bad-pattern", "lower-version", "corrupt"}
     expected = {f"kms:{kind}" for kind in emulator_kinds}
-    expected |= {k for k in FAULT_KINDS if k.split(":")[0] in ("s3", "invocation", "secret")}
+    expected |= {k for k in FAULT_KINDS if k.split(":")[0] in ("s3", "invocation", "secret", "app")}
+    expected.add("app:write-back")  # the application next door wrote back cached tokens under copied stamps
     assert expected <= injected, sorted(expected - injected)
     assert min(report.retries[name] for name in ("kms (client)", "s3 (botocore)", "sqs redeliveries")) > 0
     assert report.retries["kms auth refreshes"] >= 1  # the secret rotated mid-run
@@ -125,6 +126,55 @@ def test_a_racing_writer_wins_on_every_write_path(small: Soak, race: str) -> Non
         assert small.report.failures == {"TemporaryFailure object-changed": 3}
     small.converge()
     assert small.report.final["pending"] == 0
+
+
+def test_the_application_rewriting_a_body_with_its_metadata_wins_on_every_write_path(small: Soak) -> None:
+    # Given the application next door rewriting an object (a new body, the user metadata it read carried along,
+    # rewrap's stamps included) just before each kind of write goes out
+    for op in WRITE_OPS:
+        small.s3_faults.add("app:rewrite", frozenset({op}), 1)
+
+    small.deliver_batch_operations(small.corpus.keys())
+
+    # Then each write was refused and the bucket holds the application's object; the retries rotate it
+    assert {f"app:rewrite {op}" for op in WRITE_OPS} <= set(small.s3_faults.injected_at)
+    assert small.application.written["app:rewrite"] == 3
+    assert small.report.failures == {"TemporaryFailure object-changed": 3}
+    intact(small)
+    small.converge()
+    assert small.report.final == {"current": 10} and small.report.problems == {}
+
+
+def test_a_metadata_only_update_is_never_reverted_where_s3_lets_rewrap_see_it(small: Soak) -> None:
+    # Given the application updating only an object's metadata (its ETag stays) just before rewrap's self-copy of
+    # an envelope, a GET conditional on a HEAD's ETag, and a HEAD
+    small.s3_faults.add("app:metadata", frozenset({"CopyObject"}), 1)
+    small.s3_faults.add("app:metadata", frozenset({"GetObject"}), 1)
+    small.s3_faults.add("app:metadata", frozenset({"HeadObject"}), 1, any_request=True)
+
+    small.deliver_batch_operations(small.corpus.keys())
+
+    # Then every object keeps the application's metadata (the audit compares it) and all converge
+    assert "app:metadata CopyObject" in small.s3_faults.injected_at
+    assert small.application.written["app:metadata"] == small.s3_faults.injected["app:metadata"]
+    intact(small)
+    small.converge()
+    assert small.report.final == {"current": 10} and small.report.problems == {}
+
+
+def test_old_tokens_written_back_under_rewraps_stamps_are_rotated(small: Soak) -> None:
+    # Given every object rotated to v2 and stamped, then the application writing back the v1 tokens it cached
+    # (of the same length) with the metadata it read, rewrap's stamps included
+    small.deliver_sqs(small.corpus.keys())
+    small.converge()
+    assert small.report.final == {"current": 10}
+
+    small.write_back(len(small.application.cached))  # sent as the sweep sends, to a container that keeps v2
+
+    # Then no copied stamp hides them: every object is on v2 again
+    assert small.report.faults["app:write-back"] == len(small.application.cached) > 0
+    small.converge()
+    assert small.report.final == {"current": 10} and small.report.problems == {}
 
 
 def test_failed_multipart_part_aborts_the_upload_and_is_retried(small: Soak) -> None:

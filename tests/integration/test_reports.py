@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,10 +13,10 @@ from functions.rotate.app import lambda_handler as rotate
 from functions.sweep.app import lambda_handler as sweep
 from rewrap.app.runtime import reset_runtime
 from rewrap.core.reports import csv_cell, report_key
-from rewrap.observability import SERVICE
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import drain_queue, load_event, s3_notification
 from rewrap_local.stack import LocalStack
+from tests.observed import emitted_metrics, service_log
 
 AUDIT = "audit/rewrap"
 
@@ -37,33 +34,8 @@ def reports(stack: LocalStack) -> dict[str, list[dict[str, Any]]]:
     return {
         o["Key"]: [json.loads(line) for line in s3.get_object(Bucket=stack.bucket, Key=o["Key"])["Body"].iter_lines()]
         for o in listed
+        if o["Key"].endswith(".jsonl")  # the audit reports, not the runs' partials or the sweep's checkpoints
     }
-
-
-def emitted_metrics(out: str) -> dict[str, Any]:
-    """Metric values from the Embedded Metric Format lines the handlers print."""
-    found: dict[str, Any] = {}
-    for line in out.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            record = json.loads(line)
-            for metric in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                found[metric["Name"]] = sum(record[metric["Name"]])
-    return found
-
-
-@contextmanager
-def service_log() -> Iterator[list[logging.LogRecord]]:
-    """The records of the service's own logger, whatever propagation other tests left on it (caplog listens
-    at the root, which the service's records do not always reach)."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    service = logging.getLogger(SERVICE)
-    service.addHandler(handler)
-    try:
-        yield records
-    finally:
-        service.removeHandler(handler)
 
 
 def seed(stack: LocalStack) -> list[str]:
@@ -113,6 +85,20 @@ def test_a_report_in_a_watched_bucket_does_not_start_a_loop(reporting: LocalStac
     response = rotate(s3_notification(stack.bucket, [report_object]), LambdaContext())
     assert response["no-tokens"] == 1
     assert list(reports(stack)) == [report_object]
+
+
+def test_a_runs_partials_and_checkpoints_in_a_watched_bucket_start_no_loop_either(reporting: LocalStack) -> None:
+    stack = reporting
+    seed(stack)
+    sweep({"targets": [stack.bucket]}, LambdaContext(function_name="rewrap-sweep"))
+    drain_queue(stack.client("sqs"), stack.queue_url, rotate)
+    s3 = stack.client("s3")
+    written = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{AUDIT}/")["Contents"])
+    own = [key for key in written if not key.endswith(".jsonl")]
+    assert any("/census/" in key for key in own) and any("/checkpoints/" in key for key in own)
+    # their own ObjectCreated events reach the function: answered, and nothing new is written
+    rotate(s3_notification(stack.bucket, own), LambdaContext())
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{AUDIT}/")["Contents"]) == written
 
 
 def test_a_failed_report_write_never_fails_the_rotation(

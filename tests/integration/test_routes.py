@@ -17,6 +17,7 @@ from rewrap.errors import UnsupportedEventError
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.payloads import load_event, s3_notification
 from rewrap_local.stack import LocalStack
+from tests.observed import service_log
 
 # The objects the sample events name, and the secrets each holds.
 SAMPLE_OBJECTS = {
@@ -347,3 +348,62 @@ def test_an_eventbridge_key_that_only_exists_as_sent_is_rotated_as_sent(seeded: 
     assert summary["rotated"] == 1 and summary["missing"] == 0
     body = stack.client("s3").get_object(Bucket=stack.bucket, Key="odd%20name.txt")["Body"].read()
     assert token_version(body.decode()) == 3
+
+
+# Powertools' own sample SNS event (its tests/events/snsEvent.json): what a topic that is not S3's delivers.
+FOREIGN_SNS_EVENT = {
+    "Records": [
+        {
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": "arn:aws:sns:us-east-2:123456789012:sns-la ...",
+            "EventSource": "aws:sns",
+            "Sns": {
+                "SignatureVersion": "1",
+                "Timestamp": "2019-01-02T12:45:07.000Z",
+                "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+                "Message": "Hello from SNS!",
+                "MessageAttributes": {"Test": {"Type": "String", "Value": "TestString"}},
+                "Type": "Notification",
+                "TopicArn": "arn:aws:sns:us-east-2:123456789012:sns-lambda",
+                "Subject": "TestInvoke",
+            },
+        }
+    ]
+}
+
+
+def sns_records(*messages: str) -> dict[str, Any]:
+    """A direct SNS invocation with one record per message, as a topic subscription delivers them."""
+    return {
+        "Records": [
+            {"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": {"MessageId": f"m-{i}", "Message": message}}
+            for i, message in enumerate(messages)
+        ]
+    }
+
+
+def test_a_foreign_message_on_the_direct_sns_route_is_refused_with_its_reason(seeded: Seeded) -> None:
+    """The invocation fails, so Lambda's failure destination (the dead-letter queue) keeps the event, as the SQS
+    route parks the same message; answering it with nothing done would forget it."""
+    before = seeded.etags()
+    with service_log() as records, pytest.raises(UnsupportedEventError) as caught:
+        rotate(FOREIGN_SNS_EVENT, LambdaContext())
+    assert caught.value.code == "unsupported-event"
+    assert "95df01b4-ee98-5cb9-9903-4c221d41eb5e: unsupported-event: SNS notification Message is not JSON" in str(
+        caught.value
+    )
+    (logged,) = [r for r in records if r.getMessage() == "unsupported records in an asynchronous event"]
+    assert logged.levelname == "ERROR" and "Message is not JSON" in logged.reasons  # type: ignore[attr-defined]
+    assert seeded.etags() == before
+
+
+def test_the_direct_sns_route_refuses_the_foreign_record_after_rotating_the_others(seeded: Seeded) -> None:
+    """A retry of the whole event finds the S3 notification's object current; S3's test event is no refusal."""
+    stack = seeded.stack
+    notification = json.dumps(s3_notification(stack.bucket, ["secrets/api-token.txt"]))
+    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": stack.bucket})
+
+    assert rotate(sns_records(test_event), LambdaContext())["total"] == 0
+    with pytest.raises(UnsupportedEventError, match=r"1 record\(s\) are not S3 events \(m-2: "):
+        rotate(sns_records(notification, test_event, json.dumps({"greeting": "hello"})), LambdaContext())
+    assert token_version(seeded.tokens("secrets/api-token.txt")[0]) == 2

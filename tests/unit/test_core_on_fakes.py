@@ -15,7 +15,7 @@ from rewrap.core.engine import Engine, Status
 from rewrap.core.ports import ObjectRef
 from rewrap.core.service import rotate_event
 from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
-from rewrap.deadline import Deadline
+from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline
 from rewrap.errors import UnsupportedEventError
 from rewrap_local.lambda_context import LambdaContext
 from tests.fakes import MemoryBucket, MemoryQueue, VersionBumpKms
@@ -33,6 +33,8 @@ class Services:
     engine: Engine
     queue: MemoryQueue = field(default_factory=MemoryQueue)
     handed_over: list[dict[str, Any]] = field(default_factory=list)
+    clock: Clock = SYSTEM_CLOCK
+    notifier: Any = None
 
     @property
     def dead_letters(self) -> MemoryQueue:

@@ -131,6 +131,21 @@ def test_rotate_request_dry_run_flag() -> None:
     assert parse(load("s3-put.json")).dry_run is None
 
 
+def test_a_sweep_runs_rotate_requests_name_their_run_and_census_requests_stay_census() -> None:
+    request = {"bucket": BUCKET, "keys": ["a"], "runId": "20261205T000000Z-abc"}
+    (direct,) = parse(request).units
+    message = {"eventSource": "aws:sqs", "messageId": "m", "body": json.dumps(request)}
+    (queued,) = parse({"Records": [message]}).units
+    assert (
+        (direct.rotation_run, direct.census_run) == (queued.rotation_run, queued.census_run) == (request["runId"], None)
+    )
+    (census,) = parse({**request, "mode": "census"}).units
+    assert (census.rotation_run, census.census_run) == (None, request["runId"])
+    assert parse({"bucket": BUCKET, "keys": ["a"]}).units[0].rotation_run is None  # an event: no run
+    with pytest.raises(UnsupportedEventError, match="runId"):
+        parse({**request, "runId": "a/b"})
+
+
 def test_schedule_event_is_not_a_rotate_event() -> None:
     with pytest.raises(UnsupportedEventError, match="detail-type"):
         parse(load("schedule.json"))

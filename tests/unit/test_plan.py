@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import rewrap_cli.main as cli
-from rewrap_cli.plan import (
-    Fleet,
-    Inventory,
-    Prices,
-    assumed_inventory,
-    make_plan,
-    read_census_report,
-    read_inventory_csv,
-)
+from rewrap_cli.plan import Fleet, Inventory, Prices, make_plan, read_census_report, read_inventory_csv
+from rewrap_cli.plan_steady import assumed_inventory
 
 
 def census_report(tmp_path: Path) -> Path:
@@ -87,3 +81,41 @@ def test_plan_command_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFix
     code = cli.main(["plan", "s3://b/", "--objects", "1000000000", "--tokens-per-object", "2"])
     out = capsys.readouterr().out
     assert code == 0 and "bound by Lambda: 6 containers (Lambda CPU)" in out and "within 24 h" in out
+
+
+def test_a_converged_targets_scheduled_sweep_costs_its_listing_and_a_few_requests() -> None:
+    from rewrap_cli.plan_steady import Schedule, steady_state
+
+    for objects in (10**6, 10**9):
+        state = steady_state(objects, Schedule(changed_per_day=0), Fleet())
+        sweep = state.incremental
+        assert sweep.enqueued == 0 and sweep.sqs == 0
+        assert sweep.lists == objects / 1000  # the listing, the safety net
+        # its checkpoint, the bucket's versioning, its report and listing record, per invocation of the sweep
+        invocations = sweep.invocations
+        assert (sweep.reads, sweep.writes) == (2 * invocations, 3 * invocations)
+        assert (sweep.reads + sweep.writes) / objects < 0.0001
+
+
+def test_the_periodic_full_sweep_and_what_changed_are_what_a_day_costs_beyond_the_listing() -> None:
+    from rewrap_cli.plan_steady import Schedule, steady_state
+
+    weekly = steady_state(10**6, Schedule(changed_per_day=500, full_every_days=7), Fleet())
+    assert weekly.per_day.enqueued == pytest.approx(10**6 / 7 + 500 * 6 / 7)
+    always = steady_state(10**6, Schedule(changed_per_day=500, full_every_days=0), Fleet())
+    assert always.per_day.enqueued == always.today.enqueued == 10**6  # every sweep full: as before checkpoints
+    prices = Prices()
+    assert weekly.per_day.cost(prices) < always.per_day.cost(prices) / 6
+
+
+def test_plan_for_a_number_of_objects_prints_the_rotation_run_and_the_day_after(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = cli.main(["plan", "s3://b/p/", "--objects", "1000000000", "--full-every-days", "90"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "1,000,000,000 objects, 1,000,000,000 tokens" in out  # the rotation
+    assert "partials, written and read for the verdict" in out and "the next sweep's second look" in out
+    assert "then the scheduled sweep, 1 a day, full every 90 days:" in out
+    assert re.search(r"per day: S3 LIST +1,000,000 +\$5\.00", out)
+    assert "longer than the schedule allows" in out  # a billion keys take more than a day to list

@@ -9,11 +9,23 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "rewrap"
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Rewrap"
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Rewrap", service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+def key_metric(name: str, value: float, key_tag: str) -> None:
+    """One metric of one key (dimensions service and KeyTag), emitted at once: the shared ``metrics`` flush
+    carries the service dimension only."""
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE, default_dimensions={"service": SERVICE}
+    ) as metric:
+        metric.add_dimension(name="KeyTag", value=key_tag)
+
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 

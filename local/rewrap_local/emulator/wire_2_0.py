@@ -81,6 +81,9 @@ def _versions(key: Key) -> dict[str, Any]:
     }
 
 
+AUTO_ROTATION_DAYS = 90
+
+
 def _key_info(key: Key) -> dict[str, Any]:
     region = key_region(key.tag)
     return {
@@ -89,5 +92,9 @@ def _key_info(key: Key) -> dict[str, Any]:
         "isConvergent": key.convergent,
         "keyType": "AES256",
         "status": key.status.removesuffix("D"),
+        # auto rotation every 90 days (NCP's default) from the newest version
+        "isAutoRotation": True,
+        "rotationPeriod": AUTO_ROTATION_DAYS,
+        "nextRotationDate": key.rotated_ms[-1] + AUTO_ROTATION_DAYS * 86_400_000,
         "baseUrl": f"https://{REGION_HOSTS[region]}" if region is not None else GLOBAL_OCAPI,
     }

@@ -20,10 +20,14 @@ Faults are injected where they really happen:
 * Secrets Manager: unreachable (a cold container whose endpoint refuses connections) or a
   malformed secret (invalid JSON, or JSON without secretKey), fixed again after the run.
 
-moto 5.2.5 ignores ``If-Match`` on CopyObject and CompleteMultipartUpload and the copy-source
-conditions (``x-amz-copy-source-if-match``, ``-if-unmodified-since``) on CopyObject and UploadPartCopy;
-the hooks enforce S3's documented semantics for those requests (412 PreconditionFailed, 404 NoSuchKey),
-so races are exercised on every write path.
+moto 5.2.5 ignores ``If-Match`` on CopyObject and CompleteMultipartUpload, ``x-amz-copy-source-if-match``
+on UploadPartCopy and ``x-amz-copy-source-if-unmodified-since`` on both copies; the hooks enforce S3's
+documented semantics for those requests (412 PreconditionFailed, 404 NoSuchKey), so races are exercised on
+every write path.
+
+The application next door (``application.py``) writes the objects too, keeping their metadata as SDK
+"update" helpers do: it rewrites bodies and updates metadata just before rewrap's requests, and once a round
+writes back tokens it cached before the rotation under the stamps rewrap left.
 
 Rounds alternate: faults one kind at a time on disjoint slices of the objects, then random mixes.
 Each round starts with a key rotation, runs its phases, then converges: retryable failures come

@@ -72,6 +72,22 @@ def _s3_race(soak: Soak, fault: str) -> bool:
     return False
 
 
+def _app_rewrite(soak: Soak, fault: str) -> bool:
+    """The application rewrites a body, keeping the metadata, before each kind of conditional write."""
+    for op in WRITE_OPS:
+        soak.s3_faults.add(fault, frozenset({op}), 1)
+    return False
+
+
+def _app_metadata(soak: Soak, fault: str) -> bool:
+    """The application updates metadata only where S3 lets rewrap see it: before a self-copy (conditional on the
+    source), a GET conditional on a HEAD's ETag, and a HEAD (a first read, or the check of one before a write)."""
+    soak.s3_faults.add(fault, frozenset({"CopyObject"}), 1)
+    soak.s3_faults.add(fault, frozenset({"GetObject"}), 2)
+    soak.s3_faults.add(fault, frozenset({"HeadObject"}), 2, any_request=True)
+    return False
+
+
 def _s3_precondition(soak: Soak, fault: str) -> bool:
     soak.s3_faults.add("precondition", WRITE_OPS, 2, status=412, code="PreconditionFailed")
     return False
@@ -125,6 +141,8 @@ ARMING: dict[str, Arm] = {
     "s3:delete": _s3_race,
     "s3:precondition": _s3_precondition,
     "s3:part-failure": _s3_part_failure,
+    "app:rewrite": _app_rewrite,
+    "app:metadata": _app_metadata,
     "invocation:crash": _next_invocation("crash"),
     "invocation:out-of-time": _next_invocation("out-of-time"),
     "secret:rotated": _secret_rotated,

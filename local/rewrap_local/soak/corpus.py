@@ -143,7 +143,8 @@ class Corpus:
     ) -> None:
         """Record ``key`` as it is now in the bucket."""
         head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        metadata = dict(head["Metadata"])
+        # rewrap's stamps are its own bookkeeping, never compared (another writer may carry them along)
+        metadata = {name: value for name, value in head["Metadata"].items() if name not in STAMPS}
         tokens = [metadata.pop(name) for name in token_metadata]
         if token_metadata:
             parts, escaped = (body,), ()

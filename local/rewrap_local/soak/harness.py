@@ -19,6 +19,7 @@ from rewrap.app.runtime import Runtime, get_runtime, reset_runtime
 from rewrap_local.lambda_context import LambdaContext
 from rewrap_local.stack import LocalStack, environment
 
+from .application import Application
 from .arming import arm
 from .corpus import Corpus, Verdict
 from .delivery import Delivery
@@ -38,6 +39,7 @@ class SoakConfig:
     progress: Callable[[str], None] | None = None  # told about every phase
     environment: dict[str, str] = field(default_factory=dict)  # on top of SOAK_ENVIRONMENT
     faults: tuple[str, ...] = FAULT_KINDS  # the kinds the rounds draw from
+    write_backs: int = 6  # objects the application writes back with cached tokens, each round
 
 
 class Soak(Delivery):
@@ -65,6 +67,7 @@ class Soak(Delivery):
         self.invoking = False  # a handler invocation is running (see ``during_invocations``)
         self.corpus: Corpus
         self.s3_faults: S3Faults
+        self.application: Application
 
     # --- setup -------------------------------------------------------------------------------------
     def __enter__(self) -> Soak:
@@ -87,6 +90,9 @@ class Soak(Delivery):
         large = max(2, self.config.objects // 60) if large is None else large
         self.corpus.seed(self.config.objects, large)
         self.report.objects.update(o.kind for o in self.corpus.originals.values())
+        self.application = Application(self.corpus, self.rng)
+        self.application.cache()
+        self.s3_faults.application = self.application
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -131,7 +137,29 @@ class Soak(Delivery):
         for index, (faults, slice_) in enumerate(zip(phases, slices, strict=True)):
             route = "sqs" if (index + round_no) % 2 == 0 else "batch-ops"
             self.run_phase(faults, slice_, route)
+        if self.config.write_backs:
+            self.write_back(self.config.write_backs)
         self.converge()
+
+    def write_back(self, count: int) -> None:
+        """The application writes back tokens it cached before the key rotated, under the stamps of rewrap's last
+        write; the next sweep sends their keys with the key's newest version to a container that keeps it (the
+        default REWRAP_VERSION_CACHE_SECONDS), which may answer from a stamp. Each must end on the newest version."""
+        keys = self.application.write_back(count)
+        self.report.faults["app:write-back"] += len(keys)
+        newest = {tag: self.stack.kms.current_version(tag) for tag in (self.stack.key_tag, self.corpus.convergent_tag)}
+        bodies = [
+            json.dumps({"bucket": self.stack.bucket, "keys": keys[start : start + 4], "newestVersions": newest})
+            for start in range(0, len(keys), 4)
+        ]
+        with environment({"REWRAP_VERSION_CACHE_SECONDS": "60"}):
+            self.cold_start()
+            for start in range(0, len(bodies), 10):
+                entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
+                self.sqs.send_message_batch(QueueUrl=self.stack.queue_url, Entries=entries)
+            self.drain()
+        self.cold_start()  # back to containers that ask NCP every time (SOAK_ENVIRONMENT)
+        self.check()
 
     def run_phase(self, faults: Sequence[str], keys: list[str], route: str) -> None:
         kms = self.stack.kms

@@ -61,6 +61,8 @@ FAULT_KINDS = (
     "s3:delete",
     "s3:precondition",
     "s3:part-failure",
+    "app:rewrite",
+    "app:metadata",
     "invocation:crash",
     "invocation:out-of-time",
     "secret:rotated",

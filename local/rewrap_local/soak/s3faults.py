@@ -7,13 +7,12 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 
+from ..s3_conditions import CopyConditions, bucket_key, header
+from .application import RACERS, Application
 from .corpus import Corpus
 
 
@@ -39,33 +38,26 @@ def s3_error(url: str, status: int, code: str) -> AWSResponse:
     return AWSResponse(url, status, headers, _Raw(body))
 
 
-def _bucket_key(url: str) -> tuple[str, str]:
-    """(bucket, key) of a path-style URL (what botocore uses for the loopback moto endpoint)."""
-    bucket, _, key = urlsplit(url).path.lstrip("/").partition("/")
-    return unquote(bucket), unquote(key)
-
-
-def _etag(value: str | None) -> str:
-    return (value or "").strip().strip('"')
-
-
-def _header(request: Any, name: str) -> str | None:
-    value = request.headers.get(name)
-    return value.decode() if isinstance(value, bytes) else value
+def _conditional(request: Any) -> bool:
+    """Whether rewrap sent ``request`` on the condition that the object is still what it read."""
+    names = ("If-Match", "x-amz-copy-source-if-match", "x-amz-copy-source-if-unmodified-since")
+    return any(header(request, name) for name in names)
 
 
 @dataclass
 class _S3Fault:
-    kind: str  # slowdown | precondition | part-failure | overwrite | delete
+    kind: str  # slowdown | precondition | part-failure | overwrite | delete | app:rewrite | app:metadata
     ops: frozenset[str]
     remaining: int
     status: int = 503
     code: str = "SlowDown"
+    any_request: bool = False
 
     @property
     def conditional_only(self) -> bool:
-        """Races and rejected conditions hit only our conditional writes (they carry If-Match)."""
-        return self.kind in ("overwrite", "delete", "precondition")
+        """Races and rejected conditions hit only our requests conditional on what was read (writes, and a GET
+        after a HEAD), unless told otherwise."""
+        return not self.any_request and self.kind in ("overwrite", "delete", "precondition", *RACERS)
 
 
 WRITE_OPS = frozenset({"PutObject", "CopyObject", "CompleteMultipartUpload"})
@@ -85,17 +77,28 @@ class S3Faults:
         self.injected: Counter[str] = Counter()
         self.injected_at: Counter[str] = Counter()  # "<kind> <operation>"
         self.retries = 0
-        # LocalStack enforces these conditions itself: there the hooks leave them to it.
-        self.emulate_conditions = corpus.stack.backend == "moto"
+        # S3's copy and completion conditions where the backend ignores them (all on moto; on LocalStack
+        # only UploadPartCopy's time condition).
+        self.conditions = CopyConditions(corpus.s3, s3_error, source_time_only=corpus.stack.backend != "moto")
+        self.application: Application | None = None  # the writer of the ``app:`` racers
 
     def attach(self, client: Any) -> None:
         """Idempotent: hooks are registered once per client (``unique_id``)."""
         client.meta.events.register("before-send.s3", self._before_send, unique_id="rewrap-soak-faults")
         client.meta.events.register("after-call.s3", self._after_call, unique_id="rewrap-soak-retries")
 
-    def add(self, kind: str, ops: frozenset[str], times: int, *, status: int = 503, code: str = "SlowDown") -> None:
+    def add(
+        self,
+        kind: str,
+        ops: frozenset[str],
+        times: int,
+        *,
+        status: int = 503,
+        code: str = "SlowDown",
+        any_request: bool = False,
+    ) -> None:
         with self._lock:
-            self._queue.append(_S3Fault(kind, ops, times, status, code))
+            self._queue.append(_S3Fault(kind, ops, times, status, code, any_request))
 
     def arm_crash(self, after_requests: int, op: str | None = None) -> None:
         """Crash at the ``after_requests``-th S3 request (of ``op`` only, when given)."""
@@ -127,10 +130,12 @@ class S3Faults:
             fault = self._take(op, request)
         if fault is not None:
             if fault.kind in ("overwrite", "delete"):
-                self.corpus.race(fault.kind, _bucket_key(request.url)[1])
+                self.corpus.race(fault.kind, bucket_key(request.url)[1])
+            elif fault.kind in RACERS and self.application is not None:
+                self.application.race(fault.kind, bucket_key(request.url)[1])
             else:
                 return s3_error(request.url, fault.status, fault.code)
-        return self._conditions(op, request) if self.emulate_conditions else None
+        return self.conditions.refusal(op, request)
 
     def _crash_now(self, op: str) -> bool:
         if self._crash_in is None or self._crash_op not in (None, op):
@@ -146,43 +151,16 @@ class S3Faults:
 
     def _take(self, op: str, request: Any) -> _S3Fault | None:
         for fault in self._queue:
-            if op not in fault.ops or (fault.conditional_only and not _header(request, "If-Match")):
+            if op not in fault.ops or (fault.conditional_only and not _conditional(request)):
+                continue
+            if fault.kind in RACERS and not (
+                self.application and self.application.wants(fault.kind, bucket_key(request.url)[1])
+            ):
                 continue
             fault.remaining -= 1
             if fault.remaining <= 0:
                 self._queue.remove(fault)
-            self.injected[f"s3:{fault.kind}"] += 1
+            self.injected[fault.kind if ":" in fault.kind else f"s3:{fault.kind}"] += 1
             self.injected_at[f"{fault.kind} {op}"] += 1
             return fault
-        return None
-
-    def _conditions(self, op: str, request: Any) -> AWSResponse | None:
-        """S3's conditional-request semantics where moto ignores them (see the module docstring)."""
-        if_match = _header(request, "If-Match")
-        if op in ("CopyObject", "CompleteMultipartUpload") and if_match:
-            refusal = self._check(request.url, *_bucket_key(request.url), None, if_match)
-            if refusal is not None:
-                return refusal
-        source_match = _header(request, "x-amz-copy-source-if-match")
-        since = _header(request, "x-amz-copy-source-if-unmodified-since")
-        if op in ("CopyObject", "UploadPartCopy") and (source_match or since):
-            source, _, version_id = unquote(_header(request, "x-amz-copy-source") or "").partition("?versionId=")
-            bucket, _, key = source.lstrip("/").partition("/")
-            since = None if source_match else since  # S3 copies when the ETag matches, whatever Last-Modified says
-            return self._check(request.url, bucket, key, version_id or None, source_match, since)
-        return None
-
-    def _check(
-        self, url: str, bucket: str, key: str, version_id: str | None, expected: str | None, since: str | None = None
-    ) -> AWSResponse | None:
-        where = {"Bucket": bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
-        try:
-            current = self.corpus.s3.head_object(**where)
-        except ClientError:
-            return s3_error(url, 404, "NoSuchKey")
-        if expected is not None and _etag(current["ETag"]) != _etag(expected):
-            return s3_error(url, 412, "PreconditionFailed")
-        modified = int(current["LastModified"].timestamp())
-        if since is not None and modified > int(parsedate_to_datetime(since).timestamp()):
-            return s3_error(url, 412, "PreconditionFailed")  # modified after it was read (to the second)
         return None

@@ -30,9 +30,11 @@ from rewrap.adapters.s3_attributes import (
     locks,
     restated,
 )
-from rewrap.adapters.s3_conditions import Recheck, TagCounts, copy_conditions
+from rewrap.adapters.s3_conditions import Recheck, TagCounts
 from rewrap.adapters.s3_errors import BAD_REQUEST_CODES, MISSING_CODES, error_code, translate
-from rewrap.adapters.s3_multipart import Rewrite, copy_source, new_version_id
+from rewrap.adapters.s3_multipart import Rewrite
+from rewrap.adapters.s3_records import OwnRecords
+from rewrap.adapters.s3_requests import source, unchanged_source, version_id, where
 from rewrap.core.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 from rewrap.errors import ObjectUnreadableError, PermanentError
 
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-class S3Store:
+class S3Store(OwnRecords):
     def __init__(
         self,
         client: S3Client,
@@ -115,7 +117,7 @@ class S3Store:
 
     def head(self, ref: ObjectRef) -> ObjectHead | None:
         try:
-            response = self.client.head_object(**_where(ref), ChecksumMode="ENABLED")
+            response = self.client.head_object(**where(ref), ChecksumMode="ENABLED")
         except (ClientError, BotoCoreError) as exc:
             code = error_code(exc)
             if code in MISSING_CODES:  # 405: the version asked for is a delete marker
@@ -131,7 +133,7 @@ class S3Store:
         """One GET for what a HEAD and a GET would tell: the head, and the body if it is at most
         ``limit`` bytes (a larger body is left unread, the connection dropped). None when gone."""
         try:
-            response = self.client.get_object(**_where(ref), ChecksumMode="ENABLED")
+            response = self.client.get_object(**where(ref), ChecksumMode="ENABLED")
             head = head_of(response)
             if head.size > limit:
                 response["Body"].close()
@@ -152,18 +154,18 @@ class S3Store:
 
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         try:
-            response = self.client.get_object(**_where(ref), IfMatch=head.etag)
+            response = self.client.get_object(**where(ref), IfMatch=head.etag)
             data = response["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
                 return None
             raise translate(exc, "GET") from None
-        return ObjectBody(data=data, etag=response["ETag"])
+        return ObjectBody(data=data, etag=response["ETag"], head=head_of(response))
 
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
         """The body as a stream of chunks (bounded memory), only if it still has ``head.etag``."""
         try:
-            response = self.client.get_object(**_where(ref), IfMatch=head.etag)
+            response = self.client.get_object(**where(ref), IfMatch=head.etag)
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
                 return None
@@ -212,7 +214,7 @@ class S3Store:
                 IfMatch=head.etag,
                 **params,
             )
-        return new_version_id(response)
+        return version_id(response)
 
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         if head.size > self.multipart_copy_threshold:
@@ -227,14 +229,15 @@ class S3Store:
                 self.client.copy_object,
                 Bucket=ref.bucket,
                 Key=ref.key,
-                CopySource=copy_source(ref, head),
+                CopySource=source(ref, head),
                 MetadataDirective="REPLACE",
                 TaggingDirective="COPY",
                 Metadata=dict(metadata),
-                **copy_conditions(head),
+                IfMatch=head.etag,
+                **unchanged_source(head),
                 **params,
             )
-        return new_version_id(response)
+        return version_id(response)
 
     def _head_again(self, ref: ObjectRef) -> Callable[[], ObjectHead | None]:
         """The object's current head (never the version read: a change makes a new version)."""
@@ -273,7 +276,7 @@ class S3Store:
 
     def _tagging(self, ref: ObjectRef, head: ObjectHead) -> str:
         try:
-            tags = self.call("GET tagging", self.client.get_object_tagging, **_where(ref))["TagSet"]
+            tags = self.call("GET tagging", self.client.get_object_tagging, **where(ref))["TagSet"]
         except BaseException:
             self._tags.read(ref.bucket, head, None)
             raise
@@ -301,7 +304,7 @@ class S3Store:
         ownership, bucket_owner = self._bucket(ref.bucket)
         if ownership == "BucketOwnerEnforced":
             return {}
-        acl = self.call("GET ACL", self.client.get_object_acl, **_where(ref))
+        acl = self.call("GET ACL", self.client.get_object_acl, **where(ref))
         if acl.get("Owner", {}).get("ID") != bucket_owner:
             raise PermanentError(
                 "object is owned by another account; rewriting it would transfer its ownership",
@@ -333,10 +336,3 @@ class S3Store:
             else self.call("GET bucket ACL", self.client.get_bucket_acl, Bucket=bucket)["Owner"]["ID"]
         )
         return ownership, owner
-
-
-def _where(ref: ObjectRef) -> dict[str, Any]:
-    where: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
-    if ref.version_id:
-        where["VersionId"] = ref.version_id
-    return where

@@ -32,7 +32,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from rewrap.core.ports import ObjectHead
 from rewrap.errors import ObjectChangedError
@@ -44,19 +43,6 @@ RECHECK_AFTER_SECONDS = 1.0
 SECOND_MARGIN = 0.05
 # At most this long a write waits for the first tag read in its bucket before reading the tags itself.
 PROBE_WAIT_SECONDS = 5.0
-
-
-def copy_conditions(head: ObjectHead) -> dict[str, Any]:
-    """The preconditions of a copy of the object onto itself: its body (ETag) and its metadata
-    (Last-Modified, to the second) as read."""
-    return {"IfMatch": head.etag, **part_copy_conditions(head)}
-
-
-def part_copy_conditions(head: ObjectHead) -> dict[str, Any]:
-    """The precondition of copying a range of the object: not modified since it was read."""
-    if head.last_modified is None:  # a head that does not say (never one read from S3)
-        return {"CopySourceIfMatch": head.etag}
-    return {"CopySourceIfUnmodifiedSince": head.last_modified}
 
 
 HeadAgain = Callable[[], ObjectHead | None]

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rewrap.adapters.s3_conditions import part_copy_conditions
+from rewrap.adapters.s3_requests import source, unchanged_source, version_id
 from rewrap.core.ports import ObjectHead, ObjectRef
 
 
@@ -52,9 +52,9 @@ class Rewrite:
             self.client.upload_part_copy,
             **self._target(),
             PartNumber=len(self.parts) + 1,
-            CopySource=copy_source(self.ref, self.head),
+            CopySource=source(self.ref, self.head),
             CopySourceRange=f"bytes={start}-{end - 1}",
-            **part_copy_conditions(self.head),
+            **unchanged_source(self.head),
         )
         self._part(response["CopyPartResult"])
 
@@ -82,7 +82,7 @@ class Rewrite:
             MultipartUpload={"Parts": self.parts},
             IfMatch=self.head.etag,
         )
-        return new_version_id(response)
+        return version_id(response)
 
     def abort(self) -> None:
         """Best effort: an upload left behind is invisible and removed by a lifecycle rule."""
@@ -96,17 +96,3 @@ class Rewrite:
         except BaseException:
             self.abort()
             raise
-
-
-def copy_source(ref: ObjectRef, head: ObjectHead) -> dict[str, str]:
-    """The object as read, as the source of a copy (its version, where the bucket keeps versions)."""
-    source = {"Bucket": ref.bucket, "Key": ref.key}
-    if head.version_id and head.version_id != "null":
-        source["VersionId"] = head.version_id
-    return source
-
-
-def new_version_id(response: Mapping[str, Any]) -> str | None:
-    """The new object's version id (None on a bucket without versioning)."""
-    version = response.get("VersionId")
-    return str(version) if version else None

@@ -8,18 +8,30 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rewrap.core.ports import MESSAGE_LIMIT_BYTES
-from rewrap.errors import StorageUnavailableError
+from rewrap.core.ports import MESSAGE_LIMIT_BYTES, QUEUE_MESSAGE_BYTES
+from rewrap.errors import PermanentError, RewrapError, StorageUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
 SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
+# SQS refusals that may pass on a later attempt; any other 4xx (a message too large, a queue that does not
+# exist, access denied) fails the same way every time.
+RETRYABLE_CODES = frozenset(
+    {"RequestThrottled", "ThrottlingException", "Throttling", "OverLimit", "KmsThrottled", "ServiceUnavailable"}
+)
+DATA_TYPE = "String"  # of each attribute rewrap sets
 
 
 class QueueError(StorageUnavailableError):
     code = "sqs-unavailable"
+
+
+class QueueRefusedError(PermanentError):
+    """SQS refused the request for a reason a retry does not change."""
+
+    code = "sqs-refused"
 
 
 class RotateQueue:
@@ -94,14 +106,42 @@ class DeadLetters:
         self.queue_url = queue_url
 
     def forward(self, body: str, reason: str, source_message_id: str) -> None:
+        """Raises ``QueueError`` (retryable) or ``QueueRefusedError`` (permanent) when SQS does not take it."""
         try:
             self.client.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=body,
-                MessageAttributes={
-                    "rewrap-failure": {"DataType": "String", "StringValue": reason[:1000]},
-                    "rewrap-source-message-id": {"DataType": "String", "StringValue": source_message_id or "-"},
-                },
+                MessageAttributes=_attributes_within(
+                    body, {"rewrap-failure": reason[:1000], "rewrap-source-message-id": source_message_id or "-"}
+                ),
             )
         except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"could not forward to the dead-letter queue ({type(exc).__name__})") from exc
+            raise _forward_error(exc) from exc
+
+
+def _attributes_within(body: str, values: dict[str, str]) -> dict[str, MessageAttributeValueTypeDef]:
+    """``values`` as message attributes, shortened, and left out in the end, so that they fit the queue's message
+    size with ``body``: SQS counts each attribute's name, type and value along with the body."""
+    room = QUEUE_MESSAGE_BYTES - len(body.encode())
+    attributes: dict[str, MessageAttributeValueTypeDef] = {}
+    for name, value in values.items():
+        room -= len(name) + len(DATA_TYPE)
+        fitting = value.encode()[: max(room, 0)].decode(errors="ignore")
+        if not fitting:
+            break
+        attributes[name] = {"DataType": DATA_TYPE, "StringValue": fitting}
+        room -= len(fitting.encode())
+    return attributes
+
+
+def _forward_error(exc: ClientError | BotoCoreError) -> RewrapError:
+    """A failed forward, classified: transport failures, 5xx and throttling may pass later, other refusals not."""
+    if not isinstance(exc, ClientError):
+        return QueueError(f"could not forward to the dead-letter queue ({type(exc).__name__})")
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    if code in RETRYABLE_CODES or status >= 500 or status == 429:
+        return QueueError(f"could not forward to the dead-letter queue ({code})")
+    message = str(error.get("Message", ""))[:200]
+    return QueueRefusedError(f"the dead-letter queue refused the message ({code}: {message})")

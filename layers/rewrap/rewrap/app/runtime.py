@@ -10,11 +10,12 @@ from rewrap.adapters.ncp_kms.management import NcpKeyManager
 from rewrap.adapters.ncp_kms.transport import new_http_client
 from rewrap.adapters.s3 import S3Store
 from rewrap.adapters.secrets_manager import SecretCredentials
+from rewrap.adapters.sns import TopicNotifier
 from rewrap.adapters.sqs import DeadLetters, RotateQueue
 from rewrap.core.config import Settings, load_settings
 from rewrap.core.engine import Engine
 from rewrap.core.ports import ObjectStore
-from rewrap.deadline import AdaptiveRateLimiter
+from rewrap.deadline import SYSTEM_CLOCK, AdaptiveRateLimiter, Clock
 from rewrap.errors import RewrapError
 
 
@@ -29,6 +30,8 @@ class Runtime:
     session: Any
     dead_letters: DeadLetters | None
     rotate_queue: RotateQueue | None
+    notifier: TopicNotifier | None = None  # the alarm topic, told each full rotation run's verdict
+    clock: Clock = SYSTEM_CLOCK  # the sweep's wall time (checkpoints); tests set it by hand
 
     def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
         """Invoke this function again, asynchronously, with ``payload`` (the sweep's hand-over)."""
@@ -88,6 +91,11 @@ def build_runtime(settings: Settings, *, session: Any = None, endpoint_url: str 
         session=session,
         dead_letters=DeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None,
         rotate_queue=RotateQueue(sqs, settings.queue_url) if settings.queue_url else None,
+        notifier=(
+            TopicNotifier(session.client("sns", config=config, endpoint_url=endpoint_url), settings.alarm_topic_arn)
+            if settings.alarm_topic_arn
+            else None
+        ),
     )
 
 

@@ -1,17 +1,20 @@
-"""The census on the fleet: census requests answered by the rotate function, one partial per request
-under ``<REWRAP_REPORT_PREFIX>census/<runId>/``, and the merge of a run's partials into one verdict.
+"""Runs on the fleet: one partial per request under ``<REWRAP_REPORT_PREFIX>census/<runId>/``, the sweep's
+listing records beside them, and the merge of a run's partials into one verdict.
 
 A census request is a rotate request with ``"mode": "census"`` and a ``runId`` (the sweep sends them
 in census mode; S3 Batch Operations jobs pass ``userArguments: {"mode": "census"}``). It is answered
-with the census's scanner and never writes an object. Each partial is named by a digest of the
-request's bucket and keys, so a redelivered message lands on the partial already written instead
-of being counted twice, and the sweep can name, in its listing record, every partial it expects.
+with the census's scanner and never writes an object. A rotation run's requests carry a ``runId`` too:
+each writes a partial with the census of its objects as the rotation left them and what the rotation
+did (``rotation_runs``), so a full rotation run proves itself the same way. Each partial is named by a
+digest of the request's bucket and keys, so a redelivered message lands on the partial already written
+instead of being counted twice, and the sweep can name, in its listing record, every partial it expects.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rewrap.core.census import Census, CensusKind, ObjectCensus
+from rewrap.core.census import MAX_UNKNOWN_EXAMPLES, Census, CensusKind, ObjectCensus
 from rewrap.core.census_taker import CensusTaker
 from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.ports import SINGLE_READ_BYTES, ObjectRef, ObjectStore
@@ -27,7 +30,9 @@ from rewrap.errors import BucketNotAllowedError, ConfigError, ObjectChangedError
 
 PARTIAL_FORMAT = "rewrap-census-partial/1"
 LISTING_FORMAT = "rewrap-census-listing/1"
+VERDICT_FORMAT = "rewrap-run-verdict/1"  # a judged rotation run's published verdict (``run_verdicts``)
 CENSUS_FOLDER = "census"
+ROTATE_MODE = "rotate"
 
 
 def run_folder(report_prefix: str, run_id: str) -> SweepTarget:
@@ -83,22 +88,32 @@ def answer(run_id: str, refs: Sequence[ObjectRef], settings: Settings, store: Ob
         result.error = retryable[0]
         return result
     if settings.report_prefix:
-        result.partial = _write_partial(result, settings, store, source)
+        result.partial = write_partial(settings, store, run_id, result.refs, result.census, source)
     return result
 
 
-def _write_partial(result: CensusAnswer, settings: Settings, store: ObjectStore, source: str) -> str:
-    folder = run_folder(settings.report_prefix, result.run_id)
-    bucket = result.refs[0].bucket
-    key = folder.prefix + partial_name(bucket, [_ref_text(ref) for ref in result.refs])
+def write_partial(
+    settings: Settings,
+    store: ObjectStore,
+    run_id: str,
+    refs: Sequence[ObjectRef],
+    census: Census,
+    source: str,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """The partial of one request (``refs``, all in one bucket): its objects' census, and ``extra``."""
+    folder = run_folder(settings.report_prefix, run_id)
+    bucket = refs[0].bucket
+    key = folder.prefix + partial_name(bucket, [_ref_text(ref) for ref in refs])
     record = {
         "format": PARTIAL_FORMAT,
-        "runId": result.run_id,
+        "runId": run_id,
         "source": source,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "bucket": bucket,
-        "keys": len(result.refs),
-        "census": result.census.to_partial(),
+        "keys": len(refs),
+        "census": census.to_partial(),
+        **(extra or {}),
     }
     with suppress(ObjectChangedError):  # a redelivered request: the first delivery's partial stands
         store.put_new(folder.bucket, key, json.dumps(record).encode(), "application/json")
@@ -150,9 +165,46 @@ def run_records(store: ObjectStore, folder: SweepTarget) -> Iterator[tuple[str, 
 
 
 @dataclass
+class RotationTally:
+    """What a rotation run's requests did, summed from their partials: objects per result status, the
+    versions the objects held before the rotation (key tag → version → objects) and the objects that
+    failed, with their reasons (the first few)."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    found: dict[str, Counter[int]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        found = {tag: {str(v): n for v, n in sorted(versions.items())} for tag, versions in self.found.items()}
+        return {"statuses": dict(self.statuses), "found": found, "failures": self.failures}
+
+    def merge(self, section: dict[str, Any]) -> None:
+        self.statuses.update({str(status): int(n) for status, n in section.get("statuses", {}).items()})
+        for tag, versions in section.get("found", {}).items():
+            self.found.setdefault(tag, Counter()).update({int(v): int(n) for v, n in versions.items()})
+        self.failures += section.get("failures", [])[: max(0, MAX_UNKNOWN_EXAMPLES - len(self.failures))]
+
+    def lines(self) -> list[str]:
+        statuses = ", ".join(f"{status} {n:,}" for status, n in sorted(self.statuses.items())) or "none"
+        found = "; ".join(
+            f"{tag}: " + ", ".join(f"v{v} {n:,}" for v, n in sorted(versions.items()))
+            for tag, versions in sorted(self.found.items())
+        )
+        lines = [f"  rotation: {statuses}", f"  objects by the versions they held before: {found or 'none'}"]
+        if self.failures:
+            lines.append(f"  failed ({self.statuses['failed']:,}), with their reasons:")
+            lines += [f"    {failure}" for failure in self.failures]
+        return lines
+
+
+@dataclass
 class RunMerge:
     census: Census
     run_id: str
+    mode: str = "census"  # or ROTATE_MODE: a rotation run's listing records say so
+    rotation: RotationTally = field(default_factory=RotationTally)
+    archived: int = 0  # a rotation sweep lists archived objects but does not enqueue them: unreadable
+    unchanged: int = 0  # an incremental rotation sweep listed these but did not enqueue them
     partials: int = 0
     listings: int = 0
     listed: int = 0
@@ -207,6 +259,8 @@ def merge_run(
         except ValueError:
             merged.foreign.append(f"{name} (not JSON)")
             continue
+        if isinstance(record, dict) and record.get("format") == VERDICT_FORMAT:
+            continue  # what was published about this run, not part of it
         if not isinstance(record, dict) or record.get("format") not in (PARTIAL_FORMAT, LISTING_FORMAT):
             merged.foreign.append(f"{name} (not a census partial)")
             continue
@@ -224,29 +278,66 @@ def merge_run(
             expected.update(record.get("partials", []))
             sequences.append((int(record.get("sequence", 0)), bool(record.get("continued"))))
             versioning.update(record.get("versioning", {}))
+            if record.get("mode") == ROTATE_MODE:
+                _rotation_listing(merged, record)
             continue
         found.add(name)
         merged.partials += 1
         merged.accounted += int(record.get("keys", 0))
         merged.census.merge_partial(record.get("census", {}))
+        if isinstance(record.get("rotation"), dict):
+            merged.rotation.merge(record["rotation"])
     merged.census.versioning = _worst_versioning(versioning.values()) if versioning else ""
+    if merged.mode == ROTATE_MODE:
+        merged.census.where = f"rotation run {run_id}"
     merged.expected_partials = len(expected)
+    _check_whole(merged, expected, found, sequences)
+    return merged
+
+
+def _check_whole(merged: RunMerge, expected: set[str], found: set[str], sequences: list[tuple[int, bool]]) -> None:
+    """Why the merged run may not be whole: its listing unfinished, partials missing or foreign, objects
+    listed but not looked at."""
     if not sequences:
         merged.problems.append("no sweep listing record in the run: the keys that should be reported are not known")
-    else:
-        sequences.sort()
-        merged.listing_done = [s for s, _ in sequences] == list(range(len(sequences))) and not sequences[-1][1]
-        if not merged.listing_done:
-            merged.problems.append("the sweep's listing is not finished (a hand-over's listing record is missing)")
-        merged.missing = sorted(expected - found)
-        merged.foreign += sorted(f"{name} (not enqueued by this run's sweep)" for name in found - expected)
-        if merged.listed > merged.enqueued:
-            merged.problems.append(
-                f"{merged.listed - merged.enqueued:,} listed objects were skipped by the sweep's filters, not read"
-            )
-        if not merged.missing and merged.accounted != merged.enqueued:
-            merged.problems.append(f"{merged.accounted:,} keys reported, {merged.enqueued:,} enqueued")
-    return merged
+        return
+    merged.listing_done = listing_finished(sequences)
+    if not merged.listing_done:
+        merged.problems.append("the sweep's listing is not finished (a hand-over's listing record is missing)")
+    merged.missing = sorted(expected - found)
+    merged.foreign += sorted(f"{name} (not enqueued by this run's sweep)" for name in found - expected)
+    if merged.unchanged:
+        merged.problems.append(
+            f"an incremental run: {merged.unchanged:,} listed objects, unchanged since the last listing, were not "
+            f"looked at ({merged.enqueued:,} were); only a full run can prove SAFE"
+        )
+    skipped = merged.listed - merged.enqueued - merged.archived - merged.unchanged
+    if skipped > 0:
+        merged.problems.append(f"{skipped:,} listed objects were skipped by the sweep's filters, not read")
+    if not merged.missing and merged.accounted != merged.enqueued:
+        merged.problems.append(f"{merged.accounted:,} keys reported, {merged.enqueued:,} enqueued")
+
+
+def listing_finished(sequences: Iterable[tuple[int, bool]]) -> bool:
+    """Every invocation's listing record is there, (sequence, continued) each, and the last did not hand over."""
+    ordered = sorted(sequences)
+    return bool(ordered) and [s for s, _ in ordered] == list(range(len(ordered))) and not ordered[-1][1]
+
+
+def _rotation_listing(merged: RunMerge, record: dict[str, Any]) -> None:
+    """A rotation sweep's listing record: archived objects it listed but did not enqueue count as unreadable
+    (as a census counts them), and what an incremental run left out is remembered."""
+    merged.mode = ROTATE_MODE
+    archived = int(record.get("archived", 0))
+    merged.archived += archived
+    merged.unchanged += int(record.get("unchanged", 0))
+    if not archived:
+        return
+    census = merged.census
+    census.kinds[CensusKind.UNREADABLE] += archived
+    census.unknown["unreadable"] += archived
+    examples = census.unknown_examples.setdefault("unreadable", [])
+    examples += record.get("archivedExamples", [])[: max(0, MAX_UNKNOWN_EXAMPLES - len(examples))]
 
 
 def _worst_versioning(statuses: Iterable[str | None]) -> str | None:

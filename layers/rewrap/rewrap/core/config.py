@@ -29,7 +29,7 @@ MIN_MULTIPART_BYTES = 6 * MiB
 MAX_OBJECT_BYTES = 5 * TiB  # S3's own maximum
 LOOPBACK_NAMES = {"localhost"}
 
-SettingKind = Literal["text", "choice", "int", "float", "flag", "set", "timestamp", "targets"]
+SettingKind = Literal["text", "choice", "int", "float", "flag", "list", "set", "timestamp", "targets"]
 _INTEGER = re.compile(r"[0-9]+")
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
@@ -70,11 +70,11 @@ class Setting:
             if raw.lower() not in _TRUE | _FALSE:
                 raise self.refused(raw, "true or false")
             return raw.lower() in _TRUE
-        if self.kind in ("set", "targets"):
+        if self.kind in ("list", "set", "targets"):
             items = [item.strip() for item in raw.split(",") if item.strip()]
             if self.kind == "targets":
                 return tuple(SweepTarget.parse(item) for item in items)
-            return frozenset(items)
+            return frozenset(items) if self.kind == "set" else tuple(items)
         if self.kind == "timestamp":
             return _timestamp(self, raw)
         return self._number(raw)
@@ -244,7 +244,39 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         MAX_OBJECT_BYTES,
     ),
+    Setting(
+        "REWRAP_SWEEP_CLOCK_SKEW_SECONDS",
+        "sweep_clock_skew_seconds",
+        "int",
+        900,
+        "an incremental sweep also takes objects modified this long before the last listing started",
+        0,
+        86_400,
+    ),
+    Setting(
+        "REWRAP_SWEEP_FULL_EVERY_DAYS",
+        "sweep_full_every_days",
+        "float",
+        7.0,
+        "a scheduled sweep is full when the last full one is this old; 0 = every sweep is full",
+        0,
+        3650,
+    ),
+    Setting(
+        "REWRAP_SWEEP_KEY_TAGS",
+        "sweep_key_tags",
+        "list",
+        (),
+        "other key tags objects name (ncpkms-key-tag): a new version of any makes the next sweep full",
+    ),
     Setting("REWRAP_REPORT_PREFIX", "report_prefix", "text", "", "s3://bucket/prefix for audit reports"),
+    Setting(
+        "REWRAP_ALARM_TOPIC_ARN",
+        "alarm_topic_arn",
+        "text",
+        "",
+        "SNS topic told each full rotation run's verdict (needs REWRAP_REPORT_PREFIX); empty: metrics only",
+    ),
     Setting("REWRAP_REQUESTER_PAYS", "requester_pays", "flag", False, "send RequestPayer=requester to S3"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -284,7 +316,11 @@ class Settings:
     sweep_modified_after: datetime | None = _default("sweep_modified_after")
     sweep_modified_before: datetime | None = _default("sweep_modified_before")
     sweep_max_object_bytes: int = _default("sweep_max_object_bytes")
+    sweep_clock_skew_seconds: int = _default("sweep_clock_skew_seconds")
+    sweep_full_every_days: float = _default("sweep_full_every_days")
+    sweep_key_tags: tuple[str, ...] = _default("sweep_key_tags")
     report_prefix: str = _default("report_prefix")
+    alarm_topic_arn: str = _default("alarm_topic_arn")
     requester_pays: bool = _default("requester_pays")  # RequestPayer=requester on every S3 call
 
     def __post_init__(self) -> None:
@@ -305,6 +341,11 @@ class Settings:
         if self.kms_rate_limit is not None:
             return self.kms_rate_limit
         return self.kms_rate_budget / self.max_containers
+
+    @property
+    def watched_key_tags(self) -> list[str]:
+        """The key tags whose newest version the sweep asks NCP for: the default one and the others named."""
+        return list(dict.fromkeys(tag for tag in (self.key_tag, *self.sweep_key_tags) if tag))
 
     def bucket_allowed(self, bucket: str) -> bool:
         return bucket in self.buckets

@@ -46,6 +46,7 @@ from rewrap.deadline import Deadline
 from rewrap.errors import (
     BucketNotAllowedError,
     ConfigError,
+    ObjectChangedError,
     ObjectOpaqueError,
     ObjectRejectedError,
     OutOfTimeError,
@@ -185,7 +186,7 @@ class Engine:
         stamp = stamped_version(metadata, head.checksum)
         if stamp is not None and all(self.versions.is_current(key_tag, v) for v in self._versions(stamp, work)):
             lowest = min(self._versions(stamp, work))
-            return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest)
+            return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest, key_tag=key_tag)
         if body is not None:
             return self._take_body(work, body, memory)
         return work
@@ -216,6 +217,8 @@ class Engine:
         body = self.store.get_body(work.ref, work.head)
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
+        if body.head is not None and _rewritten(work.head, body.head):
+            raise ObjectChangedError("object's metadata changed between its first read and its GET; read again later")
         return self._take_body(work, body, memory)
 
     def _take_body(self, work: Work, body: ObjectBody, memory: Memory) -> Work | ObjectResult:
@@ -257,7 +260,7 @@ class Engine:
 
     # --- 4. write (3, the re-wrap, is ``rewrapping``) --------------------------------------------
     def _finish(self, work: Work, deadline: Deadline, *, outcome: Rewrapped, dry_run: bool) -> ObjectResult:
-        tally = Tally(work.ref)
+        tally = Tally(work.ref, work.key_tag)
         tokens = work.tokens
         try:
             replacements = outcome.replacements(work.group, tokens)
@@ -298,6 +301,12 @@ class Engine:
         metadata = stamped if metadata_bytes(stamped) <= USER_METADATA_LIMIT else unstamped
         body = ObjectBody(data=data, etag=work.body.etag, checksum=checksum)
         return self.store.put_body(work.ref, work.head, body, metadata)
+
+
+def _rewritten(head: ObjectHead, since: ObjectHead) -> bool:
+    """Whether the object was written between two reads with the same ETag (a metadata-only self-copy): a
+    body too large to come with its head is read again, and that GET shows a change made since the first."""
+    return head.metadata != since.metadata or head.last_modified != since.last_modified
 
 
 def _settle(

@@ -37,6 +37,7 @@ class Unit:
     # decoded ref -> the key exactly as the event spelled it, to use when only that one exists
     raw_keys: dict[ObjectRef, ObjectRef] = field(default_factory=dict)
     census_run: str | None = None  # a census request of this run: scan and count, never write
+    rotation_run: str | None = None  # a rotate request of this sweep run: answered with a partial too
 
 
 @dataclass
@@ -85,6 +86,7 @@ def parse(event: Any) -> Invocation:
             raise UnsupportedEventError("rotate request: dryRun must be true or false")
         unit = Unit("request", refs=_request_refs(event), newest_versions=_newest_versions(event))
         unit.census_run = census_run(event)
+        unit.rotation_run = rotation_run(event)
         return Invocation(Trigger.ROTATE_REQUEST, [unit], dry_run, raw=event)
     raise UnsupportedEventError(f"unrecognised event; top-level fields: {sorted(map(str, event))[:12]}")
 
@@ -102,6 +104,7 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
         unit.raw_keys = _raw_keys(body)
         unit.newest_versions = _newest_versions(body)
         unit.census_run = census_run(body)
+        unit.rotation_run = rotation_run(body)
     except UnsupportedEventError as error:
         unit.error = error
     return unit
@@ -210,9 +213,19 @@ def census_run(body: Any) -> str | None:
         return None
     if mode != "census":
         raise UnsupportedEventError(f"request mode must be 'rotate' or 'census', not {str(mode)[:40]!r}")
-    run_id = body.get("runId")
+    return _run_id(body.get("runId"), "census request")
+
+
+def rotation_run(body: Any) -> str | None:
+    """The run id a sweep run's rotate request carries (its partial goes to that run), or None."""
+    if not isinstance(body, dict) or body.get("mode", "rotate") != "rotate" or body.get("runId") is None:
+        return None
+    return _run_id(body["runId"], "rotate request")
+
+
+def _run_id(run_id: Any, what: str) -> str:
     if not isinstance(run_id, str) or not run_id or len(run_id) > 128 or "/" in run_id:
-        raise UnsupportedEventError("census request: runId must be a non-empty string without '/'")
+        raise UnsupportedEventError(f"{what}: runId must be a non-empty string without '/'")
     return run_id
 
 

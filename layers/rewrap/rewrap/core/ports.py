@@ -14,8 +14,10 @@ from rewrap.deadline import Deadline
 
 # S3 limits for multipart uploads.
 MAX_PARTS = 10_000
-# A queue message body, rotate request or parked message, stays below SQS's 256 KiB (the template sets every queue's
-# MaximumMessageSize to that), leaving room for its attributes, which count towards the limit.
+# Every queue's MaximumMessageSize in the template, SQS's 256 KiB: the body and the attributes count towards it.
+QUEUE_MESSAGE_BYTES = 262_144
+# A queue message body rewrap writes, rotate request or parked message, stays below that, leaving room for its
+# attributes.
 MESSAGE_LIMIT_BYTES = 250_000
 MAX_COPY_PART_BYTES = 5 * 1024**3
 # S3's limit on user metadata: UTF-8 bytes of every name (without x-amz-meta-) and value, summed.
@@ -61,6 +63,7 @@ class ObjectBody:
     data: bytes
     etag: str
     checksum: str | None = None  # for a body to write: the checksum the store is to verify and keep
+    head: ObjectHead | None = None  # what the GET said of the object besides its body, when known
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,16 @@ class Listed:
     version_id: str | None = None  # set by list_versions_page only
     is_latest: bool = True
     archived: bool = False  # GLACIER / DEEP_ARCHIVE and not restored (list_page only)
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One of rewrap's own small objects (a sweep checkpoint), as read: its body, its ETag for a
+    conditional replace, and when S3 stored it (S3's clock, to the second)."""
+
+    data: bytes
+    etag: str
+    last_modified: datetime
 
 
 @dataclass
@@ -137,6 +150,13 @@ class ObjectStore(Protocol):
     def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Write an object of our own (a report), never over an existing one."""
 
+    def read_record(self, bucket: str, key: str) -> StoredRecord | None:
+        """One of our own small objects with its ETag and S3's time of writing it; None when absent."""
+
+    def put_record(self, bucket: str, key: str, data: bytes, content_type: str, if_match: str | None) -> None:
+        """Replace one of our own objects only if it still has ETag ``if_match`` (None: only if it does not
+        exist yet); ``ObjectChangedError`` when another writer got there first."""
+
 
 class Rewrapper(Protocol):
     def batches(self, ciphertexts: Sequence[str]) -> Iterator[list[str]]:
@@ -175,6 +195,12 @@ class DeadLetterSink(Protocol):
     """Where a permanently failed message is parked with its reason."""
 
     def forward(self, body: str, reason: str, source_message_id: str) -> None: ...
+
+
+class Notifier(Protocol):
+    """Where a run's verdict is announced (the stack's alarm topic)."""
+
+    def notify(self, subject: str, message: str, attributes: Mapping[str, str]) -> None: ...
 
 
 class KeyVersions(Protocol):

@@ -113,8 +113,17 @@ def publish_report(
     return f"s3://{location.bucket}/{key}"
 
 
+# What rewrap writes under the report prefix besides the audit reports: runs' partials and listing
+# records (census_runs) and the sweep's checkpoints (checkpoints).
+OWN_FOLDERS = ("census/", "checkpoints/")
+
+
 def _is_report(record: Mapping[str, Any], bucket: str, prefix: str) -> bool:
     if record.get("bucket") != bucket:
         return False
     key, folder = str(record.get("key", "")), prefix.strip("/")
-    return key.endswith(".jsonl") and (not folder or key.startswith(folder + "/"))
+    if folder:
+        if not key.startswith(folder + "/"):
+            return False
+        key = key[len(folder) + 1 :]
+    return key.endswith(".jsonl") or key.startswith(OWN_FOLDERS)

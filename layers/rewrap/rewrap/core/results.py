@@ -41,6 +41,7 @@ class ObjectResult:
     new_version_id: str | None = None
     error: RewrapError | None = None
     reason: str | None = None  # why an object is opaque ("opaque: zip archive") or unreadable ("archived")
+    key_tag: str = ""  # the key its tokens were found under (a rotation run's partial counts per key)
 
     @property
     def retryable(self) -> bool:

@@ -5,7 +5,8 @@
 - SQS: only messages with a retryable failure are returned in ``batchItemFailures``. A message
   that failed permanently is forwarded to the dead-letter queue with its reason (when
   REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost; of a
-  rotate request only the keys that failed are parked, each with its reason.
+  rotate request only the keys that failed are parked (``rewrap.core.parking``). A message the
+  dead-letter queue refuses stays on its queue, logged and counted.
 - Objects S3 cannot serve (archived, SSE-C) are ``unreadable``: reported, never failed or parked.
 - S3 Batch Operations: one result per task (Succeeded / TemporaryFailure / PermanentFailure).
 - Direct rotate requests: a per-object summary.
@@ -13,9 +14,7 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -23,11 +22,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from rewrap.core.census import CensusKind
 from rewrap.core.census_runs import CensusAnswer, answer, result_string
-from rewrap.core.config import MAX_KEYS_PER_REQUEST, Settings
+from rewrap.core.config import Settings
 from rewrap.core.engine import UNSEEN, Engine, ObjectResult, Status
 from rewrap.core.events import Invocation, Trigger, Unit, parse
-from rewrap.core.ports import MESSAGE_LIMIT_BYTES, CountedRewrapper, DeadLetterSink, ObjectRef, ObjectStore
+from rewrap.core.parking import park
+from rewrap.core.ports import CountedRewrapper, DeadLetterSink, ObjectStore
 from rewrap.core.reports import publish_report
+from rewrap.core.rotation_runs import write_run_partials
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError, KmsVersionDisabledError, RetryableError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
@@ -87,11 +88,13 @@ def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> di
     results = _with_raw_keys(invocation, results, runtime, deadline)
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
+    report = None
     if runtime.settings.report_prefix:
         records = [{**r.to_dict(), "route": str(invocation.kind)} for r in by_ref.values()]
-        publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
+        report = publish_report(runtime.settings.report_prefix, runtime.store, context, "rotate", records)
+        write_run_partials(invocation.units, by_ref, runtime.settings, runtime.store, str(invocation.kind))
     if invocation.kind is Trigger.SQS:
-        return _sqs_response(invocation, by_ref, runtime)
+        return _sqs_response(invocation, by_ref, runtime, report)
     if invocation.kind is Trigger.BATCH_OPERATIONS:
         return _batch_operations_response(invocation, by_ref)
     summary = summarize(results)
@@ -151,9 +154,11 @@ def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | No
     return (retryable or errors or [None])[0]
 
 
-def _sqs_response(invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices) -> dict[str, Any]:
+def _sqs_response(
+    invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices, report: str | None
+) -> dict[str, Any]:
     outcomes = [(unit, _unit_error(unit, by_ref)) for unit in invocation.units]
-    return _sqs_failures(invocation, outcomes, runtime, by_ref)
+    return _sqs_failures(invocation, outcomes, runtime, by_ref, report)
 
 
 def _sqs_failures(
@@ -161,9 +166,10 @@ def _sqs_failures(
     outcomes: list[tuple[Unit, RewrapError | None]],
     runtime: RotateServices,
     by_ref: dict[Any, ObjectResult] | None = None,
+    report: str | None = None,
 ) -> dict[str, Any]:
     """The SQS response for each message's deciding error; ``by_ref`` (rotate requests) lets a
-    parked message keep only its failed keys."""
+    parked message keep only its failed keys, and ``report`` (this invocation's) holds each key's reason."""
     failures = []
     records = {str(r.get("messageId", "")): r for r in invocation.raw.get("Records", [])}
     for unit, error in outcomes:
@@ -175,103 +181,9 @@ def _sqs_failures(
         logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
         if runtime.dead_letters is not None:
             body = str(records.get(unit.id, {}).get("body", ""))
-            bodies = _parked_bodies(body, unit, by_ref) if by_ref is not None else [body]
-            try:
-                for parked in bodies:
-                    runtime.dead_letters.forward(parked, error.reason, unit.id)
-            except RewrapError as failed:
-                # Kept on the queue: it comes back, and SQS's own redrive moves it to the DLQ after
-                # maxReceiveCount. A message parked twice is harmless (a redrive replays done keys as current).
-                logger.error(
-                    "message not parked",
-                    extra={"messageId": unit.id, "reason": failed.reason, "retryable": failed.retryable},
-                )
-                metrics.add_metric(name="ParkingFailures", unit=MetricUnit.Count, value=1)
+            if not park(runtime.dead_letters, unit, error, body, by_ref, report):
                 failures.append({"itemIdentifier": unit.id})
-                continue
-        metrics.add_metric(name="MessagesParked", unit=MetricUnit.Count, value=1)
     return {"batchItemFailures": failures}
-
-
-# Distinct reasons a summarised parked message lists (each with up to 3 keys and 300 characters).
-SUMMARISED_REASONS = 50
-
-
-def _parked_bodies(body: str, unit: Unit, by_ref: dict[Any, ObjectResult]) -> list[str]:
-    """What to park for a message that failed permanently: of a rotate request only its failed keys, with
-    their reasons (the rest was done), still rotate requests a redrive can replay; any other message as it
-    came. Every body fits a queue message: when the reasons key by key do not fit, they are summarised by
-    reason (a count and a few keys each), and when the keys alone do not fit, or are more than one request
-    may hold, they are parked in parts."""
-    try:
-        request = json.loads(body)
-    except ValueError:
-        return [body]
-    if not (isinstance(request, dict) and isinstance(request.get("bucket"), str) and "keys" in request):
-        return [body]
-    if unit.error is None:
-        failed = [ref for ref in unit.refs if by_ref[ref].error is not None]
-        reasons = {ref: by_ref[ref].error.reason for ref in failed}  # type: ignore[union-attr]  # failed: error set
-    else:  # the request itself was refused (too many keys, say): every key it names, with that reason
-        failed = _named_refs(request)
-        if not failed:
-            return [body]
-        reasons = dict.fromkeys(failed, unit.error.reason)
-    whole = _parked_request(request["bucket"], failed, [{"key": ref.key, "reason": reasons[ref]} for ref in failed])
-    if len(whole.encode()) <= MESSAGE_LIMIT_BYTES and len(failed) <= MAX_KEYS_PER_REQUEST:
-        return [whole]
-    return [
-        _parked_request(request["bucket"], part, _reason_summary(part, reasons))
-        for part in _parts(failed, MESSAGE_LIMIT_BYTES // 2)
-    ]
-
-
-def _named_refs(request: dict[str, Any]) -> list[ObjectRef]:
-    """The objects a rotate request names, read leniently (it was refused as a whole)."""
-    refs = []
-    for item in request["keys"] if isinstance(request["keys"], list) else []:
-        if isinstance(item, str):
-            refs.append(ObjectRef(request["bucket"], item))
-        elif isinstance(item, dict) and isinstance(item.get("key"), str):
-            refs.append(ObjectRef(request["bucket"], item["key"], item.get("versionId")))
-    return refs
-
-
-def _parked_request(bucket: str, refs: list[ObjectRef], failures: list[dict[str, Any]]) -> str:
-    keys = [{"key": ref.key, "versionId": ref.version_id} if ref.version_id else ref.key for ref in refs]
-    return json.dumps({"bucket": bucket, "keys": keys, "failures": failures})
-
-
-def _reason_summary(refs: list[ObjectRef], reasons: dict[ObjectRef, str]) -> list[dict[str, Any]]:
-    """Each distinct reason with its count and a few keys; at most ``SUMMARISED_REASONS`` of them, so the summary
-    stays small whatever the reasons are (every key's own reason is in the invocation's report and logs)."""
-    by_reason: dict[str, list[str]] = {}
-    for ref in refs:
-        by_reason.setdefault(reasons[ref][:300], []).append(ref.key)
-    listed = list(by_reason.items())
-    summary: list[dict[str, Any]] = [
-        {"reason": r, "keys": len(keys), "examples": keys[:3]} for r, keys in listed[:SUMMARISED_REASONS]
-    ]
-    rest = listed[SUMMARISED_REASONS:]
-    if rest:
-        summary.append({"reason": f"{len(rest)} other reasons", "keys": sum(len(keys) for _, keys in rest)})
-    return summary
-
-
-def _parts(refs: list[ObjectRef], budget: int) -> Iterator[list[ObjectRef]]:
-    """``refs`` in runs of at most ``MAX_KEYS_PER_REQUEST`` whose keys take at most ``budget`` bytes of JSON
-    (half a message: room for the reason summary, which lists at most ``SUMMARISED_REASONS`` reasons)."""
-    part: list[ObjectRef] = []
-    size = 0
-    for ref in refs:
-        cost = len(json.dumps(ref.key).encode()) + len(ref.version_id or "") + 30
-        if part and (size + cost > budget or len(part) >= MAX_KEYS_PER_REQUEST):
-            yield part
-            part, size = [], 0
-        part.append(ref)
-        size += cost
-    if part:
-        yield part
 
 
 # --- census requests: scanned with the census's scanner, never written ------------------------------

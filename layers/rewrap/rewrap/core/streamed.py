@@ -51,7 +51,7 @@ class StreamedRotation:
         self.segment_bytes = segment_bytes
 
     def rotate(self, work: Work, deadline: Deadline, dry_run: bool) -> ObjectResult:
-        tally = Tally(work.ref)
+        tally = Tally(work.ref, work.key_tag)
         rewrite: _Rewrite | None = None
         try:
             meta = self.kms.replacements(work.group, work.meta_tokens, deadline)

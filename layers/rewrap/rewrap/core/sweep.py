@@ -1,8 +1,12 @@
 """The sweep: list the configured targets and enqueue rotate requests for the rotate fleet.
 
-A listing longer than one invocation can finish hands over to a follow-up invocation at a page
-boundary: the pages before it were fully enqueued, the pages after it were not touched, so no key
-is skipped or sent twice by the hand-over.
+Every sweep is a *run* with an id. A rotation run plans each target when it starts (``checkpoints``):
+*full* enqueues every listed object, *incremental* (a scheduled sweep that learns nothing new about
+the keys) still lists everything but enqueues only objects modified since the last listing. A
+listing longer than one invocation can finish hands over to a follow-up invocation at a page
+boundary, with the run's plan: the pages before it were fully enqueued, the pages after it were not
+touched, so no key is skipped or sent twice by the hand-over. A target's checkpoint advances once its
+whole listing has been enqueued.
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from rewrap.core.census import MAX_UNKNOWN_EXAMPLES
 from rewrap.core.census_runs import partial_name, run_folder, write_listing
+from rewrap.core.checkpoints import FULL, TargetPlan, advance, plan_target, target_text
 from rewrap.core.config import Settings, SweepTarget
-from rewrap.core.ports import KeyVersions, Listed, ObjectStore, RequestQueue
+from rewrap.core.ports import KeyVersions, Listed, Notifier, ObjectStore, RequestQueue
 from rewrap.core.reports import publish_report
-from rewrap.deadline import Deadline
+from rewrap.core.run_verdicts import publish_due_verdicts
+from rewrap.deadline import Clock, Deadline
 from rewrap.errors import ConfigError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
 
 # Stop listing and hand over when less than this much time is left.
 HANDOVER_RESERVE_SECONDS = 20.0
+ROTATE, CENSUS = "rotate", "census"
 
 
 @dataclass
@@ -33,18 +41,52 @@ class SweepPosition:
 
 
 @dataclass
+class SweepRun:
+    """What a run carries from its first invocation through every hand-over."""
+
+    run_id: str
+    mode: str = ROTATE  # ROTATE, or CENSUS: census requests, never a write, no checkpoint
+    sequence: int = 0  # this invocation's place in the run
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the run's listing started
+    newest: dict[str, int] = field(default_factory=dict)  # the watched keys' newest versions at the start
+    plans: list[TargetPlan] = field(default_factory=list)  # per target; empty: every target full
+    proves: bool = False  # its requests answer with partials and it writes listing records (a report prefix)
+
+    def plan(self, index: int) -> TargetPlan:
+        return self.plans[index] if index < len(self.plans) else TargetPlan(FULL, "")
+
+    @property
+    def scope(self) -> str:
+        scopes = {plan.scope for plan in self.plans} or {FULL}
+        return scopes.pop() if len(scopes) == 1 else "mixed"
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "runId": self.run_id,
+            "sequence": self.sequence + 1,
+            "started": self.started.isoformat(),
+            "newestVersions": self.newest,
+            "plans": [plan.to_state() for plan in self.plans],
+        }
+
+
+@dataclass
 class SweepReport:
     listed: int = 0
     archived: int = 0  # GLACIER / DEEP_ARCHIVE, not restored: skipped (S3 cannot serve their bodies)
+    unchanged: int = 0  # incremental: listed, but not modified since the target's last listing
     enqueued: int = 0
     messages: int = 0
     batches: int = 0
     pages: int = 0
     resume_at: SweepPosition | None = None  # set when a follow-up invocation continues the listing
-    partials: list[str] = field(default_factory=list)  # census mode: the partial each message answers with
+    finished: list[int] = field(default_factory=list)  # targets whose listing ended in this invocation
+    partials: list[str] = field(default_factory=list)  # the partial each message answers with (a run's)
+    archived_examples: list[str] = field(default_factory=list)  # a rotation's first few archived, not enqueued
 
     def to_dict(self) -> dict[str, Any]:
-        fields = ("listed", "archived", "enqueued", "messages", "batches", "pages")
+        fields = ("listed", "archived", "unchanged", "enqueued", "messages", "batches", "pages")
         return {**{name: getattr(self, name) for name in fields}, "continued": self.resume_at is not None}
 
 
@@ -59,64 +101,127 @@ class SweepServices(Protocol):
     def rotate_queue(self) -> RequestQueue | None: ...
     @property
     def kms(self) -> KeyVersions: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def notifier(self) -> Notifier | None: ...
 
     def continue_async(self, context: Any, payload: dict[str, Any]) -> None:
         """Invoke this function again, asynchronously, with ``payload`` (the hand-over)."""
 
 
 def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, Any]:
-    settings, store, queue, kms = services.settings, services.store, services.rotate_queue, services.kms
+    settings, store, queue = services.settings, services.store, services.rotate_queue
     if queue is None:
         raise ConfigError("REWRAP_QUEUE_URL is not set; the sweep has nowhere to send work")
-    targets, position = _plan(event, settings)
-    census = _census_state(event, settings)
+    targets, position, state = _plan(event, settings)
     deadline = Deadline.from_lambda_context(context, 0.0)
-    if census is None:
-        newest = probe_newest_versions(kms, [settings.key_tag] if settings.key_tag else [], deadline)
-        report = run_sweep(targets, position, settings, store, queue, deadline, newest)
-    else:  # census requests need no KMS call; the listing records the newest version, for the verdict
-        newest = _newest_if_known(kms, settings, deadline)
-        report = run_sweep(targets, position, settings, store, queue, deadline, census_run=census["runId"])
+    run = _run(state, targets, services, deadline)
+    if run.mode == ROTATE and run.sequence == 0 and run.proves:  # the last full runs' verdicts, once each
+        publish_due_verdicts(run.plans, settings, store, services.kms, services.notifier, deadline)
+    # each invocation asks again: the rotate requests carry the newest versions known when they are sent,
+    # and a census run's listing records say whether the key rotated while it ran (``retire`` checks)
+    if run.mode == CENSUS:
+        hints = _newest_if_known(services.kms, settings, deadline)
+    else:
+        hints = run.newest if run.sequence == 0 else _probe(services, deadline)
+    report = run_sweep(targets, position, settings, store, queue, deadline, run, hints)
     if report.resume_at is not None:
-        state: dict[str, Any] = {
-            "targets": [_target_text(t) for t in targets],
-            "target": report.resume_at.target,
-            "continuationToken": report.resume_at.continuation_token,
-        }
-        if census is not None:
-            state.update(mode="census", runId=census["runId"], sequence=census["sequence"] + 1)
+        state = {"targets": [target_text(t) for t in targets], **run.to_state()}
+        state.update(target=report.resume_at.target, continuationToken=report.resume_at.continuation_token)
         services.continue_async(context, {"rewrapSweep": state})
         metrics.add_metric(name="SweepContinuations", unit=MetricUnit.Count, value=1)
-    for name, value in (
-        ("ObjectsListed", report.listed),
-        ("ObjectsArchivedSkipped", report.archived),
-        ("KeysEnqueued", report.enqueued),
-    ):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    metrics.add_metric(name="SweepMessagesSent", unit=MetricUnit.Count, value=report.messages)
-    logger.info("sweep done", extra=report.to_dict())
-    record = {**report.to_dict(), "targets": [_target_text(t) for t in targets], "newestVersions": newest}
+    now = _now(services.clock)
+    advanced = [
+        advance(
+            store, settings, targets[i], run.plan(i), run_id=run.run_id, newest=run.newest, started=run.started, now=now
+        )
+        for i in report.finished
+        if run.plan(i).checkpointed
+    ]
+    _count(report, sum(advanced), len(advanced) - sum(advanced))
+    summary = {**report.to_dict(), "runId": run.run_id, "scope": run.scope}
+    logger.info("sweep done", extra={**summary, "plans": [p.to_state() for p in run.plans]})
+    record = {**summary, "targets": [target_text(t) for t in targets], "newestVersions": hints}
     publish_report(settings.report_prefix, store, context, "sweep", [record])
-    if census is not None:
-        versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
-        listing = {**report.to_dict(), "targets": record["targets"], "versioning": versioning, "newestVersions": newest}
-        write_listing(settings, store, census["runId"], census["sequence"], listing, report.partials)
-        return {**report.to_dict(), "mode": "census", "runId": census["runId"]}
-    return report.to_dict()
+    if run.proves:
+        _write_listing_record(run, report, targets, hints, settings, store)
+    if run.mode == CENSUS:
+        return {**report.to_dict(), "mode": CENSUS, "runId": run.run_id}
+    return summary
 
 
-def _census_state(event: Any, settings: Settings) -> dict[str, Any] | None:
-    """Census mode's run id and the invocation's place in the run, or None for a rotation sweep."""
-    state = event.get("rewrapSweep", event) if isinstance(event, dict) else {}
-    if not isinstance(state, dict) or state.get("mode", "rotate") == "rotate":
-        return None
-    if state.get("mode") != "census":
-        raise UnsupportedEventError(f"sweep: mode must be 'rotate' or 'census', not {str(state.get('mode'))[:40]!r}")
-    run_folder(settings.report_prefix, "-")  # a census run needs somewhere to write: refuse now, not per message
+def _write_listing_record(
+    run: SweepRun,
+    report: SweepReport,
+    targets: list[SweepTarget],
+    newest: dict[str, int],
+    settings: Settings,
+    store: ObjectStore,
+) -> None:
+    """What this invocation listed and enqueued, and the partials it expects: what the run's merge checks."""
+    versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
+    listing = {
+        **report.to_dict(),
+        "targets": [target_text(t) for t in targets],
+        "versioning": versioning,
+        "newestVersions": newest,
+    }
+    if run.mode == ROTATE:
+        since = {target_text(t): run.plan(i).since for i, t in enumerate(targets)}
+        listing.update(mode=ROTATE, scope=run.scope, archivedExamples=report.archived_examples)
+        listing["since"] = {target: moment.isoformat() for target, moment in since.items() if moment is not None}
+    write_listing(settings, store, run.run_id, run.sequence, listing, report.partials)
+
+
+def _run(state: dict[str, Any], targets: list[SweepTarget], services: SweepServices, deadline: Deadline) -> SweepRun:
+    """The run this invocation belongs to: continued from a hand-over, or started (and planned) now."""
+    settings = services.settings
+    mode = state.get("mode", ROTATE)
+    if mode not in (ROTATE, CENSUS):
+        raise UnsupportedEventError(f"sweep: mode must be 'rotate' or 'census', not {str(mode)[:40]!r}")
+    if mode == CENSUS:
+        run_folder(settings.report_prefix, "-")  # a census run needs somewhere to write: refuse now, not per message
     run_id = state.get("runId") or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     if not isinstance(run_id, str) or "/" in run_id or len(run_id) > 128:
         raise UnsupportedEventError("sweep: runId must be a string without '/'")
-    return {"runId": run_id, "sequence": int(state.get("sequence", 0))}
+    run = SweepRun(run_id, mode, int(state.get("sequence", 0)), proves=mode == CENSUS or bool(settings.report_prefix))
+    if "started" in state:  # a hand-over: the plan was made when the run started
+        run.started = datetime.fromisoformat(str(state["started"]))
+        run.newest = {str(tag): int(v) for tag, v in dict(state.get("newestVersions") or {}).items()}
+        run.plans = [TargetPlan.from_state(plan) for plan in state.get("plans", [])]
+        return run
+    run.started = _now(services.clock)
+    if mode == ROTATE:
+        run.newest = _probe(services, deadline)
+        incremental = state.get("incremental", state.get("source") == "aws.events") is True
+        run.plans = [
+            plan_target(target, settings, services.store, run.newest, run.started, incremental) for target in targets
+        ]
+    return run
+
+
+def _probe(services: SweepServices, deadline: Deadline) -> dict[str, int]:
+    return probe_newest_versions(services.kms, services.settings.watched_key_tags, deadline)
+
+
+def _now(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock.wall(), UTC)
+
+
+def _count(report: SweepReport, advanced: int, refused: int) -> None:
+    for name, value in (
+        ("ObjectsListed", report.listed),
+        ("ObjectsArchivedSkipped", report.archived),
+        ("ObjectsUnchangedSkipped", report.unchanged),
+        ("KeysEnqueued", report.enqueued),
+        ("SweepMessagesSent", report.messages),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if advanced:
+        metrics.add_metric(name="SweepCheckpointsAdvanced", unit=MetricUnit.Count, value=advanced)
+    if refused:
+        metrics.add_metric(name="SweepCheckpointsNotAdvanced", unit=MetricUnit.Count, value=refused)
 
 
 def run_sweep(
@@ -126,37 +231,46 @@ def run_sweep(
     store: ObjectStore,
     queue: RequestQueue,
     deadline: Deadline,
+    run: SweepRun | None = None,
     newest_versions: dict[str, int] | None = None,
-    census_run: str | None = None,
 ) -> SweepReport:
-    """Enqueue rotate requests (with ``census_run``: census requests of that run) for the targets.
-    A rotation skips archived objects; a census asks about them too, so they count as unreadable."""
-    extra: dict[str, Any] | None = {"newestVersions": newest_versions} if newest_versions else None
-    if census_run is not None:
-        extra = {"mode": "census", "runId": census_run}
+    """Enqueue rotate requests (census requests for a census run) for the targets, as each target's plan
+    says. A rotation skips archived objects; a census asks about them too, so they count as unreadable."""
+    run = run or SweepRun("")
+    census = run.mode == CENSUS
+    extra: dict[str, Any] = {"newestVersions": newest_versions} if newest_versions else {}
+    if run.proves:
+        extra["runId"] = run.run_id
+    if census:
+        extra = {"mode": CENSUS, "runId": run.run_id}
     report = SweepReport()
     token = position.continuation_token
     for index in range(position.target, len(targets)):
-        target = targets[index]
+        target, since = targets[index], run.plan(index).since
         while True:
             items, next_token = store.list_page(target.bucket, target.prefix, token, settings.sweep_page_size)
             report.pages += 1
             report.listed += len(items)
-            report.archived += sum(1 for item in items if item.archived)
-            skip_archived = census_run is None
-            keys = [item.key for item in items if not (skip_archived and item.archived) and _selected(item, settings)]
+            archived = [f"s3://{target.bucket}/{item.key}: archived, not enqueued" for item in items if item.archived]
+            report.archived += len(archived)
+            if not census:
+                report.archived_examples += archived[: max(0, MAX_UNKNOWN_EXAMPLES - len(report.archived_examples))]
+            selected = [item for item in items if not (item.archived and not census) and _selected(item, settings)]
+            keys = [item.key for item in selected if since is None or item.last_modified >= since]
+            report.unchanged += len(selected) - len(keys)
             if keys:
                 chunks: list[list[str]] = []
                 messages, calls = queue.send_requests(
-                    target.bucket, keys, settings.sweep_keys_per_message, extra, chunks
+                    target.bucket, keys, settings.sweep_keys_per_message, extra or None, chunks
                 )
-                if census_run is not None:
+                if run.proves:
                     report.partials += [partial_name(target.bucket, chunk) for chunk in chunks]
                 report.enqueued += len(keys)
                 report.messages += messages
                 report.batches += calls
             token = next_token
             if token is None:
+                report.finished.append(index)
                 break
             if deadline.expired(HANDOVER_RESERVE_SECONDS):
                 report.resume_at = SweepPosition(index, token)
@@ -196,15 +310,18 @@ def _selected(item: Listed, settings: Settings) -> bool:
     return not (settings.sweep_modified_before and item.last_modified >= settings.sweep_modified_before)
 
 
-def _plan(event: Any, settings: Settings) -> tuple[list[SweepTarget], SweepPosition]:
-    """Targets and starting point: a continuation, a manual ``{"targets": [...]}``, or the schedule."""
+def _plan(event: Any, settings: Settings) -> tuple[list[SweepTarget], SweepPosition, dict[str, Any]]:
+    """Targets, starting point and the run's state: a continuation, a manual ``{"targets": [...]}``, or the
+    schedule."""
     if isinstance(event, dict) and isinstance(event.get("rewrapSweep"), dict):
         state = event["rewrapSweep"]
         targets = [SweepTarget.parse(t) for t in state.get("targets", [])]
-        return targets, SweepPosition(int(state.get("target", 0)), state.get("continuationToken"))
+        return targets, SweepPosition(int(state.get("target", 0)), state.get("continuationToken")), state
     if isinstance(event, dict) and isinstance(event.get("targets"), list):
         targets = [SweepTarget.parse(str(t)) for t in event["targets"]]
-    elif isinstance(event, dict) and (event.get("source") == "aws.events" or not set(event) - {"mode", "runId"}):
+    elif isinstance(event, dict) and (
+        event.get("source") == "aws.events" or not set(event) - {"mode", "runId", "incremental"}
+    ):
         targets = list(settings.sweep_targets)
     else:
         raise UnsupportedEventError(f"sweep: unrecognised event; fields: {sorted(map(str, event))[:12]}")
@@ -213,8 +330,4 @@ def _plan(event: Any, settings: Settings) -> tuple[list[SweepTarget], SweepPosit
         raise ConfigError(f"sweep targets outside REWRAP_BUCKETS: {sorted(set(refused))}")
     if not targets:
         raise ConfigError("no sweep targets: set REWRAP_SWEEP_TARGETS or pass {'targets': [...]}")
-    return targets, SweepPosition()
-
-
-def _target_text(target: SweepTarget) -> str:
-    return f"{target.bucket}/{target.prefix}" if target.prefix else target.bucket
+    return targets, SweepPosition(), event

@@ -60,6 +60,7 @@ class Tally:
     """What an object's tokens amount to, accumulated (per segment for streamed bodies)."""
 
     ref: ObjectRef
+    key_tag: str = ""
     tokens: int = 0
     rotated: int = 0
     versions: set[int] = field(default_factory=set)
@@ -87,6 +88,7 @@ class Tally:
             new_version=max(newest) if newest and status is not Status.MISSING else None,
             new_version_id=new_version_id,
             reason=reason,
+            key_tag=self.key_tag,
         )
 
     def failed(self, error: RewrapError) -> ObjectResult:

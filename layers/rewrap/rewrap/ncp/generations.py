@@ -70,6 +70,7 @@ class KeyInfo:
     key_tag: str
     current_version: int
     status: str | None = None
+    next_rotation_ms: int | None = None  # 2.0 key info's nextRotationDate, when auto rotation is on
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,10 @@ class Generation:
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise KmsInvalidReplyError("key info holds no current version")
         status = data.get("status")
-        return KeyInfo(key_tag, version, status if isinstance(status, str) else None)
+        # 2.0 documents isAutoRotation and nextRotationDate (ms); v3 tells it at .../rotation only (not asked)
+        upcoming = data.get("nextRotationDate") if data.get("isAutoRotation") is True else None
+        next_rotation = upcoming if isinstance(upcoming, int) and not isinstance(upcoming, bool) else None
+        return KeyInfo(key_tag, version, status if isinstance(status, str) else None, next_rotation)
 
 
 GENERATIONS: Mapping[str, Generation] = {

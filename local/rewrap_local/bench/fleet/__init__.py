@@ -11,7 +11,11 @@ small JSON documents, 10% configs, 20% envelopes, half of them already current) 
 2. **census**: the same with ``{"mode": "census"}``: census requests, one partial each, fetched and
    merged (``merge_run``); it is also the verification: the merged verdict must be SAFE and complete,
    with every seeded token counted at the newest version. ``--census-before`` adds a census run
-   before the rotation, which must be NOT SAFE with exactly the seeded stale counts.
+   before the rotation, which must be NOT SAFE with exactly the seeded stale counts;
+3. **the scheduled sweeps after it** (incremental, as the schedule runs them): the *second look* takes
+   exactly what the rotation wrote (and publishes the rotation run's verdict); the *steady* sweep finds
+   the target converged: its S3 requests (its listing pages and a few of its own) and its keys enqueued
+   (none) are reported per size.
 
 Before the measured runs each container is warmed up on objects of its own under ``warmup/``, so no
 measured invocation pays for a container's first calls.

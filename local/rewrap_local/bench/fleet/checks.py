@@ -13,6 +13,9 @@ from ..harness import unconverged
 from .params import NEWEST, PREFIX, REPORTS_BUCKET, SPOT_CHECK, Seeded
 from .stack import FleetStack
 
+# How a sweep learns a key's newest version: an encrypt probe (1.0, token auth) or the key's info.
+NEWEST_VERSION_PROBES = ("encrypt", "key-info")
+
 
 def rotation_statuses(stack: FleetStack, seeded: Seeded) -> Counter[str]:
     """The measured objects' statuses in the rotate invocations' audit reports."""
@@ -72,8 +75,11 @@ def check_census(stack: FleetStack, name: str, run: Any, seeded: Seeded, figures
             problems.append(f"census after the rotation is not SAFE: {lines[0]!r}")
     if versions != want:
         problems.append(f"{name}: tokens by version {versions}, seeded {want}")
-    if figures["kms_requests"]:
-        problems.append(f"{name}: a census sent {figures['kms_requests']} KMS requests (it needs none)")
+    # the sweep asks for the key's newest version once (its listing record keeps it, for retire); no token
+    # goes to KMS
+    tokens_sent = {op: n for op, n in figures["kms_ops"].items() if op not in NEWEST_VERSION_PROBES}
+    if tokens_sent:
+        problems.append(f"{name}: a census sent tokens to KMS: {tokens_sent} (it needs none)")
     return problems
 
 
@@ -91,4 +97,25 @@ def spot_check(stack: FleetStack, seeded: Seeded, out: dict[str, Any]) -> list[s
         problems.append(f"{len(wrong)} of {len(sample)} objects read back not all at v{NEWEST}: {wrong[:3]}")
     if undecryptable:
         problems.append(f"{undecryptable} of {len(tokens)} tokens read back do not decrypt")
+    return problems
+
+
+# A converged target's scheduled sweep: its listing pages and a few requests of its own, nothing enqueued.
+STEADY_OWN_REQUESTS = 8
+
+
+def check_steady(seeded: Seeded, figures: dict[str, Any]) -> list[str]:
+    """The second look takes exactly what the rotation wrote; the sweep after it enqueues nothing and costs
+    at most its listing and a few requests."""
+    look, steady = figures["second_look"], figures["steady"]
+    problems = []
+    if (look["scope"], look["enqueued"]) != ("incremental", seeded.stale_objects):
+        problems.append(f"second look: {look['scope']}, {look['enqueued']} enqueued, expected {seeded.stale_objects}")
+    if (steady["scope"], steady["enqueued"]) != ("incremental", 0):
+        problems.append(f"steady sweep: {steady['scope']}, {steady['enqueued']} enqueued, expected nothing")
+    pages = -(-seeded.size // 1000)
+    if steady["s3_requests"] > pages + STEADY_OWN_REQUESTS:
+        problems.append(
+            f"steady sweep: {steady['s3_requests']} S3 requests for {pages} listing pages ({steady['s3_ops']})"
+        )
     return problems

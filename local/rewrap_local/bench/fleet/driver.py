@@ -10,7 +10,7 @@ from typing import Any
 
 from ..containers import Container
 from .census_merge import RunPartials, fetch_partials, time_merges
-from .checks import check_census, check_rotation, rotation_statuses, spot_check
+from .checks import check_census, check_rotation, check_steady, rotation_statuses, spot_check
 from .params import FleetParams, Seeded
 from .seeding import Seeder
 from .stack import FleetStack
@@ -105,4 +105,19 @@ class FleetBench:
                 f"KMS {figures['kms_per_object']}/object, peak {figures['peak_mib_max']} MiB per invocation"
                 f" ({figures['traced_invocations']} of {figures['invocations']} invocations traced)"
             )
-        return problems
+        return problems + self.measure_steady(seeded, sweeper, workers, out)
+
+    def measure_steady(
+        self, seeded: Seeded, sweeper: Container, workers: Sequence[Container], out: dict[str, Any]
+    ) -> list[str]:
+        """After the rotation, two scheduled (incremental) sweeps: the first takes a second look at what the
+        rotation wrote (and publishes its run's verdict), the second finds the target converged."""
+        time.sleep(1.05 - time.time() % 1)  # S3 keeps LastModified to the second: the next one
+        for name in ("second_look", "steady"):
+            figures = self.runner.run(name, "incremental", seeded, sweeper, workers).figures()
+            out[name] = figures
+            self.log(
+                f"    {name}: {figures['scope']}, {figures['enqueued']:,} enqueued, S3 {figures['s3_per_object']}"
+                f"/object {figures['s3_ops']}"
+            )
+        return check_steady(seeded, out)

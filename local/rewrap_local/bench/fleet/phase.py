@@ -41,6 +41,8 @@ class Phase:
             "objects_per_s": round(self.objects / self.seconds, 1) if self.seconds else 0.0,
             "ms_per_object": round(self.seconds * 1000 / n, 3),
             "messages": self.sweep.get("response", {}).get("messages", 0),
+            "enqueued": self.sweep.get("response", {}).get("enqueued", 0),
+            "scope": self.sweep.get("response", {}).get("scope", "full"),
             "invocations": len(self.invocations),
             "sweep_seconds": round(self.sweep.get("seconds", 0.0), 3),
             "sweep_peak_mib": round(self.sweep.get("peak_bytes", 0) / 2**20, 2),

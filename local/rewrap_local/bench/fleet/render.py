@@ -21,6 +21,7 @@ def size_rows(record: dict[str, Any]) -> list[list[str]]:
     for _, title in shown:
         header += [f"{title} obj/s", f"{title} S3/obj"]
     header += ["rotation KMS/obj", "peak MiB/inv (max, median)", "merge ms (partials)", "after rotation"]
+    header += ["second look enqueued", "steady S3/obj", "steady enqueued"]
     rows = [header]
     for size, f in record["sizes"].items():
         row = [f"{int(size):,}"]
@@ -34,8 +35,17 @@ def size_rows(record: dict[str, Any]) -> list[list[str]]:
             f"{merge_ms(f['census'])} ({f['census']['partials']})",
             f"{f['census']['verdict']}{'' if not f['problems'] else ' — WRONG'}",
         ]
+        row += steady_cells(f)
         rows.append(row)
     return rows
+
+
+def steady_cells(figures: dict[str, Any]) -> list[str]:
+    """The scheduled sweeps after the rotation (n/a in a record from before incremental sweeps)."""
+    if "steady" not in figures:
+        return ["n/a"] * 3
+    look, steady = figures["second_look"], figures["steady"]
+    return [f"{look['enqueued']:,}", f"{steady['s3_per_object']:.4f}", f"{steady['enqueued']:,}"]
 
 
 def merge_ms(census: dict[str, Any]) -> str:
@@ -63,6 +73,13 @@ def checks(record: dict[str, Any]) -> list[str]:
             f"{census['tokens_by_version']}; {spot['objects']} objects read back directly: {len(spot['wrong'])} wrong, "
             f"{spot['undecryptable']} of {spot['tokens']:,} tokens undecryptable"
         )
+        if "steady" in f:
+            look, steady = f["second_look"], f["steady"]
+            lines.append(
+                f"  then the scheduled sweeps: a second look at what the rotation wrote ({look['enqueued']:,} "
+                f"enqueued, {look['s3_requests']:,} S3 requests), and a converged target ({steady['enqueued']:,} "
+                f"enqueued, {steady['s3_requests']:,} S3 requests: {steady['s3_ops']})"
+            )
         lines += [f"  WRONG: {problem}" for problem in f["problems"]]
     return lines
 

@@ -33,6 +33,8 @@ class SweepRunner:
         event: dict[str, Any] = {"targets": [f"{seeded.bucket}/{prefix}"]}
         if mode == "census":
             event.update(mode="census", runId=f"{seeded.bucket}-{name}")
+        if mode == "incremental":  # a scheduled sweep: only what changed since the last listing
+            event["incremental"] = True
         kms_before = self.stack.kms_requests()
         cpu_before = self.stack.server_cpu()
         for worker in workers:
