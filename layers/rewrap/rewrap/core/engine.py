@@ -135,7 +135,7 @@ class Engine:
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
-        # a body up to the streaming size comes with its head while the chunk's allowance holds it
+        # a body up to the streaming size comes with its head while the round's allowance holds it
         read = self.store.read_small(ref, min(self.settings.stream_threshold_bytes, memory.early.left))
         if read is None:
             return ObjectResult(ref, Status.MISSING)
@@ -252,7 +252,7 @@ class Engine:
 
     @property
     def _wave_budget(self) -> int:
-        """A wave's bodies, raw and decoded: what the next chunk's bodies read with their heads leave."""
+        """A wave's bodies, raw and decoded: what the next round's bodies read with their heads leave."""
         return self.memory_budget_bytes - self.memory_budget_bytes // 4
 
     def _streams(self, work: Work) -> bool:
