@@ -21,7 +21,8 @@ PYTHON313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1
 LS_VENV := .venv-localstack
 LS_STAMP := $(LS_VENV)/.installed-stamp
 
-.PHONY: help install docs lock package test test-moto test-localstack unit infrastructure integration artifact demo lint fmt bench bench-fleet soak \
+.PHONY: help install docs lock package test test-moto test-localstack unit infrastructure integration artifact demo lint fmt bench bench-path \
+	bench-path-localstack bench-fleet soak \
 	soak-localstack clean
 
 help: ## list the targets
@@ -102,6 +103,12 @@ lint: $(STAMP) $(SAM) $(CHECKOV) ## ruff, format check, mypy, cfn-lint, sam vali
 
 bench: $(STAMP) package ## throughput against a naive rotator and the S3 floor → docs/bench/ (about 6 minutes)
 	$(BIN)/python -m rewrap_local.bench
+
+bench-path: $(STAMP) ## S3 requests, wall and CPU per rotated object through the SQS route vs the GET+PUT floor → docs/bench/path-moto.md
+	$(BIN)/python -m rewrap_local.bench.path
+
+bench-path-localstack: $(STAMP) $(LS_STAMP) ## the same against LocalStack → docs/bench/path-localstack.md
+	local/localstack/run.sh $(LS_VENV) $(BIN)/python -m rewrap_local.bench.path --localstack
 
 bench-fleet: $(STAMP) ## census and rotation through sweep → SQS → rotate containers at 1k/5k/20k objects → docs/bench/fleet.md
 	$(BIN)/python -m rewrap_local.bench.fleet $(FLEET_ARGS)

@@ -51,7 +51,9 @@ class MemoryBucket:
         stored = self.objects.get((ref.bucket, ref.key))
         if stored is None:
             return None
-        return ObjectHead(stored.etag, len(stored.data), dict(stored.metadata), stored.version)
+        return ObjectHead(
+            stored.etag, len(stored.data), dict(stored.metadata), stored.version, checksum=_checksum(stored.data)
+        )
 
     def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
         head = self.head(ref)
@@ -62,6 +64,9 @@ class MemoryBucket:
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         stored = self._current(ref, head)
         return None if stored is None else ObjectBody(stored.data, stored.etag)
+
+    def body_checksum(self, head: ObjectHead, data: bytes) -> str:
+        return _checksum(data)
 
     def put_body(self, ref: ObjectRef, head: ObjectHead, body: ObjectBody, metadata: Mapping[str, str]) -> str | None:
         return self._write(ref, head, body.data, metadata)
@@ -76,9 +81,9 @@ class MemoryBucket:
         if stored is None:
             return None
         data = stored.data
-        return BodyStream(iter([data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]), 0)
+        return BodyStream(iter([data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]))
 
-    def start_rewrite(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int) -> Any:
+    def start_rewrite(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> Any:
         raise NotImplementedError("the unit tier keeps objects below the streaming threshold")
 
     def list_page(
@@ -206,6 +211,11 @@ class MemoryQueue:
 
 def _etag(data: bytes) -> str:
     return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+
+
+def _checksum(data: bytes) -> str:
+    """The full-object checksum the bucket reports, as S3 does with ChecksumMode=ENABLED."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 class StaticCredentials:

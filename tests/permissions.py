@@ -91,7 +91,7 @@ def calls_in_shipped_code(
     for root in roots:
         for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                # a method called or passed on (``self._call("GET ACL", self.client.get_object_acl, …)``)
+                # a method called or passed on (``self.call("GET ACL", self.client.get_object_acl, …)``)
                 name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
                 if name in by_name:
                     where = f"{path.relative_to(ROOT)}:{node.lineno}"

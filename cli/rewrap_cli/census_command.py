@@ -69,12 +69,7 @@ def _run_direct_census(options: argparse.Namespace) -> int:
             exclude_prefixes=tuple(options.exclude_prefix),
             exclude_suffixes=tuple(options.exclude_suffix),
         )
-        taker = CensusTaker(
-            store,
-            default_key_tag=settings.key_tag,
-            concurrency=settings.concurrency,
-            text_suffixes=settings.text_suffixes,
-        )
+        taker = CensusTaker(store, default_key_tag=settings.key_tag, concurrency=settings.concurrency)
         progress = Progress(sys.stderr, enabled=not options.quiet)
         # objects on a disabled version, where NCP tells the states (not with --local: a fresh key)
         rescue = RescueList({} if options.local else read_version_states(settings, [judged] if judged else []))

@@ -105,8 +105,14 @@ def _plan_parser(commands: Any) -> None:
     plan.add_argument("--containers", type=positive, default=defaults.containers, help="rotate containers at once (6)")
     plan.add_argument("--memory-gb", type=float, default=defaults.memory_gb, help="rotate function memory (1.0)")
     plan.add_argument(
-        "--seconds-per-object", type=float, default=defaults.seconds_per_object, help="S3 work per object (0.05)"
+        "--cpu-ms-per-object",
+        type=float,
+        default=defaults.cpu_ms_per_object,
+        help=f"rewrap CPU per rotated object ({defaults.cpu_ms_per_object:g}, measured by make bench-path)",
     )
+    plan.add_argument("--s3-latency-ms", type=float, default=defaults.s3_latency_ms, help="S3 round trip (30)")
+    plan.add_argument("--acls", action="store_true", help="the bucket's ACLs apply (not BucketOwnerEnforced)")
+    plan.add_argument("--prefixes", type=positive, default=defaults.prefixes, help="S3 prefixes the keys spread over")
     plan.add_argument("--tokens-per-kms-request", type=positive, default=defaults.tokens_per_kms_request)
     for name, value in prices.__dict__.items():
         plan.add_argument(

@@ -3,8 +3,11 @@
 From a census report (``rewrap census --report FILE``, JSON lines or CSV: per object its kind and
 tokens per version) or an S3 Inventory CSV (bucket, key, size, …: no token counts, so every object
 is assumed to be a text object holding ``--tokens-per-object`` tokens, all older than the newest
-version). The request counts follow the engine's paths; time is the slower of the NCP rate budget
-and the fleet's S3 work; prices are parameters (AWS us-east-1 list prices by default).
+version). The request counts follow the engine's paths. Time is set by the slowest of three limits,
+which the plan names: the rotate containers (each CPU-bound at rewrap's CPU per object, measured by
+``make bench-path``, or bound by S3's latency at REWRAP_CONCURRENCY requests in flight), NCP's request
+rate, and S3's request rate per prefix. It also gives what finishes within 24 hours. Prices are
+parameters (AWS us-east-1 list prices by default).
 """
 
 from __future__ import annotations
@@ -34,14 +37,42 @@ class Prices:
     kms_per_10k: float = 0.0
 
 
+# rewrap's CPU per rotated object, the rotate route on an SQS batch of the sweep's requests (small text
+# objects and envelopes, BucketOwnerEnforced): `make bench-path` on moto, 2026-12-05 (docs/bench/path-moto.md).
+BENCH_CPU_MS_PER_OBJECT = 3.8
+MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB; a Python process uses at most one (the GIL)
+S3_WRITES_PER_PREFIX = 3500  # requests/s S3 sustains per partitioned prefix (PUT/COPY/POST/DELETE)
+S3_READS_PER_PREFIX = 5500  # GET/HEAD
+DAY_SECONDS = 24 * 3600
+
+
 @dataclass(frozen=True)
 class Fleet:
     kms_rate: float = 200.0  # NCP requests/s for the whole fleet (NCP_KMS_RATE_BUDGET)
     containers: int = 6  # rotate containers at once (RotateReservedConcurrency)
     memory_gb: float = 1.0  # the rotate function's memory
-    seconds_per_object: float = 0.05  # S3 work per object and container at REWRAP_CONCURRENCY 16
+    cpu_ms_per_object: float = BENCH_CPU_MS_PER_OBJECT
+    concurrency: int = 16  # REWRAP_CONCURRENCY: S3 requests in flight per container
+    s3_latency_ms: float = 30.0  # one S3 request's round trip from Lambda
+    acls: bool = False  # a bucket whose ACLs apply: a GetObjectAcl per rotated object
+    prefixes: int = 1  # S3 prefixes the objects spread over
     keys_per_message: int = 100
     tokens_per_kms_request: int = 100  # tokens re-wrapped by one request (1.0 lists: up to 32 KB)
+
+    @property
+    def seconds_per_object(self) -> float:
+        """A rotate container's time per object (Lambda GB-seconds follow it)."""
+        return 1 / self.container_rate()[0]
+
+    @property
+    def requests_per_rotated_object(self) -> int:
+        return 3 if self.acls else 2  # GET, (GetObjectAcl,) PUT or COPY
+
+    def container_rate(self) -> tuple[float, str]:
+        """Objects/s one rotate container sustains, and what bounds it."""
+        cpu = min(1.0, self.memory_gb * 1024 / MB_PER_VCPU) / (self.cpu_ms_per_object / 1000)
+        latency = self.concurrency / (self.requests_per_rotated_object * self.s3_latency_ms / 1000)
+        return (cpu, "Lambda CPU") if cpu <= latency else (latency, "S3 latency")
 
 
 @dataclass
@@ -67,7 +98,7 @@ def read_census_report(path: Path, prefix: str, min_version: int | None, tokens_
         if stale:
             inventory.stale_objects += 1
             inventory.stale_tokens += stale
-            inventory.kms_requests += math.ceil(stale / tokens_per_request)
+    inventory.kms_requests = math.ceil(inventory.stale_tokens / tokens_per_request)  # objects share requests
     return inventory
 
 
@@ -84,8 +115,22 @@ def read_inventory_csv(path: Path, prefix: str, tokens_per_object: int, tokens_p
             if tokens_per_object:
                 inventory.stale_objects += 1
                 inventory.stale_tokens += tokens_per_object
-                inventory.kms_requests += math.ceil(tokens_per_object / tokens_per_request)
+    inventory.kms_requests = math.ceil(inventory.stale_tokens / tokens_per_request)
     return inventory
+
+
+@dataclass
+class Limits:
+    """Objects/s each limit allows, and what it takes to finish within a day."""
+
+    rates: dict[str, float]  # limit → objects/s
+    day_containers: int  # rotate containers (Lambda concurrency) that finish within 24 h
+    day_kms_rate: float  # NCP requests/s that does
+    day_prefixes: int  # S3 prefixes that do
+
+    @property
+    def bound(self) -> str:
+        return min(self.rates, key=lambda name: self.rates[name])
 
 
 @dataclass
@@ -100,6 +145,7 @@ class Plan:
     bound: str
     gb_seconds: float
     costs: dict[str, float | None]
+    limits: Limits
 
     def rows(self) -> list[tuple[str, str, str]]:
         cost = self.costs
@@ -118,25 +164,55 @@ class Plan:
             ("Lambda invocations", f"{self.invocations:,}", usd("lambda_requests")),
             ("Lambda GB-seconds", f"{self.gb_seconds:,.0f}", usd("lambda_compute")),
             ("NCP KMS requests", f"{self.kms_requests:,}", usd("kms")),
-            ("time", f"{self.hours:,.2f} h ({self.bound}-bound)", ""),
+            ("time", f"{self.hours:,.2f} h, bound by {self.bound}", ""),
+            *((f"  {name}", f"{rate:,.0f} objects/s", "") for name, rate in self.limits.rates.items()),
+            (
+                "within 24 h",
+                f"{self.limits.day_containers:,} containers (RotateMaxConcurrency, RotateReservedConcurrency), "
+                f"NCP {math.ceil(self.limits.day_kms_rate):,} requests/s (NcpRateBudget), "
+                f"keys over {self.limits.day_prefixes:,} S3 prefixes",
+                "",
+            ),
             ("total", "", f"${sum(v for v in cost.values() if v is not None):,.2f}"),
         ]
+
+
+def limits(inventory: Inventory, fleet: Fleet) -> Limits:
+    """The rate each limit allows (objects/s over all the objects to look at), and what finishes in a day."""
+    objects = max(1, sum(inventory.objects.values()))
+    stale_share = inventory.stale_objects / objects
+    per_container, container_bound = fleet.container_rate()
+    kms_per_object = inventory.kms_requests / objects  # NCP requests per object looked at
+    writes = stale_share  # one PUT or COPY per rotated object
+    reads = 1 + (stale_share if fleet.acls else 0)  # the GET, and GetObjectAcl before each write
+    rates = {
+        f"Lambda: {fleet.containers} containers ({container_bound})": fleet.containers * per_container,
+        f"NCP: {fleet.kms_rate:g} requests/s": fleet.kms_rate / kms_per_object if kms_per_object else math.inf,
+        f"S3: {fleet.prefixes} prefix(es)": fleet.prefixes
+        * min(S3_WRITES_PER_PREFIX / writes if writes else math.inf, S3_READS_PER_PREFIX / reads),
+    }
+    needed = objects / DAY_SECONDS
+    return Limits(
+        rates,
+        day_containers=math.ceil(needed / per_container),
+        day_kms_rate=needed * kms_per_object,
+        day_prefixes=max(1, math.ceil(needed * max(writes / S3_WRITES_PER_PREFIX, reads / S3_READS_PER_PREFIX))),
+    )
 
 
 def make_plan(inventory: Inventory, fleet: Fleet, prices: Prices) -> Plan:
     objects = sum(inventory.objects.values())
     stale = inventory.stale_objects
-    # Every object: one read to look (a GET for declared text, HEAD + GET otherwise: counted as 2);
-    # a rotated one: one write (PUT, or COPY for an envelope). The sweep lists 1,000 keys a page.
-    s3_reads = 2 * objects
+    # Every object: one GET (head and body); a rotated one: one write (PUT, or COPY for an envelope),
+    # and a GetObjectAcl first where the bucket's ACLs apply. The sweep lists 1,000 keys a page.
+    s3_reads = objects + (stale if fleet.acls else 0)
     s3_writes = stale + math.ceil(objects / 1000)
     messages = math.ceil(objects / fleet.keys_per_message)
     sqs_requests = math.ceil(messages / 10) + 2 * messages  # sends in batches of 10; receive + delete
     invocations = math.ceil(messages / 10)  # the event source mapping delivers up to 10 messages
-    kms_seconds = inventory.kms_requests / fleet.kms_rate if fleet.kms_rate > 0 else 0.0
-    s3_seconds = objects * fleet.seconds_per_object / fleet.containers
-    seconds = max(kms_seconds, s3_seconds)
-    bound = "NCP KMS rate" if kms_seconds >= s3_seconds else "S3"
+    bounds = limits(inventory, fleet)
+    bound = bounds.bound
+    seconds = objects / bounds.rates[bound] if objects else 0.0
     gb_seconds = seconds * fleet.containers * fleet.memory_gb
     costs: dict[str, float | None] = {
         "s3_reads": s3_reads / 1000 * prices.s3_read_per_1k,
@@ -157,6 +233,7 @@ def make_plan(inventory: Inventory, fleet: Fleet, prices: Prices) -> Plan:
         bound,
         gb_seconds,
         costs,
+        bounds,
     )
 
 

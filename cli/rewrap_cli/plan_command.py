@@ -20,10 +20,23 @@ def run_plan(options: argparse.Namespace) -> int:
         inventory = assumed_inventory(options.objects, options.tokens_per_object, per_request)
     else:
         inventory = read_inventory_csv(options.inventory, target.prefix, options.tokens_per_object, per_request)
-    fleet = Fleet(options.kms_rate, options.containers, options.memory_gb, options.seconds_per_object)
+    fleet = Fleet(
+        kms_rate=options.kms_rate,
+        containers=options.containers,
+        memory_gb=options.memory_gb,
+        cpu_ms_per_object=options.cpu_ms_per_object,
+        s3_latency_ms=options.s3_latency_ms,
+        acls=options.acls,
+        prefixes=options.prefixes,
+        tokens_per_kms_request=per_request,
+    )
     prices = Prices(**{name: getattr(options, f"price_{name}") for name in Prices().__dict__})
     plan = make_plan(inventory, fleet, prices)
-    print(f"plan for {s3_url(target)}: {fleet.containers} containers, NCP {fleet.kms_rate:g} requests/s")
+    print(
+        f"plan for {s3_url(target)}: {fleet.containers} containers of {fleet.memory_gb:g} GB at "
+        f"{fleet.cpu_ms_per_object:g} ms of CPU per object, NCP {fleet.kms_rate:g} requests/s, "
+        f"{fleet.prefixes} S3 prefix(es)"
+    )
     table(("", "count", "cost"), plan.rows())
     print_lifecycle(plan, fleet, prices, schedule_of(options))
     return 0

@@ -160,7 +160,7 @@ def assumed_inventory(objects: int, tokens_per_object: int, tokens_per_request: 
         stale_objects=stale,
         stale_tokens=stale * tokens_per_object,
         tokens=objects * tokens_per_object,
-        kms_requests=stale * math.ceil(tokens_per_object / tokens_per_request),
+        kms_requests=math.ceil(stale * tokens_per_object / tokens_per_request),  # objects share requests
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 from rewrap.adapters.s3 import S3Store
 from rewrap.core.census import DEFAULT_KEY_LABEL, Census, CensusKind
 from rewrap.core.census_taker import CensusTaker
-from rewrap.core.ports import BodyStream, Listed, ObjectHead, ObjectRef
+from rewrap.core.ports import SINGLE_READ_BYTES, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
 from rewrap.core.tokens import scan
 from rewrap.errors import StorageDeniedError
 from rewrap_local.stack import LocalStack
@@ -98,22 +98,30 @@ def test_counts_are_exact_for_current_objects(stack: LocalStack, seeded: dict[st
     assert sorted(i.ref.key for i in census.stale_examples) == ["data/big.ndjson", "data/broken.txt", "data/env.bin"]
 
 
-def test_declared_text_is_read_with_one_get_and_counted_the_same(stack: LocalStack, seeded: dict[str, Any]) -> None:
-    # Given the census counted the usual way (HEAD, then GET) and once with .json/.txt declared text
+class Streaming(S3Store):
+    """The S3 store with every body left to the stream: the census's other way of reading."""
+
+    def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
+        return super().read_small(ref, 0)
+
+
+def test_each_object_is_read_with_one_get_and_counted_as_when_streamed(
+    stack: LocalStack, seeded: dict[str, Any]
+) -> None:
+    # Given the census counted with its single reads, and once with every body streamed
     client = stack.client("s3")
     calls: Counter[str] = Counter()
     client.meta.events.register("before-call.s3.*", lambda model, **_: calls.update([model.name]))
-    usual = CensusTaker(S3Store(client), default_key_tag=stack.key_tag).run(stack.bucket, "data/", Census())
-    before = dict(calls)
-    calls.clear()
-    taker = CensusTaker(S3Store(client), default_key_tag=stack.key_tag, text_suffixes=(".json", ".txt"))
-    declared = taker.run(stack.bucket, "data/", Census())
+    single = CensusTaker(S3Store(client), default_key_tag=stack.key_tag).run(stack.bucket, "data/", Census())
+    reads = dict(calls)
+    streamed = CensusTaker(Streaming(client), default_key_tag=stack.key_tag).run(stack.bucket, "data/", Census())
 
-    # Then the counts are the same, and each of the four declared-text objects (doc.json, plain.txt,
-    # broken.txt, other-key.txt) costs one GET and no HEAD; env.bin and big.ndjson are HEAD, then GET
-    assert counts(declared) == counts(usual) and declared.kinds == usual.kinds
-    assert (before["HeadObject"], before["GetObject"]) == (6, 6)
-    assert (calls["HeadObject"], calls["GetObject"]) == (2, 6)
+    # Then the counts are the same, and no object cost a HEAD: one GET each, and a second GET only for a
+    # body larger than one read (streamed)
+    assert counts(single) == counts(streamed) and single.kinds == streamed.kinds
+    listed = client.list_objects_v2(Bucket=stack.bucket, Prefix="data/")["Contents"]
+    large = sum(1 for item in listed if item["Size"] > SINGLE_READ_BYTES)
+    assert "HeadObject" not in reads and reads["GetObject"] == len(listed) + large
 
 
 def test_versions_add_noncurrent_versions_and_flag_them(stack: LocalStack, seeded: dict[str, Any]) -> None:
@@ -181,8 +189,8 @@ class FakeStore:
     def bucket_versioning(self, bucket: str) -> str:
         return ""
 
-    def head(self, ref: ObjectRef) -> ObjectHead:
-        return ObjectHead(etag='"e"', size=len(self.bodies[ref.key]), metadata={})
+    def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, None]:
+        return ObjectHead(etag='"e"', size=len(self.bodies[ref.key]), metadata={}), None  # every body streamed
 
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int) -> BodyStream:
         body = self.bodies[ref.key]
@@ -194,7 +202,7 @@ class FakeStore:
                 yield body[position : position + size]
                 position += size
 
-        return BodyStream(chunks(), 0)
+        return BodyStream(chunks())
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -239,15 +247,15 @@ def test_an_unreadable_object_is_counted_as_failed_and_the_census_goes_on(stack:
     s3.put_object(Bucket=stack.bucket, Key="a.txt", Body=token_at(stack, 1).encode())
     s3.put_object(Bucket=stack.bucket, Key="b.txt", Body=b"plain")
     store = S3Store(s3)
-    original = store.head
+    original = store.read_small
 
-    def head(ref: ObjectRef) -> ObjectHead | None:
+    def read_small(ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
         if ref.key == "b.txt":
-            raise StorageDeniedError("S3 denied HEAD (AccessDenied)")
-        return original(ref)
+            raise StorageDeniedError("S3 denied GET (AccessDenied)")
+        return original(ref, limit)
 
-    store.head = head  # type: ignore[method-assign]
+    store.read_small = read_small  # type: ignore[method-assign]
     census = CensusTaker(store).run(stack.bucket, "", Census(min_version=1))
     assert census.kinds == {CensusKind.TEXT: 1, CensusKind.FAILED: 1}
     assert census.failures[0].ref.key == "b.txt"
-    assert census.failures[0].to_dict()["reason"] == "s3-denied: S3 denied HEAD (AccessDenied)"
+    assert census.failures[0].to_dict()["reason"] == "s3-denied: S3 denied GET (AccessDenied)"

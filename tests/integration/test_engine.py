@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import pytest
@@ -312,18 +313,19 @@ def test_missing_and_empty_objects_are_not_errors(stack: LocalStack, runtime: Ru
 
 
 @pytest.mark.parametrize(("budget", "big_gets"), [(128 * 1024 * 1024, 1), (1024 * 1024, 2)])
-def test_objects_declared_text_are_read_with_a_single_get(
+def test_every_object_is_read_with_a_single_get(
     stack: LocalStack, runtime: Runtime, budget: int, big_gets: int
 ) -> None:
-    # Given keys declared text by suffix: a small one, a bigger one, and an envelope; the bodies read
-    # with their heads may take a quarter of the engine's memory budget (256 KiB of a 1 MiB one)
+    # Given a small text object, a bigger one and an envelope, whatever their names; the bodies read with
+    # their heads may take a quarter of the engine's memory budget (256 KiB of a 1 MiB one)
     s3 = stack.client("s3")
-    put_text(stack, runtime, "small.json", [b"a", b"b"])
+    for key in ("first.txt", "small.bin"):
+        put_text(stack, runtime, key, [b"a", b"b"])
     put_text(stack, runtime, "big.json", [f"{i}".encode() for i in range(5000)])  # ~350 KiB
     data_key = runtime.kms.create_custom_key(stack.key_tag)
-    s3.put_object(Bucket=stack.bucket, Key="sealed.json", Body=b"{}", Metadata={"wrapped": data_key.ciphertext})
+    s3.put_object(Bucket=stack.bucket, Key="sealed.txt", Body=b"{}", Metadata={"wrapped": data_key.ciphertext})
     stack.kms.rotate(stack.key_tag)
-    runtime.engine.settings = stack.settings(text_suffixes=(".json",))
+    time.sleep(1.1)  # older than the second they were written in, as a sweep finds objects: copied without a HEAD
     runtime.engine.memory_budget_bytes = budget
     # a bucket that uses ACLs (new AWS and LocalStack buckets enforce bucket-owner ownership)
     s3.put_bucket_ownership_controls(
@@ -331,20 +333,23 @@ def test_objects_declared_text_are_read_with_a_single_get(
     )
     calls: list[str] = []
     runtime.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    assert runtime.engine.rotate([ObjectRef(stack.bucket, "first.txt")])[0].status is Status.ROTATED
+    # the first write in the bucket reads the tags: rewrap may read them here, so from now on a read that
+    # reports no tag count means no tags
+    assert calls.count("GetObjectTagging") == 1
+    calls.clear()
 
     # When
-    results = runtime.engine.rotate([ObjectRef(stack.bucket, k) for k in ("small.json", "big.json", "sealed.json")])
+    results = runtime.engine.rotate([ObjectRef(stack.bucket, k) for k in ("small.bin", "big.json", "sealed.txt")])
 
     # Then all three rotate without a HEAD: the small one cost one GET and one PUT, and so did the big
     # one while the allowance held it; past the allowance its first GET stopped at the headers and it
-    # was read again in full. Each write reads the ACL it restates (and a PUT the tags); the bucket's
-    # ownership and owner are looked up once.
+    # was read again in full. Each write reads the ACL it restates; no tags are read.
     assert [r.status for r in results] == [Status.ROTATED] * 3
-    acl_calls = ["GetBucketOwnershipControls", "GetBucketAcl"] + ["GetObjectAcl"] * 3 + ["GetObjectTagging"] * 2
     writes = ["PutObject", "PutObject", "CopyObject"]
-    assert sorted(calls) == sorted(["GetObject"] * (2 + big_gets) + writes + acl_calls)
+    assert sorted(calls) == sorted(["GetObject"] * (2 + big_gets) + writes + ["GetObjectAcl"] * 3)
     assert {t.version for t in scan(body_of(stack, "big.json"))[0]} == {2}
-    assert s3.head_object(Bucket=stack.bucket, Key="sealed.json")["Metadata"]["wrapped"].startswith("ncpkms:v2:")
+    assert s3.head_object(Bucket=stack.bucket, Key="sealed.txt")["Metadata"]["wrapped"].startswith("ncpkms:v2:")
 
 
 def test_a_reply_left_behind_at_an_old_version_is_retried_not_reported_current(
@@ -383,6 +388,7 @@ def test_a_rotated_object_costs_one_read_and_one_write_and_tag_counts_are_truste
         Metadata={"dek": runtime.kms.encrypt(stack.key_tag, [b"k"])[0]},
     )
     stack.kms.rotate(stack.key_tag)
+    time.sleep(1.1)  # older than the second they were written in, as a sweep finds objects: copied without a HEAD
     calls: list[str] = []
     runtime.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
 

@@ -10,11 +10,10 @@ from rewrap.core.metadata import (
     CONTEXT_METADATA,
     CONTROL_METADATA,
     KEY_TAG_METADATA,
-    LEGACY_STAMP_METADATA,
-    STAMP_DIGEST_METADATA,
+    STAMP_CHECKSUM_METADATA,
+    STAMP_SIZE_METADATA,
     STAMP_VERSION_METADATA,
     context_of,
-    etag_is_md5,
     scan_metadata,
     stamped_version,
     stamps,
@@ -48,9 +47,9 @@ def test_metadata_without_tokens_is_no_envelope() -> None:
 
 
 def test_the_control_names_are_the_key_tag_the_context_and_the_stamps() -> None:
-    stamp_names = {STAMP_VERSION_METADATA, STAMP_DIGEST_METADATA, LEGACY_STAMP_METADATA}
+    stamp_names = {STAMP_VERSION_METADATA, STAMP_CHECKSUM_METADATA, STAMP_SIZE_METADATA}
     assert {KEY_TAG_METADATA, CONTEXT_METADATA, *stamp_names} == CONTROL_METADATA
-    assert set(stamps(4, b"body")) <= CONTROL_METADATA
+    assert set(stamps(4, "CRC32:AAAAAA==")) <= CONTROL_METADATA
 
 
 def test_context_is_base64_of_at_most_50_bytes() -> None:
@@ -63,17 +62,11 @@ def test_context_is_base64_of_at_most_50_bytes() -> None:
         assert raised.value.code == "bad-context"
 
 
-def test_a_stamp_counts_only_while_the_etag_is_the_md5_of_the_body_rewrap_wrote() -> None:
-    body_md5 = '"841a2d689ad86bd1611447453c22c6fc"'  # MD5 of b"body", as S3 quotes an ETag
-    assert stamped_version(stamps(4, b"body"), body_md5) == 4
-    # another body of the same length, written with the metadata copied along
-    assert stamped_version(stamps(4, b"body"), '"' + "0" * 32 + '"') is None
-    assert stamped_version({STAMP_VERSION_METADATA: "4", LEGACY_STAMP_METADATA: "4"}, body_md5) is None
-    assert stamped_version({**stamps(4, b"body"), STAMP_VERSION_METADATA: "x4"}, body_md5) is None
-    assert stamped_version({}, body_md5) is None
-
-
-def test_only_an_etag_that_is_the_body_md5_can_check_a_stamp() -> None:
-    assert etag_is_md5({}) and etag_is_md5({"ServerSideEncryption": "AES256"})
-    assert not etag_is_md5({"ServerSideEncryption": "aws:kms"})
-    assert not etag_is_md5({"ServerSideEncryption": "aws:kms:dsse"})
+def test_a_stamp_counts_only_while_the_store_reports_the_checksum_rewrap_wrote() -> None:
+    assert stamped_version(stamps(4, "CRC32:AAAAAA=="), "CRC32:AAAAAA==") == 4
+    assert stamped_version(stamps(4, "CRC32:AAAAAA=="), "CRC32:BBBBBB==") is None  # another body since
+    assert stamped_version(stamps(4, "CRC32:AAAAAA=="), None) is None  # a read that reports no checksum
+    assert stamped_version({STAMP_VERSION_METADATA: "x4", STAMP_CHECKSUM_METADATA: "CRC32:A"}, "CRC32:A") is None
+    # what rewrap stamped before (version and size) never proves anything
+    assert stamped_version({STAMP_VERSION_METADATA: "4", STAMP_SIZE_METADATA: "10"}, "CRC32:AAAAAA==") is None
+    assert stamped_version({}, "CRC32:AAAAAA==") is None

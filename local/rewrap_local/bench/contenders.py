@@ -26,12 +26,16 @@ def kms_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def server_pids(bench: Bench) -> dict[str, int]:
+    return {"moto": bench.moto.process.pid, "kms": bench.kms.process.pid}
+
+
 class CpuClock:
     """CPU seconds used by this process and by the two servers over a block (the cores are shared, so
     the split tells whose work a run was waiting for)."""
 
-    def __init__(self, bench: Bench) -> None:
-        self.pids = {"moto": bench.moto.process.pid, "kms": bench.kms.process.pid}
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
 
     def __enter__(self) -> CpuClock:
         self.start = self._read()
@@ -90,10 +94,11 @@ def run_rewrap(bench: Bench, data_set: DataSet, items: Sequence[Item], runtime: 
     from rewrap.core.ports import ObjectRef
 
     refs = [ObjectRef(BUCKET, item.key) for item in items]
+    bench.as_a_sweep_finds_them()
     meter.reset()
     kms_before = bench.kms_stats()
     statuses: Counter[str] = Counter()
-    with PeakRss() as rss, CpuClock(bench) as cpu:
+    with PeakRss() as rss, CpuClock(server_pids(bench)) as cpu:
         started = time.perf_counter()
         for at in range(0, len(refs), bench.params.batch):
             for result in runtime.engine.rotate(refs[at : at + bench.params.batch]):
@@ -119,7 +124,7 @@ def run_naive(bench: Bench, items: Sequence[Item]) -> dict[str, Any]:
     s3, meter = bench.metered_client()
     kms = bench.kms_client()
     kms_before = bench.kms_stats()
-    clock = CpuClock(bench).__enter__()
+    clock = CpuClock(server_pids(bench)).__enter__()
     started = time.perf_counter()
     for item in items:
         if item.envelope:
@@ -189,7 +194,7 @@ def run_floor(bench: Bench, items: Sequence[Item]) -> dict[str, Any]:
                 ContentType=response["ContentType"],
             )
 
-    with CpuClock(bench) as cpu:
+    with CpuClock(server_pids(bench)) as cpu:
         started = time.perf_counter()
         with ThreadPoolExecutor(bench.params.concurrency) as pool:
             list(pool.map(one, items))

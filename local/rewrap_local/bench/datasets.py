@@ -207,3 +207,18 @@ def stratified(items: Sequence[Item], n: int) -> list[Item]:
         step = len(members) / want
         picked.extend(members[int(k * step)] for k in range(want))
     return sorted(picked, key=lambda i: i.key)
+
+
+def path_items(pool: TokenPool, seed: int, *, small: int = 240, ndjson: int = 4, rows: int = 500) -> list[Item]:
+    """The set of the per-object request count (``bench.path``): small JSON documents of 1-3 tokens,
+    NDJSON files, and 64 KiB envelopes (one for every six small documents), all at the old version."""
+    rng = random.Random(seed)
+    items: list[Item] = []
+    for i in range(small):
+        tokens = [pool.take(False) for _ in range(rng.randint(1, 3))]
+        items.append(_text(f"small/{i:05d}.json", _small_doc(rng, i, tokens), len(tokens), False))
+    for i in range(ndjson):
+        items.append(_text(f"ndjson/{i:03d}.ndjson", _ndjson(rng, rows, pool), rows, False, "x-ndjson"))
+    for i in range(small // 6):
+        items.append(_envelope(f"envelope/{i:03d}.bin", 64 * 1024, pool.take(False), False))
+    return items

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,7 @@ class Bench:
         secret = json.dumps({"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY, "apiKey": API_KEY})
         self.secret_id = secrets.create_secret(Name="rewrap/ncp-kms-bench", SecretString=secret)["ARN"]
         self.s3_latency = params.s3_latency_ms / 1000
+        self.seeded_at = 0.0
 
     def close(self) -> None:
         self.kms.stop()
@@ -73,9 +75,6 @@ class Bench:
             buckets=frozenset({BUCKET}),
             concurrency=self.params.concurrency,
             kms_rate_limit=self.params.kms_rate_limit,
-            # the data sets name their text objects *.json / *.ndjson, as users can declare them
-            # (REWRAP_TEXT_SUFFIXES): small ones are then read with one GET instead of HEAD + GET
-            text_suffixes=(".json", ".ndjson"),
         )
         return replace(base, **overrides)
 
@@ -145,6 +144,12 @@ class Bench:
 
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(one, data_set.items if items is None else items))
+        self.seeded_at = time.monotonic()
+
+    def as_a_sweep_finds_them(self) -> None:
+        """Wait until the seeded objects are older than the second they were written in, as the objects a
+        sweep lists are (one copied in its own second waits for that second to end and is read again)."""
+        time.sleep(max(0.0, self.seeded_at + 1.1 - time.monotonic()))
 
     def check_converged(self, items: Sequence[Item]) -> list[str]:
         """Keys whose tokens are not all at the newest version (unmetered)."""

@@ -1,5 +1,6 @@
 """S3 latency and request/byte counters, injected into every contender's S3 client through botocore
-event hooks (the fleet bench meters its SQS clients the same way)."""
+event hooks (the fleet bench meters its SQS clients the same way). Bytes read are the body bytes the
+client consumed: a GET answered with a large body that the client closes after the headers counts none."""
 
 from __future__ import annotations
 
@@ -53,7 +54,30 @@ class Meter:
         if self.latency_s > 0:
             time.sleep(self.latency_s)  # in the calling thread, like a network round trip
 
-    def _after_get(self, http_response: Any, **_: Any) -> None:
-        if http_response.status_code < 300:
-            with self._lock:
-                self.bytes_read += int(http_response.headers.get("content-length") or 0)
+    def _after_get(self, http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if http_response.status_code < 300 and "Body" in parsed:
+            parsed["Body"] = _Counted(parsed["Body"], self._read)
+
+    def _read(self, size: int) -> None:
+        with self._lock:
+            self.bytes_read += size
+
+
+class _Counted:
+    """A response body that reports the bytes read from it."""
+
+    def __init__(self, body: Any, count: Any) -> None:
+        self._body = body
+        self._count = count
+
+    def read(self, amt: int | None = None) -> bytes:
+        data: bytes = self._body.read(amt)
+        self._count(len(data))
+        return data
+
+    def iter_chunks(self, chunk_size: int = 1024) -> Any:
+        while chunk := self.read(chunk_size):
+            yield chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)

@@ -59,6 +59,49 @@ def table_rows(sets: dict[str, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def rotated_objects(figures: dict[str, Any]) -> int:
+    """Objects of a data set that needed rotating (the floor writes exactly these)."""
+    return max(1, figures["objects"] - figures["current_objects"])
+
+
+def client_cpu(figures: dict[str, Any], who: str) -> float:
+    """CPU milliseconds of the contender's own process per rotated object."""
+    return figures[who]["cpu_s"]["self"] * 1000 / rotated_objects(figures)
+
+
+def cost_rows(sets: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Per data set: S3 requests per object by operation beside the floor's, and whose CPU the run took."""
+    rows = [
+        [
+            "data set",
+            "S3 requests/object by operation: rewrap",
+            "floor",
+            "CPU s: rewrap / emulator / moto",
+            "floor: client / moto",
+            "client CPU ms/rotated object (floor)",
+        ]
+    ]
+    for name, f in sets.items():
+        r, fl = f["rewrap"], f["floor"]
+
+        def ops(run: dict[str, Any]) -> str:
+            counts = sorted(run["s3_ops"].items(), key=lambda item: -item[1])
+            return ", ".join(f"{op} {n / run['objects']:.3g}" for op, n in counts)
+
+        rows.append(
+            [
+                name,
+                ops(r),
+                ops(fl),
+                f"{r['cpu_s']['self']} / {r['cpu_s']['kms']} / {r['cpu_s']['moto']}",
+                f"{fl['cpu_s']['self']} / {fl['cpu_s']['moto']}",
+                f"{client_cpu(f, 'rewrap'):.2f} ({client_cpu(f, 'floor'):.2f}; "
+                f"{client_cpu(f, 'rewrap') / max(client_cpu(f, 'floor'), 1e-9):.2f}x)",
+            ]
+        )
+    return rows
+
+
 def render_text(rows: list[list[str]]) -> str:
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = [
@@ -88,6 +131,11 @@ def render_markdown(record: dict[str, Any]) -> str:
         "S3 req/obj in parentheses: the floor's. Peak MiB: growth of rewrap's RSS high-water mark during the run. "
         "÷ floor: rewrap's time over the floor's (the same unavoidable S3 requests at the same concurrency, no KMS).",
         "",
+        *_markdown_table(cost_rows(record["data_sets"])),
+        "",
+        "CPU s: seconds of CPU over the median run, by process (rewrap's own process, the NCP KMS emulator, the "
+        "moto server). Client CPU per rotated object: rewrap's process against the floor's bare boto3 GET+PUT.",
+        "",
         "| data set | contents | naive measured on |",
         "|---|---|---|",
         *(
@@ -108,6 +156,14 @@ def render_markdown(record: dict[str, Any]) -> str:
     )
     out.append("")
     return "\n".join(out)
+
+
+def _markdown_table(rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(rows[0]) + " |",
+        "|" + "|".join("---" for _ in rows[0]) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows[1:]),
+    ]
 
 
 def chart(sets: dict[str, dict[str, Any]], path: Path, subtitle: str) -> None:
@@ -155,6 +211,8 @@ def print_summary(record: dict[str, Any]) -> None:
     sets = record["data_sets"]
     print()
     print(render_text(table_rows(sets)))
+    print()
+    print(render_text(cost_rows(sets)))
     print()
     for name, f in sets.items():
         r = f["rewrap"]

@@ -1,8 +1,9 @@
-"""S3 adapter: HEAD, conditional GET, conditional PUT and metadata-replacing self-copy.
+"""S3 adapter: one GET for head and body, conditional PUT and metadata-replacing self-copy.
 
-Every write is conditional on the ETag that was read (If-Match), so a concurrent writer is never
-overwritten and a deleted object is never brought back. A rewrite restates everything S3 would
-otherwise reset: content headers and the raw Expires value, website redirect, storage class,
+Every write is conditional on what was read (``s3_conditions``): the ETag (If-Match) on every path and
+Last-Modified on the copy paths, with the head read again where those cannot see a change, so a
+concurrent writer is never overwritten and a deleted object is never brought back. A rewrite restates
+everything S3 would otherwise reset: content headers and the raw Expires value, website redirect, storage class,
 SSE-S3 / SSE-KMS / DSSE-KMS settings, the checksum algorithm, Object Lock retention and legal
 hold, tags and ACL grants (unless the bucket enforces bucket-owner ownership); ``s3_attributes``
 says how. An object owned by another account is never rewritten: the new object would belong to
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -21,14 +23,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rewrap.adapters.s3_attributes import (
     EMPTY_MD5,
-    TagCounts,
+    body_checksum,
     grant_parameters,
     head_of,
     listed_archived,
     locks,
     restated,
 )
+from rewrap.adapters.s3_conditions import Recheck, TagCounts
 from rewrap.adapters.s3_errors import BAD_REQUEST_CODES, MISSING_CODES, error_code, translate
+from rewrap.adapters.s3_multipart import Rewrite
 from rewrap.adapters.s3_records import OwnRecords
 from rewrap.adapters.s3_requests import source, unchanged_source, version_id, where
 from rewrap.core.ports import MAX_COPY_PART_BYTES, MAX_PARTS, BodyStream, Listed, ObjectBody, ObjectHead, ObjectRef
@@ -40,7 +44,12 @@ if TYPE_CHECKING:
 
 class S3Store(OwnRecords):
     def __init__(
-        self, client: S3Client, *, multipart_copy_threshold: int = MAX_COPY_PART_BYTES, requester_pays: bool = False
+        self,
+        client: S3Client,
+        *,
+        multipart_copy_threshold: int = MAX_COPY_PART_BYTES,
+        requester_pays: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         # CopyObject handles up to 5 GiB; larger envelopes are copied part by part.
@@ -49,9 +58,10 @@ class S3Store(OwnRecords):
         # Per bucket, looked up once per container: (object ownership setting, owner's canonical id).
         self._buckets: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
+        self._tags = TagCounts()
+        self._recheck = Recheck(sleep)
         # Headers sent exactly as they were read (a raw Expires value), set around one call per thread.
         self._raw = threading.local()
-        self._tag_counts = TagCounts()
         client.meta.events.register("before-sign.s3", self._add_headers, unique_id=f"rewrap-store-{id(self)}")
 
     def _add_headers(self, request: Any, **_: Any) -> None:
@@ -68,7 +78,7 @@ class S3Store(OwnRecords):
         finally:
             self._raw.headers = {}
 
-    def _call(self, operation: str, method: Any, **params: Any) -> Any:
+    def call(self, operation: str, method: Any, **params: Any) -> Any:
         try:
             return method(**params)
         except (ClientError, BotoCoreError) as exc:
@@ -81,7 +91,7 @@ class S3Store(OwnRecords):
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if continuation_token:
             params["ContinuationToken"] = continuation_token
-        response = self._call("LIST", self.client.list_objects_v2, **params, OptionalObjectAttributes=["RestoreStatus"])
+        response = self.call("LIST", self.client.list_objects_v2, **params, OptionalObjectAttributes=["RestoreStatus"])
         items = [
             Listed(o["Key"], int(o.get("Size", 0)), o["LastModified"], archived=listed_archived(o))
             for o in response.get("Contents", [])
@@ -96,7 +106,7 @@ class S3Store(OwnRecords):
         params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if marker:
             params["KeyMarker"], params["VersionIdMarker"] = marker
-        response = self._call("LIST versions", self.client.list_object_versions, **params)
+        response = self.call("LIST versions", self.client.list_object_versions, **params)
         items = [
             Listed(v["Key"], int(v.get("Size", 0)), v["LastModified"], v.get("VersionId"), bool(v.get("IsLatest")))
             for v in response.get("Versions", [])
@@ -135,7 +145,7 @@ class S3Store(OwnRecords):
             if error_code(exc) in BAD_REQUEST_CODES:
                 return self._head_only(ref)
             raise translate(exc, "GET") from None
-        return head, ObjectBody(data=data, etag=head.etag, tag_count=int(response.get("TagCount") or 0))
+        return head, ObjectBody(data=data, etag=head.etag)
 
     def _head_only(self, ref: ObjectRef) -> tuple[ObjectHead, None] | None:
         """A GET refused as a bad request: the HEAD tells why (SSE-C), or what else it is."""
@@ -150,9 +160,7 @@ class S3Store(OwnRecords):
             if error_code(exc) in MISSING_CODES:
                 return None
             raise translate(exc, "GET") from None
-        return ObjectBody(
-            data=data, etag=response["ETag"], tag_count=int(response.get("TagCount") or 0), head=head_of(response)
-        )
+        return ObjectBody(data=data, etag=response["ETag"], head=head_of(response))
 
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
         """The body as a stream of chunks (bounded memory), only if it still has ``head.etag``."""
@@ -169,16 +177,14 @@ class S3Store(OwnRecords):
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc, "GET") from None
 
-        return BodyStream(chunks(), int(response.get("TagCount") or 0))
+        return BodyStream(chunks())
 
-    def start_rewrite(
-        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int | None
-    ) -> Rewrite:
+    def start_rewrite(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> Rewrite:
         """A multipart upload that replaces the object part by part: unchanged byte ranges are copied
         server-side, changed ones uploaded; it completes only if the object still has ``head.etag``."""
-        params, raw = self._restated(ref, head, tag_count, multipart=True)
+        params, raw = self._restated(ref, head, multipart=True)
         with self._sending(raw):
-            upload = self._call(
+            upload = self.call(
                 "CreateMultipartUpload",
                 self.client.create_multipart_upload,
                 Bucket=ref.bucket,
@@ -188,10 +194,17 @@ class S3Store(OwnRecords):
             )
         return Rewrite(self, ref, head, upload["UploadId"], params.get("ChecksumAlgorithm"))
 
+    def body_checksum(self, head: ObjectHead, data: bytes) -> str:
+        return ":".join(body_checksum(head.headers.get("ChecksumAlgorithm"), data))
+
     def put_body(self, ref: ObjectRef, head: ObjectHead, body: ObjectBody, metadata: Mapping[str, str]) -> str | None:
-        params, raw = self._restated(ref, head, body.tag_count)
+        params, raw = self._restated(ref, head)
+        if body.checksum:  # sent as computed: S3 checks the body against it and reports it back
+            algorithm, value = body.checksum.split(":", 1)
+            params.update({"ChecksumAlgorithm": algorithm, f"Checksum{algorithm}": value})
+        self._recheck.before_put(head, self._head_again(ref))
         with self._sending(raw):
-            response = self._call(
+            response = self.call(
                 "PUT",
                 self.client.put_object,
                 Bucket=ref.bucket,
@@ -206,28 +219,37 @@ class S3Store(OwnRecords):
     def replace_metadata(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         if head.size > self.multipart_copy_threshold:
             return self._replace_metadata_multipart(ref, head, metadata)
-        params, raw = self._restated(ref, head, None, copy=True)
+        params, raw = self._restated(ref, head, copy=True)
         if locks(params):
             raw["Content-MD5"] = EMPTY_MD5  # Object Lock headers come with a body digest (the copy's is empty)
+        self._recheck.before_copy(head, self._head_again(ref))
         with self._sending(raw):
-            response = self._call(
+            response = self.call(
                 "COPY",
                 self.client.copy_object,
                 Bucket=ref.bucket,
                 Key=ref.key,
                 CopySource=source(ref, head),
-                IfMatch=head.etag,
-                **unchanged_source(head),
                 MetadataDirective="REPLACE",
                 TaggingDirective="COPY",
                 Metadata=dict(metadata),
+                IfMatch=head.etag,
+                **unchanged_source(head),
                 **params,
             )
         return version_id(response)
 
+    def _head_again(self, ref: ObjectRef) -> Callable[[], ObjectHead | None]:
+        """The object's current head (never the version read: a change makes a new version)."""
+        return lambda: self.head(ObjectRef(ref.bucket, ref.key))
+
+    def confirm_unchanged(self, ref: ObjectRef, head: ObjectHead) -> None:
+        """Raises ``ObjectChangedError`` unless the object is still as read (one HEAD)."""
+        self._recheck.confirm(head, self._head_again(ref))
+
     def _replace_metadata_multipart(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> str | None:
         part = max(self.multipart_copy_threshold, -(-head.size // MAX_PARTS))
-        rewrite = self.start_rewrite(ref, head, metadata, tag_count=None)
+        rewrite = self.start_rewrite(ref, head, metadata)
         with rewrite.aborting_on_error():
             for start in range(0, head.size, part):
                 rewrite.copy_range(start, min(start + part, head.size))
@@ -242,7 +264,7 @@ class S3Store(OwnRecords):
 
     def put_new(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Write an object of our own (a report), refusing to overwrite one that exists."""
-        self._call(
+        self.call(
             "PUT",
             self.client.put_object,
             Bucket=bucket,
@@ -252,26 +274,28 @@ class S3Store(OwnRecords):
             IfNoneMatch="*",
         )
 
-    def _tagging(self, ref: ObjectRef, count: int | None) -> str:
-        """The object's tags as a write's Tagging; read only where the GET's ``count`` cannot tell."""
-        if not self._tag_counts.must_read(ref.bucket, count):
-            return ""
-        tags = self._call("GET tagging", self.client.get_object_tagging, **where(ref))["TagSet"]
-        self._tag_counts.saw(ref.bucket, count, len(tags))
+    def _tagging(self, ref: ObjectRef, head: ObjectHead) -> str:
+        try:
+            tags = self.call("GET tagging", self.client.get_object_tagging, **where(ref))["TagSet"]
+        except BaseException:
+            self._tags.read(ref.bucket, head, None)
+            raise
+        self._tags.read(ref.bucket, head, len(tags))
         return urlencode([(t["Key"], t["Value"]) for t in tags])
 
     # --- what a rewrite restates ----------------------------------------------------------------
     def _restated(
-        self, ref: ObjectRef, head: ObjectHead, tag_count: int | None, *, multipart: bool = False, copy: bool = False
+        self, ref: ObjectRef, head: ObjectHead, *, multipart: bool = False, copy: bool = False
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The write parameters that keep everything S3 holds about the object (``s3_attributes``),
         and the headers to send as they were read. Raises ``foreign-owner`` for an object owned by
-        another account. ``tag_count``: what the GET said (``TagCounts``); None, tags are read."""
+        another account. Tags are read where the read's tag count cannot say there are none (``TagCounts``)."""
         params, raw = restated(head, multipart=multipart)
         params.update(self._grants(ref))
-        tagging = "" if copy else self._tagging(ref, tag_count)  # a copy keeps them (TaggingDirective=COPY)
-        if tagging:
-            params["Tagging"] = tagging
+        if not copy and self._tags.must_read(ref.bucket, head):  # a copy keeps the tags itself (TaggingDirective=COPY)
+            tagging = self._tagging(ref, head)
+            if tagging:
+                params["Tagging"] = tagging
         return params, raw
 
     def _grants(self, ref: ObjectRef) -> dict[str, str]:
@@ -280,7 +304,7 @@ class S3Store(OwnRecords):
         ownership, bucket_owner = self._bucket(ref.bucket)
         if ownership == "BucketOwnerEnforced":
             return {}
-        acl = self._call("GET ACL", self.client.get_object_acl, **where(ref))
+        acl = self.call("GET ACL", self.client.get_object_acl, **where(ref))
         if acl.get("Owner", {}).get("ID") != bucket_owner:
             raise PermanentError(
                 "object is owned by another account; rewriting it would transfer its ownership",
@@ -309,78 +333,6 @@ class S3Store(OwnRecords):
         owner = (
             ""
             if ownership == "BucketOwnerEnforced"
-            else self._call("GET bucket ACL", self.client.get_bucket_acl, Bucket=bucket)["Owner"]["ID"]
+            else self.call("GET bucket ACL", self.client.get_bucket_acl, Bucket=bucket)["Owner"]["ID"]
         )
         return ownership, owner
-
-
-class Rewrite:
-    """One multipart rewrite of an object, in part order. Abort it on any failure."""
-
-    def __init__(self, store: S3Store, ref: ObjectRef, head: ObjectHead, upload_id: str, checksum: str | None) -> None:
-        self.store = store
-        self.client = store.client
-        self.ref = ref
-        self.head = head
-        self.upload_id = upload_id
-        self.checksum = checksum  # the algorithm each part carries (the upload's), or None
-        self.parts: list[dict[str, Any]] = []
-        self.bytes_uploaded = 0
-
-    def _target(self) -> dict[str, Any]:
-        return {"Bucket": self.ref.bucket, "Key": self.ref.key, "UploadId": self.upload_id}
-
-    def _part(self, response: Mapping[str, Any]) -> None:
-        part = {"PartNumber": len(self.parts) + 1, "ETag": response["ETag"]}
-        if self.checksum and response.get(f"Checksum{self.checksum}"):
-            part[f"Checksum{self.checksum}"] = response[f"Checksum{self.checksum}"]
-        self.parts.append(part)
-
-    def copy_range(self, start: int, end: int) -> None:
-        """Copy source bytes [start, end) server-side as the next part (no bytes pass through us)."""
-        response = self.store._call(
-            "UploadPartCopy",
-            self.client.upload_part_copy,
-            **self._target(),
-            PartNumber=len(self.parts) + 1,
-            CopySource=source(self.ref, self.head),
-            CopySourceRange=f"bytes={start}-{end - 1}",
-            **unchanged_source(self.head),
-        )
-        self._part(response["CopyPartResult"])
-
-    def upload(self, data: bytes) -> None:
-        checksum = {"ChecksumAlgorithm": self.checksum} if self.checksum else {}
-        response = self.store._call(
-            "UploadPart",
-            self.client.upload_part,
-            **self._target(),
-            PartNumber=len(self.parts) + 1,
-            Body=data,
-            **checksum,
-        )
-        self._part(response)
-        self.bytes_uploaded += len(data)
-
-    def complete(self) -> str | None:
-        response = self.store._call(
-            "CompleteMultipartUpload",
-            self.client.complete_multipart_upload,
-            **self._target(),
-            MultipartUpload={"Parts": self.parts},
-            IfMatch=self.head.etag,
-        )
-        return version_id(response)
-
-    def abort(self) -> None:
-        """Best effort: an upload left behind is invisible and removed by a lifecycle rule."""
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self.client.abort_multipart_upload(**self._target())
-
-    @contextlib.contextmanager
-    def aborting_on_error(self) -> Iterator[None]:
-        try:
-            yield
-        except BaseException:
-            self.abort()
-            raise

@@ -8,10 +8,14 @@ parameters are ``restated``; the object ACL becomes Grant* parameters in ``grant
 
 from __future__ import annotations
 
-import threading
+import base64
+import hashlib
+import time
+import zlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from rewrap.core.ports import ObjectHead
@@ -41,6 +45,16 @@ _CHECKSUMS = {
     "ChecksumSHA1": "SHA1",
     "ChecksumSHA256": "SHA256",
 }
+# How rewrap computes each algorithm's checksum of a body it writes (big-endian digest, base64 on the wire).
+_DIGESTS: dict[str, Callable[[bytes], bytes]] = {
+    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
+    "CRC32C": lambda data: _crt().crc32c(data).to_bytes(4, "big"),
+    "CRC64NVME": lambda data: _crt().crc64nvme(data).to_bytes(8, "big"),
+    "SHA1": lambda data: hashlib.sha1(data, usedforsecurity=False).digest(),
+    "SHA256": lambda data: hashlib.sha256(data).digest(),
+}
+# What botocore asks S3 to keep for a body written without an algorithm of its own.
+DEFAULT_CHECKSUM = "CRC32"
 # Multipart uploads take a full-object checksum only for the CRC family; SHA ones are composite.
 _FULL_OBJECT_CHECKSUMS = {"CRC64NVME", "CRC32", "CRC32C"}
 # Object ACL permission -> the Grant* parameter that restates it (WRITE does not apply to objects).
@@ -97,8 +111,22 @@ def grant_parameters(acl: Mapping[str, Any]) -> dict[str, str]:
     return {parameter: ", ".join(values) for parameter, values in grants.items()}
 
 
+def body_checksum(algorithm: str | None, data: bytes) -> tuple[str, str]:
+    """(algorithm, base64 value) of the full-object checksum of ``data``: the object's own algorithm, or
+    the one botocore asks for by default."""
+    algorithm = algorithm if algorithm in _DIGESTS else DEFAULT_CHECKSUM
+    return algorithm, base64.b64encode(_DIGESTS[algorithm](data)).decode()
+
+
+def _crt() -> Any:
+    from awscrt import checksums  # what botocore computes CRC32C and CRC64NVME with
+
+    return checksums
+
+
 def head_of(response: Mapping[str, Any]) -> ObjectHead:
-    """The head of a HEAD or GET response."""
+    """The head of a HEAD or GET response, with when it was read and the tag count and full-object
+    checksum S3 reported."""
     if response.get("SSECustomerAlgorithm"):
         raise ObjectUnreadableError("object uses SSE-C; its customer key is not available", reason="sse-c")
     headers = {name: response[name] for name in RESTATED if response.get(name) not in (None, "")}
@@ -106,9 +134,13 @@ def head_of(response: Mapping[str, Any]) -> ObjectHead:
     expires = response.get("ExpiresString") or response.get("Expires")
     if expires:
         headers["Expires"] = expires if isinstance(expires, str) else expires.strftime("%a, %d %b %Y %H:%M:%S GMT")
-    algorithm = next((name for field, name in _CHECKSUMS.items() if response.get(field)), None)
-    if algorithm:
-        headers["ChecksumAlgorithm"] = algorithm
+    field = next((field for field in _CHECKSUMS if response.get(field)), None)
+    checksum = None
+    if field:
+        headers["ChecksumAlgorithm"] = _CHECKSUMS[field]
+        if response.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+            checksum = f"{_CHECKSUMS[field]}:{response[field]}"
+    last_modified = response.get("LastModified")
     return ObjectHead(
         etag=response["ETag"],
         size=int(response.get("ContentLength", 0)),
@@ -116,8 +148,24 @@ def head_of(response: Mapping[str, Any]) -> ObjectHead:
         version_id=response.get("VersionId"),
         headers=headers,
         archived=_archived(response.get("StorageClass"), response.get("ArchiveStatus"), response.get("Restore")),
-        last_modified=response.get("LastModified"),
+        last_modified=last_modified,
+        read_at=time.monotonic(),
+        fresh=_fresh(last_modified, response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")),
+        tag_count=int(response["TagCount"]) if response.get("TagCount") is not None else None,
+        checksum=checksum,
     )
+
+
+def _fresh(last_modified: datetime | None, date: str | None) -> bool:
+    """Whether S3 answered within the second the object was last modified (its ``Date``, to the second,
+    is no later): a change in the rest of that second leaves ``Last-Modified`` as it was."""
+    if last_modified is None or not date:
+        return True
+    try:
+        answered = parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return True
+    return int(answered.timestamp()) <= int(last_modified.timestamp())
 
 
 def _archived(storage_class: str | None, archive_status: str | None, restore: str | None) -> bool:
@@ -133,30 +181,3 @@ def listed_archived(item: Mapping[str, Any]) -> bool:
         return False
     status = item.get("RestoreStatus") or {}
     return not (status.get("RestoreExpiryDate") and not status.get("IsRestoreInProgress"))
-
-
-class TagCounts:
-    """Whether a GET's tag count (``x-amz-tagging-count``) may stand for the object's tags, per bucket.
-
-    S3 leaves the count out both when an object has no tags and when the caller may not read its
-    tags, and some backends (LocalStack) never send it. So a missing count means "no tags" only in a
-    bucket where a count was seen and GetObjectTagging then read that many tags: the backend reports
-    counts and rewrap may read tags there. Until then tags are read with GetObjectTagging, and for
-    good in a bucket where an object said to have none turned out to have some. Left open: a policy
-    that lets rewrap read the tags of some objects of a bucket and not others (by prefix or tag)."""
-
-    def __init__(self) -> None:
-        self._reported: dict[str, bool] = {}
-        self._lock = threading.Lock()
-
-    def must_read(self, bucket: str, count: int | None) -> bool:
-        """Whether GetObjectTagging is needed for an object whose GET reported ``count`` (None: no GET)."""
-        return count is None or count > 0 or not self._reported.get(bucket, False)
-
-    def saw(self, bucket: str, count: int | None, tags: int) -> None:
-        """What GetObjectTagging read (``tags``) of an object whose GET reported ``count``."""
-        with self._lock:
-            if count == 0 and tags > 0:
-                self._reported[bucket] = False  # this backend (or this caller) is not told the count
-            elif count and count == tags:
-                self._reported.setdefault(bucket, True)

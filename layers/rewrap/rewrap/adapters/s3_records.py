@@ -12,11 +12,11 @@ from rewrap.core.ports import StoredRecord
 
 
 class OwnRecords:
-    """Part of ``S3Store``: needs its ``client`` and ``_call``."""
+    """Part of ``S3Store``: needs its ``client`` and ``call``."""
 
     client: Any
 
-    def _call(self, operation: str, method: Any, **params: Any) -> Any:
+    def call(self, operation: str, method: Any, **params: Any) -> Any:
         raise NotImplementedError
 
     def read_record(self, bucket: str, key: str) -> StoredRecord | None:
@@ -33,6 +33,6 @@ class OwnRecords:
         """``If-Match`` the ETag read, or ``If-None-Match: *`` for a record that did not exist: a 412 (or
         the 409 of a concurrent conditional write) is ``ObjectChangedError``."""
         condition = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"}
-        self._call(
+        self.call(
             "PUT", self.client.put_object, Bucket=bucket, Key=key, Body=data, ContentType=content_type, **condition
         )

@@ -79,12 +79,7 @@ def answer(run_id: str, refs: Sequence[ObjectRef], settings: Settings, store: Ob
     if refused:
         result.error = BucketNotAllowedError(f"bucket {refused[0]!r} is not in REWRAP_BUCKETS")
         return result
-    taker = CensusTaker(
-        store,
-        default_key_tag=settings.key_tag,
-        concurrency=settings.concurrency,
-        text_suffixes=settings.text_suffixes,
-    )
+    taker = CensusTaker(store, default_key_tag=settings.key_tag, concurrency=settings.concurrency)
     workers = max(1, min(settings.concurrency, len(refs)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="census") as pool:
         result.items = list(pool.map(taker.inspect_ref, refs))

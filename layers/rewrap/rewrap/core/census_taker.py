@@ -1,9 +1,9 @@
 """The census's reader: list a prefix (or take named objects) and count each object's tokens with the
 engine's scanner, never writing and never calling KMS.
 
-An object whose key the configuration declares text is read with one GET (the head comes with the body);
-others with HEAD, then a GET only when there is a body. Bodies are streamed in token-safe segments, so
-memory stays bounded whatever the object size. Where the key's management API answers these credentials,
+An object is read with one GET: the head comes with the body, which is kept when it is within the
+single-read size; a larger body is read again and streamed in token-safe segments, so memory stays
+bounded whatever the object size. Where the key's management API answers these credentials,
 :func:`version_states` tells each version's state and :class:`RescueList` collects the objects on a
 disabled version (read-only calls, made only when asked for; ``rewrap census`` asks when it has NCP
 credentials).
@@ -20,7 +20,7 @@ from typing import Any
 from rewrap.core.census import DEFAULT_KEY_LABEL, Census, CensusKind, ObjectCensus
 from rewrap.core.forms import open_text
 from rewrap.core.metadata import KEY_TAG_METADATA, scan_metadata
-from rewrap.core.ports import SINGLE_READ_BYTES, KeyManager, Listed, ObjectHead, ObjectRef, ObjectStore
+from rewrap.core.ports import SINGLE_READ_BYTES, KeyManager, Listed, ObjectRef, ObjectStore
 from rewrap.core.token_segments import token_safe_segments
 from rewrap.core.tokens import scan
 from rewrap.errors import ObjectChangedError, ObjectOpaqueError, ObjectUnreadableError, RewrapError
@@ -34,7 +34,6 @@ class CensusTaker:
     page_size: int = 1000
     chunk_bytes: int = 1024 * 1024  # S3 read size
     segment_bytes: int = 1024 * 1024  # scanned at once; memory per object ≈ this + 2 tokens
-    text_suffixes: tuple[str, ...] = ()  # keys declared text (REWRAP_TEXT_SUFFIXES): one GET, no HEAD
 
     def run(
         self,
@@ -99,16 +98,11 @@ class CensusTaker:
             return ObjectCensus(ref, CensusKind.FAILED, noncurrent=noncurrent, error=error)
 
     def _inspect(self, ref: ObjectRef, noncurrent: bool) -> ObjectCensus:
-        whole: bytes | None = None
-        head: ObjectHead | None
-        if self.text_suffixes and ref.key.endswith(self.text_suffixes):
-            read = self.store.read_small(ref, SINGLE_READ_BYTES)
-            head, body = read if read is not None else (None, None)
-            whole = body.data if body is not None else None
-        else:
-            head = self.store.head(ref)
-        if head is None:
+        read = self.store.read_small(ref, SINGLE_READ_BYTES)
+        if read is None:
             return ObjectCensus(ref, CensusKind.MISSING, noncurrent=noncurrent)
+        head, body = read
+        whole = body.data if body is not None else None
         key_tag = head.metadata.get(KEY_TAG_METADATA) or self.default_key_tag or DEFAULT_KEY_LABEL
         in_metadata = scan_metadata(head.metadata)
         found: Counter[int] = Counter(t.version for tokens in in_metadata.tokens.values() for t in tokens)

@@ -205,7 +205,6 @@ SETTINGS: tuple[Setting, ...] = (
         5 * GiB,
     ),
     Setting("REWRAP_VERIFY", "verify", "flag", False, "decrypt old and new tokens and compare before writing"),
-    Setting("REWRAP_TEXT_SUFFIXES", "text_suffixes", "list", (), "key suffixes that only ever hold text"),
     Setting("REWRAP_CONCURRENCY", "concurrency", "int", 16, "parallel S3 and KMS requests per invocation", 1, 256),
     Setting(
         "REWRAP_VERSION_CACHE_SECONDS",
@@ -306,7 +305,6 @@ class Settings:
     segment_bytes: int = _default("segment_bytes")  # one streamed segment = one multipart part
     multipart_copy_threshold_bytes: int = _default("multipart_copy_threshold_bytes")
     verify: bool = _default("verify")
-    text_suffixes: tuple[str, ...] = _default("text_suffixes")
     concurrency: int = _default("concurrency")
     version_cache_seconds: float = _default("version_cache_seconds")
     secret_cache_seconds: float = _default("secret_cache_seconds")

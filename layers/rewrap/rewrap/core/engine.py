@@ -1,16 +1,16 @@
 """The rotation engine: from object references to per-object results.
 
 One call handles every object of an invocation together:
-1. GET each object (in parallel): its head, and its body up to the single-read size, in one
-   request. Scan its user metadata (``metadata``): an envelope holds tokens in metadata values (a
-   whole value or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
-2. Read the other bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
+1. GET each object (in parallel): one read gives the head and, up to the single-read size, the body.
+   Scan its user metadata (``metadata``): an envelope holds tokens in metadata values (a whole value
+   or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
+2. Read bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
    ``forms``) and scan them for tokens. A body the scanner cannot read is ``opaque``, an object S3
    will not give us ``unreadable``: both reported with the reason, never ``no-tokens``.
 3. Re-wrap the tokens of all objects in as few KMS requests as the list limit allows, grouped by
    (key tag, context), skipping tokens already at the newest version known to this container
    (``rewrapping``).
-4. Write back only objects where a token's version went up, conditionally on the ETag read: body
+4. Write back only objects where a token's version went up, conditionally on what was read: body
    (in its form) and metadata together in one write.
 Objects too large for a wave are streamed instead (``streamed``). An object is either rotated
 correctly or left untouched; each yields exactly one result (``results``).
@@ -20,22 +20,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from rewrap.core.config import Settings
 from rewrap.core.forms import encode_whole, open_text
-from rewrap.core.metadata import (
-    KEY_TAG_METADATA,
-    STAMP_METADATA,
-    context_of,
-    etag_is_md5,
-    scan_metadata,
-    stamped_version,
-    stamps,
-)
+from rewrap.core.gathering import CHUNK_OBJECTS_PER_THREAD, Memory, Round
+from rewrap.core.metadata import KEY_TAG_METADATA, STAMP_METADATA, context_of, scan_metadata, stamped_version, stamps
 from rewrap.core.ports import (
-    SINGLE_READ_BYTES,
     USER_METADATA_LIMIT,
     ObjectBody,
     ObjectHead,
@@ -46,7 +38,7 @@ from rewrap.core.ports import (
 )
 from rewrap.core.results import UNSEEN, ObjectResult, Status, unseen
 from rewrap.core.rewrapping import Rewrapped, TokenRewrapper, VersionCache, token_groups
-from rewrap.core.runner import Runner
+from rewrap.core.runner import Pool, Runner
 from rewrap.core.streamed import Allowance, StreamedRotation
 from rewrap.core.tokens import known_version, scan, splice
 from rewrap.core.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
@@ -81,8 +73,6 @@ class Engine:
         self.kms = kms
         self.versions = version_cache or VersionCache(settings.version_cache_seconds)
         self.memory_budget_bytes = memory_budget_bytes
-        self._decoded = Allowance(memory_budget_bytes)
-        self._early = Allowance(memory_budget_bytes // 4)
 
     def rotate(
         self, refs: Sequence[ObjectRef], *, deadline: Deadline | None = None, dry_run: bool | None = None
@@ -92,44 +82,78 @@ class Engine:
         dry_run = self.settings.dry_run if dry_run is None else dry_run
         unique = list(dict.fromkeys(refs))
         results: dict[ObjectRef, ObjectResult] = {}
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="rewrap") as pool:
+        pool = Pool(self.settings.concurrency, "rewrap")
+        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewrap-finish")
+        with pool, finisher:
             run = Runner(pool)
             kms = TokenRewrapper(self.kms, self.versions, run, verify=self.settings.verify)
-            self._decoded = Allowance(self.memory_budget_bytes)
-            # bodies read with their head are held until their wave: a quarter of the budget for them all
-            self._early = Allowance(self.memory_budget_bytes // 4)
-            works = _settle(run.each(self._inspect, unique, deadline), results)
-            streamed = [w for w in works if self._streams(w)]
-            for wave in self._waves([w for w in works if not self._streams(w)]):
-                # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
-                self._decoded = Allowance(self.memory_budget_bytes - sum(w.head.size for w in wave))
-                ready = _settle(run.each(self._load_body, wave, deadline), results)
-                streamed += [w for w in ready if w.restream]
-                ready = [w for w in ready if not w.restream]
-                outcome = kms.rewrap(token_groups(ready), deadline)
-                finish = functools.partial(self._finish, outcome=outcome, dry_run=dry_run)
-                _settle(run.each(finish, ready, deadline), results)
-                for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
-                    work.body, work.text, work.found = None, b"", []
+            streamed: list[Work] = []
+            finishing: Future[list[Work]] | None = None
+            gathering: Round | None = None
+            step = self.settings.concurrency * CHUNK_OBJECTS_PER_THREAD
+            for start in range(0, len(unique), step):
+                # read while the round before is re-wrapped and written: the pool never idles on KMS
+                gathering = gathering or Round(Memory(self.memory_budget_bytes), run, kms, deadline, dry_run, results)
+                inspect = functools.partial(self._inspect, memory=gathering.memory)
+                gathering.add(
+                    _settle(run.each(inspect, unique[start : start + step], deadline), results), self.versions
+                )
+                if start + step < len(unique) and not gathering.full(self.kms):
+                    continue
+                if finishing is not None:
+                    streamed += finishing.result()
+                finishing, gathering = finisher.submit(self._finish_round, gathering), None
+            if finishing is not None:
+                streamed += finishing.result()
             streaming = StreamedRotation(self.store, kms, self.settings.segment_bytes)
             for work in streamed:
                 results[work.ref] = streaming.rotate(work, deadline, dry_run)
         return [results[ref] for ref in refs]
 
+    def _finish_round(self, gathered: Round) -> list[Work]:
+        """Re-wrap and write back a round of read objects (``core.gathering``), in waves whose bodies fit the
+        memory budget; returns the works to stream."""
+        run, deadline, results = gathered.run, gathered.deadline, gathered.results
+        streamed = [w for w in gathered.works if self._streams(w)]
+        for wave in self._waves([w for w in gathered.works if not self._streams(w)]):
+            # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
+            gathered.memory.decoded = Allowance(self._wave_budget - sum(w.head.size for w in wave))
+            load = functools.partial(self._load_body, memory=gathered.memory)
+            ready = _settle(run.each(load, wave, deadline, first=True), results)
+            streamed += [w for w in ready if w.restream]
+            ready = [w for w in ready if not w.restream]
+            outcome = gathered.kms.rewrap(token_groups(ready), deadline)
+            finish = functools.partial(self._finish, outcome=outcome, dry_run=gathered.dry_run)
+            _settle(run.each(finish, ready, deadline, first=True), results)
+            for work in ready:  # ``works`` outlives the wave: let its bodies go, or waves bound nothing
+                work.body, work.text, work.found = None, b"", []
+        return streamed
+
     # --- 1. inspect -----------------------------------------------------------------------------
-    def _inspect(self, ref: ObjectRef, deadline: Deadline) -> Work | ObjectResult:
+    def _inspect(self, ref: ObjectRef, deadline: Deadline, *, memory: Memory) -> Work | ObjectResult:
         if not self.settings.bucket_allowed(ref.bucket):
             raise BucketNotAllowedError(f"bucket {ref.bucket!r} is not in REWRAP_BUCKETS")
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
-        # One GET for the head and, up to the single-read size, the body: no HEAD first, whatever the
-        # key. A larger body (or one past the allowance) is left unread and read again in its wave.
-        read = self.store.read_small(ref, min(SINGLE_READ_BYTES, self._early.left))
-        head, body = read if read is not None else (None, None)
-        if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
-            self._early.take(len(body.data))
-        if head is None:
+        # a body up to the streaming size comes with its head while the round's allowance holds it
+        read = self.store.read_small(ref, min(self.settings.stream_threshold_bytes, memory.early.left))
+        if read is None:
             return ObjectResult(ref, Status.MISSING)
+        head, body = read
+        if body is not None:  # past the allowance by at most one read per thread: a bound, not a race
+            memory.early.take(len(body.data))
+        outcome: Work | ObjectResult | None = None
+        try:
+            outcome = self._inspected(ref, head, body, memory)
+            return outcome
+        finally:
+            if body is not None and not (isinstance(outcome, Work) and outcome.body is body):
+                memory.early.give(len(body.data))  # not held until its wave
+
+    def _inspected(
+        self, ref: ObjectRef, head: ObjectHead, body: ObjectBody | None, memory: Memory
+    ) -> Work | ObjectResult:
+        """What the first read tells: a result already, or the work still to do."""
         if head.archived:
             return ObjectResult(ref, Status.UNREADABLE, reason="archived")
         if ref.version_id:
@@ -159,12 +183,12 @@ class Engine:
                 f"object is {head.size} bytes, above REWRAP_MAX_OBJECT_BYTES ({self.settings.max_object_bytes})",
                 code="too-large",
             )
-        if body is not None:
-            return self._take_body(work, body)
-        stamp = stamped_version(metadata, head.etag)
+        stamp = stamped_version(metadata, head.checksum)
         if stamp is not None and all(self.versions.is_current(key_tag, v) for v in self._versions(stamp, work)):
             lowest = min(self._versions(stamp, work))
             return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest, key_tag=key_tag)
+        if body is not None:
+            return self._take_body(work, body, memory)
         return work
 
     @staticmethod
@@ -179,7 +203,7 @@ class Engine:
         size = 0
         for work in sorted(works, key=lambda w: w.head.size):
             body_size = work.head.size
-            if wave and size + body_size > self.memory_budget_bytes:
+            if wave and size + body_size > self._wave_budget:
                 yield wave
                 wave, size = [], 0
             wave.append(work)
@@ -187,7 +211,7 @@ class Engine:
         if wave:
             yield wave
 
-    def _load_body(self, work: Work, deadline: Deadline) -> Work | ObjectResult:
+    def _load_body(self, work: Work, deadline: Deadline, *, memory: Memory) -> Work | ObjectResult:
         if work.body is not None or work.head.size == 0:
             return work
         body = self.store.get_body(work.ref, work.head)
@@ -195,9 +219,9 @@ class Engine:
             return ObjectResult(work.ref, Status.MISSING)
         if body.head is not None and _rewritten(work.head, body.head):
             raise ObjectChangedError("object's metadata changed between its first read and its GET; read again later")
-        return self._take_body(work, body)
+        return self._take_body(work, body, memory)
 
-    def _take_body(self, work: Work, body: ObjectBody) -> Work | ObjectResult:
+    def _take_body(self, work: Work, body: ObjectBody, memory: Memory) -> Work | ObjectResult:
         try:
             form, chunks = open_text(work.content_encoding, [body.data])
             if form.plain:
@@ -207,8 +231,8 @@ class Engine:
                 for part in chunks:
                     parts.append(part)
                     size += len(part)
-                    if size > self.settings.stream_threshold_bytes or not self._decoded.take(len(part)):
-                        self._decoded.give(size - len(part))
+                    if size > self.settings.stream_threshold_bytes or not memory.decoded.take(len(part)):
+                        memory.decoded.give(size - len(part))
                         work.restream = True
                         return work
                 text = b"".join(parts)
@@ -225,6 +249,11 @@ class Engine:
             return ObjectResult(work.ref, Status.NO_TOKENS)
         work.body, work.form, work.text, work.found = body, form, text, found
         return work
+
+    @property
+    def _wave_budget(self) -> int:
+        """A wave's bodies, raw and decoded: what the next round's bodies read with their heads leave."""
+        return self.memory_budget_bytes - self.memory_budget_bytes // 4
 
     def _streams(self, work: Work) -> bool:
         return work.head.size > self.settings.stream_threshold_bytes
@@ -253,7 +282,7 @@ class Engine:
     def _write(self, work: Work, replacements: dict[str, str]) -> str | None:
         """One conditional write: the new metadata, and the body in its form when a body token changed.
         Metadata that outgrows S3's 2 KB fails permanently with nothing written; the stamps, which only
-        save work, are left out when they would not fit or could not be checked (``etag_is_md5``)."""
+        save work, are left out when they would not fit."""
         metadata = work.metadata_with(replacements)
         if metadata_bytes(metadata) > USER_METADATA_LIMIT:
             raise PermanentError(
@@ -266,20 +295,17 @@ class Engine:
         assert work.body is not None
         data = encode_whole(work.form, splice(work.text, work.found, replacements))
         lowest = min(known_version(replacements.get(t, t)) for t in work.tokens)
-        for name in STAMP_METADATA:  # a stamp read with the object describes the old body
-            metadata.pop(name, None)
-        stamped = {**metadata, **stamps(lowest, data)}
-        if etag_is_md5(work.head.headers) and metadata_bytes(stamped) <= USER_METADATA_LIMIT:
-            metadata = stamped
-        body = ObjectBody(data=data, etag=work.body.etag, tag_count=work.body.tag_count)
+        checksum = self.store.body_checksum(work.head, data)
+        unstamped = {name: value for name, value in metadata.items() if name not in STAMP_METADATA}
+        stamped = {**unstamped, **stamps(lowest, checksum)}
+        metadata = stamped if metadata_bytes(stamped) <= USER_METADATA_LIMIT else unstamped
+        body = ObjectBody(data=data, etag=work.body.etag, checksum=checksum)
         return self.store.put_body(work.ref, work.head, body, metadata)
 
 
 def _rewritten(head: ObjectHead, since: ObjectHead) -> bool:
-    """Whether the object was written between two reads with the same ETag (a metadata-only self-copy).
-    A body too large to come with its head is read later; its GET, not the first read, starts the
-    time another writer's metadata change can be lost on the PutObject path (PutObject's If-Match
-    checks the ETag only)."""
+    """Whether the object was written between two reads with the same ETag (a metadata-only self-copy): a
+    body too large to come with its head is read again, and that GET shows a change made since the first."""
     return head.metadata != since.metadata or head.last_modified != since.last_modified
 
 

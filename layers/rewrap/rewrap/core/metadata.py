@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -19,13 +18,13 @@ from rewrap.errors import ObjectRejectedError
 
 KEY_TAG_METADATA = "ncpkms-key-tag"
 CONTEXT_METADATA = "ncpkms-context"
-# Written on rotated text objects so a re-trigger by our own write is answered from the HEAD: the lowest
-# key version in the body rewrap wrote, and that body's MD5, which S3 reports back as the ETag.
+# Written on rotated text objects so a re-trigger by our own write is answered without scanning (or, for
+# a body larger than one read, reading) the body: its lowest key version, and the full-object checksum of
+# the body rewrap wrote, which S3 reports on every read of that body and of no other.
 STAMP_VERSION_METADATA = "rewrap-min-version"
-STAMP_DIGEST_METADATA = "rewrap-body-md5"
-# Earlier releases stamped the body's size, which a same-length body also matches: dropped on rewrite.
-LEGACY_STAMP_METADATA = "rewrap-body-size"
-STAMP_METADATA = frozenset({STAMP_VERSION_METADATA, STAMP_DIGEST_METADATA, LEGACY_STAMP_METADATA})
+STAMP_CHECKSUM_METADATA = "rewrap-body-checksum"
+STAMP_SIZE_METADATA = "rewrap-body-size"  # what rewrap stamped before the checksum: never trusted, dropped on write
+STAMP_METADATA = frozenset({STAMP_VERSION_METADATA, STAMP_CHECKSUM_METADATA, STAMP_SIZE_METADATA})
 CONTROL_METADATA = frozenset({KEY_TAG_METADATA, CONTEXT_METADATA, *STAMP_METADATA})
 # NCP's limit on the context of convergent-encryption keys, decoded.
 MAX_CONTEXT_BYTES = 50
@@ -73,24 +72,17 @@ def context_of(metadata: Mapping[str, str]) -> str | None:
     return value
 
 
-def stamped_version(metadata: Mapping[str, str], etag: str) -> int | None:
-    """The lowest key version rewrap stamped on the object, if the stamp provably describes the body
-    that is there: the ETag S3 reports is the MD5 of the body rewrap wrote. None otherwise: no stamp,
-    a body written since (an application that copies metadata along copies the stamp too), or an
-    ETag that is not a body digest (SSE-KMS, multipart)."""
-    stamp, digest = metadata.get(STAMP_VERSION_METADATA), metadata.get(STAMP_DIGEST_METADATA)
-    if not (stamp and stamp.isdigit() and digest and digest == etag.strip('"')):
+def stamped_version(metadata: Mapping[str, str], checksum: str | None) -> int | None:
+    """The lowest key version rewrap stamped on the object, only while the stamp provably describes the
+    body that is there: the checksum the store reports for it (``checksum``) is the one rewrap wrote. A
+    stamp carried along by a writer that changed the body (metadata kept, as SDK "update" helpers do)
+    does not match and is ignored. None: no stamp, or not this body's."""
+    stamp, stamped = metadata.get(STAMP_VERSION_METADATA), metadata.get(STAMP_CHECKSUM_METADATA)
+    if not (stamp and stamp.isdigit() and checksum and stamped == checksum):
         return None
     return int(stamp)
 
 
-def stamps(version: int, body: bytes) -> dict[str, str]:
-    """The stamps of a rotated text object: its lowest key version and the MD5 of its new body."""
-    digest = hashlib.md5(body, usedforsecurity=False).hexdigest()
-    return {STAMP_VERSION_METADATA: str(version), STAMP_DIGEST_METADATA: digest}
-
-
-def etag_is_md5(headers: Mapping[str, object]) -> bool:
-    """Whether a single-part write with these settings gets the body's MD5 as its ETag (not so under
-    SSE-KMS and DSSE-KMS); only there can a stamp be checked against the HEAD."""
-    return headers.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
+def stamps(version: int, checksum: str) -> dict[str, str]:
+    """The stamps of a rotated text object: its lowest key version and the checksum of its new body."""
+    return {STAMP_VERSION_METADATA: str(version), STAMP_CHECKSUM_METADATA: checksum}

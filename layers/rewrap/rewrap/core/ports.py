@@ -41,7 +41,9 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class ObjectHead:
-    """What a HEAD tells us. ``headers`` are the settings a rewrite must restate to preserve them."""
+    """What a read (HEAD or GET) tells us. ``headers`` are the settings a rewrite must restate to preserve
+    them; the fields after ``archived`` are what the store needs to know whether the object is still as
+    read, and how its tags are kept."""
 
     etag: str
     size: int
@@ -49,14 +51,18 @@ class ObjectHead:
     version_id: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
     archived: bool = False  # in an archive tier and not restored: the body cannot be read
-    last_modified: datetime | None = None  # S3's LastModified (whole seconds): a copy's source condition
+    last_modified: datetime | None = None
+    read_at: float = 0.0  # time.monotonic() when the answer arrived
+    fresh: bool = False  # read within the second it was last modified (a date condition cannot see that second)
+    tag_count: int | None = None  # None: the read did not report one
+    checksum: str | None = None  # the full-object checksum the store reported, "ALGORITHM:base64"
 
 
 @dataclass(frozen=True)
 class ObjectBody:
     data: bytes
     etag: str
-    tag_count: int = 0
+    checksum: str | None = None  # for a body to write: the checksum the store is to verify and keep
     head: ObjectHead | None = None  # what the GET said of the object besides its body, when known
 
 
@@ -85,7 +91,6 @@ class StoredRecord:
 @dataclass
 class BodyStream:
     chunks: Iterator[bytes]
-    tag_count: int
 
 
 class PartWriter(Protocol):
@@ -97,7 +102,8 @@ class PartWriter(Protocol):
     def abort(self) -> None: ...
 
 
-# Objects declared text (REWRAP_TEXT_SUFFIXES) up to this size are read with a single GET, head and body.
+# The census's readers take a body up to this size with its head, in one GET; larger ones are read again and
+# streamed. (The engine takes bodies up to its streaming size, while its memory allowance holds them.)
 SINGLE_READ_BYTES = 1024 * 1024
 
 
@@ -111,6 +117,10 @@ class ObjectStore(Protocol):
     def get_body(self, ref: ObjectRef, head: ObjectHead) -> ObjectBody | None:
         """The body, only if it still has ``head.etag``; None when gone."""
 
+    def body_checksum(self, head: ObjectHead, data: bytes) -> str:
+        """The full-object checksum the store will report for ``data`` written over this object
+        ("ALGORITHM:base64"; pass it in the ``ObjectBody`` to ``put_body``)."""
+
     def put_body(self, ref: ObjectRef, head: ObjectHead, body: ObjectBody, metadata: Mapping[str, str]) -> str | None:
         """Replace the body if the object still has ``head.etag``; returns the new version id."""
 
@@ -120,9 +130,7 @@ class ObjectStore(Protocol):
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
         """The body as a stream of chunks, only if it still has ``head.etag``; None when gone."""
 
-    def start_rewrite(
-        self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str], tag_count: int | None
-    ) -> PartWriter:
+    def start_rewrite(self, ref: ObjectRef, head: ObjectHead, metadata: Mapping[str, str]) -> PartWriter:
         """A multipart rewrite that completes only if the object still has ``head.etag``."""
 
     # listings (the sweep and the census) and reports of our own

@@ -116,9 +116,7 @@ def census_verdict(
         exclude_prefixes=exclude_prefixes,
         exclude_suffixes=exclude_suffixes,
     )
-    taker = CensusTaker(
-        store, default_key_tag=settings.key_tag, concurrency=settings.concurrency, text_suffixes=settings.text_suffixes
-    )
+    taker = CensusTaker(store, default_key_tag=settings.key_tag, concurrency=settings.concurrency)
     spool = _Spool()
 
     def seen(item: ObjectCensus) -> None:

@@ -68,21 +68,24 @@ class VersionCache:
 
 @dataclass
 class Rewrapped:
-    """The outcome of a re-wrap, per (key tag, context, token): the new token or the error."""
+    """The outcome of a re-wrap, per (key tag, context, token): the new token and its version, or the error."""
 
-    new: dict[tuple[str, str | None, str], str] = field(default_factory=dict)
+    new: dict[tuple[str, str | None, str], tuple[str, int]] = field(default_factory=dict)
     errors: dict[tuple[str, str | None, str], RewrapError] = field(default_factory=dict)
 
     def replacements(self, group: Group, tokens: Iterable[str]) -> dict[str, str]:
         """Old → new for the tokens whose version went up; raises the first token's error, if any."""
         out: dict[str, str] = {}
+        errors, new = self.errors, self.new
         for token in tokens:
             where = (*group, token)
-            if where in self.errors:
-                raise self.errors[where]
-            new = self.new.get(where)
-            if new is not None and known_version(new) > known_version(token):
-                out[token] = new
+            reply = new.get(where)
+            if reply is None:
+                if where in errors:
+                    raise errors[where]
+                continue
+            if reply[1] > known_version(token):
+                out[token] = reply[0]
         return out
 
 
@@ -105,29 +108,28 @@ class TokenRewrapper:
 
     def rewrap(self, groups: dict[Group, set[str]], deadline: Deadline) -> Rewrapped:
         """Re-wrap every token not known to be current, in as few requests as the list limit allows."""
-        batches = [
-            (key_tag, context, chunk)
-            for (key_tag, context), tokens in groups.items()
-            for chunk in self.kms.batches(
-                sorted(t for t in tokens if not self.versions.is_current(key_tag, known_version(t)))
-            )
-        ]
+        batches = []
+        for (key_tag, context), tokens in groups.items():
+            known = self.versions.newest(key_tag)  # once per key: a token's version is parsed once here
+            stale = sorted(tokens if known is None else (t for t in tokens if known_version(t) < known))
+            batches += [(key_tag, context, chunk) for chunk in self.kms.batches(stale)]
         outcome = Rewrapped()
-        for (key_tag, context, chunk), replies in self.run.each(self._call_kms, batches, deadline):
+        newest: dict[str, int] = {}
+        for (key_tag, context, chunk), replies in self.run.each(self._call_kms, batches, deadline, first=True):
             items = replies if isinstance(replies, list) else [replies] * len(chunk)
             for token, reply in zip(chunk, items, strict=True):
                 if isinstance(reply, RewrapError):
                     outcome.errors[(key_tag, context, token)] = reply
                 else:
-                    outcome.new[(key_tag, context, token)] = reply
-                    self.versions.observe(key_tag, known_version(reply))
+                    version = known_version(reply)
+                    outcome.new[(key_tag, context, token)] = (reply, version)
+                    newest[key_tag] = max(newest.get(key_tag, 0), version)
+        for key_tag, version in newest.items():
+            self.versions.observe(key_tag, version)
         # Every reply for a key must reach the newest version seen for it: one left behind (say, the
         # old version relabelled) would otherwise be reported "current". Retry it instead.
-        newest: dict[str, int] = {}
-        for (key_tag, _, _), reply in outcome.new.items():
-            newest[key_tag] = max(newest.get(key_tag, 0), known_version(reply))
-        for where, reply in list(outcome.new.items()):
-            if known_version(reply) < newest[where[0]]:
+        for where, (_, version) in list(outcome.new.items()):
+            if version < newest[where[0]]:
                 del outcome.new[where]
                 outcome.errors[where] = KmsInvalidReplyError("reply is below the key's newest version")
         return outcome

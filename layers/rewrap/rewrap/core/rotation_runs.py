@@ -105,7 +105,7 @@ def write_rotation_partial(
                 tally.failures.append(f"{result.ref}: {result.error.reason if result.error else 'failed'}")
             continue
         census.add(object_census(result, settings))
-    taker = CensusTaker(store, default_key_tag=settings.key_tag, text_suffixes=settings.text_suffixes)
+    taker = CensusTaker(store, default_key_tag=settings.key_tag)
     for ref, error in failed:  # what it still holds, as a census reads it; never in a bucket not allowed
         allowed = settings.bucket_allowed(ref.bucket)
         census.add(taker.inspect_ref(ref) if allowed else ObjectCensus(ref, CensusKind.FAILED, error=error))

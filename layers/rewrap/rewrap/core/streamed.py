@@ -69,7 +69,7 @@ class StreamedRotation:
                 return self.metadata_only(work, tally, metadata, meta, deadline, dry_run)
 
             def start() -> PartWriter:
-                return self.store.start_rewrite(work.ref, work.head, metadata, stream.tag_count)
+                return self.store.start_rewrite(work.ref, work.head, metadata)
 
             segment_bytes = max(self.segment_bytes, -(-work.head.size // MAX_PARTS) + 1)
             rewrite = (

@@ -55,7 +55,6 @@ class FleetStack:
             "REWRAP_CONCURRENCY": str(self.params.concurrency),
             # NCP's budget shared by the containers that may run at once, as the template derives it
             "REWRAP_MAX_CONTAINERS": str(self.params.workers),
-            "REWRAP_TEXT_SUFFIXES": ".json",
             # the bench's sweeps are seconds apart, not a day: S3's clock is this machine's, no margin needed
             "REWRAP_SWEEP_CLOCK_SKEW_SECONDS": "0",
         }
