@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from rewrap.core import tokens
 from rewrap.core.tokens import (
     MAX_TOKEN_CHARS,
     TOKEN_RE,
@@ -305,3 +306,26 @@ def test_plain_scan_cuts_candidates_where_the_lookahead_pattern_did() -> None:
             assert (hit is not None) == valid, data
             if hit is not None:
                 assert (hit.text, hit.end) == (text, match.end()), data
+
+
+def _escaped_any(rng: random.Random, char: str) -> str:
+    code = f"{ord(char):02x}"
+    return rng.choice([char, f"\\u00{code}", f"\\u00{code.upper()}", f"%{code}", f"%{code.upper()}"])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_prefix_finder_finds_what_the_one_pattern_for_every_form_finds(seed: int) -> None:
+    # Given binary noise (where "%" and "\u" occur by chance) holding prefixes written in random mixes of forms,
+    # some adjacent, some cut short
+    rng = random.Random(seed)
+    parts = []
+    for _ in range(rng.randint(1, 40)):
+        parts.append(rng.randbytes(rng.randint(0, 3000)))
+        prefix = "".join(_escaped_any(rng, c) for c in "ncpkms:v")
+        parts.append(prefix[: rng.randint(1, len(prefix))] if rng.random() < 0.2 else prefix)
+        parts.append(rng.choice([b"", b"%6", b"\\u006", b"%6e", b"n"]))
+    data = b"".join(p if isinstance(p, bytes) else p.encode() for p in parts)
+    whole = re.compile(b"".join(tokens._any_form(c) for c in "ncpkms:v"))
+
+    # When the finder searches it, then it finds each prefix the single pattern finds, at the same span
+    assert [m.span() for m in tokens.PrefixFinder(data)] == [m.span() for m in whole.finditer(data)]

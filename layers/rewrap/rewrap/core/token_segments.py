@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from rewrap.core.tokens import MAX_TOKEN_CHARS, may_hold_escaped, plain_candidates, prefix_pattern, read_candidate
+from rewrap.core.tokens import MAX_TOKEN_CHARS, PrefixFinder, may_hold_escaped, plain_candidates, read_candidate
 
 _PREFIX_RE = re.compile(rb"ncpkms:v")
 
@@ -61,7 +61,7 @@ def _runs(window: bytes, before: int) -> Iterator[tuple[int, int]]:
     """Spans of token-like runs starting before ``before`` in ``window``: candidates (with an escape
     right after them) and prefixes."""
     if may_hold_escaped(window):
-        for match in prefix_pattern(window).finditer(window):
+        for match in PrefixFinder(window):
             if match.start() >= before:
                 return
             candidate = read_candidate(window, match.start())
