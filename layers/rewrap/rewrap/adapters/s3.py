@@ -82,7 +82,7 @@ class S3Store(OwnRecords):
         try:
             return method(**params)
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, operation) from None
+            raise translate(exc, operation) from exc
 
     def list_page(
         self, bucket: str, prefix: str, continuation_token: str | None, max_keys: int = 1000
@@ -125,8 +125,8 @@ class S3Store(OwnRecords):
             if code in BAD_REQUEST_CODES:  # what S3 answers a HEAD of an SSE-C object without its key
                 raise ObjectUnreadableError(
                     "object uses SSE-C; its customer key is not available", reason="sse-c"
-                ) from None
-            raise translate(exc, "HEAD") from None
+                ) from exc
+            raise translate(exc, "HEAD") from exc
         return head_of(response)
 
     def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
@@ -144,7 +144,7 @@ class S3Store(OwnRecords):
                 return None
             if error_code(exc) in BAD_REQUEST_CODES:
                 return self._head_only(ref)
-            raise translate(exc, "GET") from None
+            raise translate(exc, "GET") from exc
         return head, ObjectBody(data=data, etag=head.etag)
 
     def _head_only(self, ref: ObjectRef) -> tuple[ObjectHead, None] | None:
@@ -159,7 +159,7 @@ class S3Store(OwnRecords):
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
                 return None
-            raise translate(exc, "GET") from None
+            raise translate(exc, "GET") from exc
         return ObjectBody(data=data, etag=response["ETag"], head=head_of(response))
 
     def open_body(self, ref: ObjectRef, head: ObjectHead, chunk_bytes: int = 1024 * 1024) -> BodyStream | None:
@@ -169,13 +169,13 @@ class S3Store(OwnRecords):
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
                 return None
-            raise translate(exc, "GET") from None
+            raise translate(exc, "GET") from exc
 
         def chunks() -> Iterator[bytes]:
             try:
                 yield from response["Body"].iter_chunks(chunk_bytes)
             except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, "GET") from None
+                raise translate(exc, "GET") from exc
 
         return BodyStream(chunks())
 
@@ -326,10 +326,10 @@ class S3Store(OwnRecords):
             ownership = rules[0]["ObjectOwnership"] if rules else "ObjectWriter"
         except ClientError as exc:
             if error_code(exc) != "OwnershipControlsNotFoundError":
-                raise translate(exc, "GET ownership controls") from None
+                raise translate(exc, "GET ownership controls") from exc
             ownership = "ObjectWriter"  # buckets from before ownership controls: ACLs apply
         except BotoCoreError as exc:
-            raise translate(exc, "GET ownership controls") from None
+            raise translate(exc, "GET ownership controls") from exc
         owner = (
             ""
             if ownership == "BucketOwnerEnforced"

@@ -26,7 +26,7 @@ class OwnRecords:
         except (ClientError, BotoCoreError) as exc:
             if error_code(exc) in MISSING_CODES:
                 return None
-            raise translate(exc, "GET") from None
+            raise translate(exc, "GET") from exc
         return StoredRecord(data, str(response["ETag"]), response["LastModified"])
 
     def put_record(self, bucket: str, key: str, data: bytes, content_type: str, if_match: str | None) -> None:

@@ -31,7 +31,7 @@ class TopicNotifier:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
             if status >= 500 or code in ("Throttling", "ThrottlingException", "InternalError"):
-                raise RetryableError(f"SNS publish failed ({code})") from None
-            raise PermanentError(f"SNS publish refused ({code})", code="sns-refused") from None
+                raise RetryableError(f"SNS publish failed ({code})") from exc
+            raise PermanentError(f"SNS publish refused ({code})", code="sns-refused") from exc
         except BotoCoreError as exc:
-            raise RetryableError(f"SNS publish failed ({type(exc).__name__})") from None
+            raise RetryableError(f"SNS publish failed ({type(exc).__name__})") from exc

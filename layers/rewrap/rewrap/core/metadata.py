@@ -63,8 +63,8 @@ def context_of(metadata: Mapping[str, str]) -> str | None:
         return None
     try:
         decoded = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ObjectRejectedError(f"{CONTEXT_METADATA} metadata is not base64", code="bad-context") from None
+    except (binascii.Error, ValueError) as exc:
+        raise ObjectRejectedError(f"{CONTEXT_METADATA} metadata is not base64", code="bad-context") from exc
     if len(decoded) > MAX_CONTEXT_BYTES:
         raise ObjectRejectedError(
             f"{CONTEXT_METADATA} is longer than NCP's {MAX_CONTEXT_BYTES}-byte limit", code="bad-context"

@@ -153,7 +153,7 @@ class NcpKeyManager:
             if error.http_status == 403 or error.error_code == PERMISSION_DENIED_CODE:
                 raise KeyManagementUnavailableError(
                     f"NCP refused the management call for this access key's permissions ({error})", why="permission"
-                ) from None
+                ) from error
             raise
         return data
 
