@@ -322,4 +322,4 @@ def test_client_error_without_strict_layer_still_classified(stack: LocalStack) -
     with pytest.raises(RewrapError) as raised:
         S3Store(stack.client("s3")).put_new(f"{stack.bucket}-absent", "r.json", b"{}", "application/json")
     assert (raised.value.code, raised.value.retryable) == ("no-such-bucket", False)
-    assert not isinstance(raised.value.__cause__, ClientError)  # translated, not chained
+    assert isinstance(raised.value.__cause__, ClientError)  # translated, with S3's answer kept as its cause
