@@ -18,6 +18,7 @@ from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
 from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline
 from rewrap.errors import UnsupportedEventError
 from rewrap_local.lambda_context import LambdaContext
+from rewrap_local.payloads import load_event
 from tests.fakes import MemoryBucket, MemoryQueue, VersionBumpKms
 
 BUCKET = "unit-bucket"
@@ -114,6 +115,61 @@ def test_dry_run_reports_and_writes_nothing(services: Services) -> None:
     results = services.engine.rotate(refs("a.json", "envelope.bin"), dry_run=True)
     assert {r.status for r in results} == {Status.WOULD_ROTATE}
     assert services.store.writes == 0
+
+
+def test_an_event_key_found_only_as_sent_is_rotated_in_the_same_pass(services: Services) -> None:
+    # Given an object named with a literal "%20", one whose decoded name exists beside a decoy, and one gone
+    t, store = VersionBumpKms.token, services.store
+    store.put(BUCKET, "odd%20name.json", t(b"only as sent").encode())
+    store.put(BUCKET, "a b.json", t(b"decoded").encode())
+    store.put(BUCKET, "a%20b.json", t(b"decoy").encode())
+    asked = [
+        ObjectRef(BUCKET, "odd name.json", as_sent="odd%20name.json"),
+        ObjectRef(BUCKET, "a b.json", as_sent="a%20b.json"),
+        ObjectRef(BUCKET, "gone.json", as_sent="gone%2Ejson"),
+    ]
+
+    # When the engine is given the decoded keys, each with its key as sent
+    results = services.engine.rotate(asked)
+
+    # Then the first is rotated under the key as sent, the second under its decoded key, the decoy is not read
+    assert [(r.ref.key, r.status) for r in results] == [
+        ("odd%20name.json", Status.ROTATED),
+        ("a b.json", Status.ROTATED),
+        ("gone%2Ejson", Status.MISSING),
+    ]
+    assert store.body(BUCKET, "odd%20name.json") == t(b"only as sent", 2).encode()
+    assert store.body(BUCKET, "a%20b.json") == t(b"decoy").encode()
+    assert sorted(store.reads) == sorted(["odd name.json", "odd%20name.json", "a b.json", "gone.json", "gone%2Ejson"])
+    assert (store.writes, services.kms.counts.requests) == (2, 1)  # one pass: both objects' tokens in one request
+
+
+def test_an_object_named_both_decoded_and_as_sent_is_written_once(services: Services) -> None:
+    services.store.put(BUCKET, "odd%20name.json", VersionBumpKms.token(b"x").encode())
+    asked = [ObjectRef(BUCKET, "odd name.json", as_sent="odd%20name.json"), ObjectRef(BUCKET, "odd%20name.json")]
+
+    results = services.engine.rotate(asked)
+
+    assert [(r.ref.key, r.status) for r in results] == [("odd%20name.json", Status.ROTATED)] * 2
+    assert services.store.writes == 1
+
+
+def test_eventbridge_messages_naming_keys_as_sent_are_rotated_in_one_engine_pass(services: Services) -> None:
+    t = VersionBumpKms.token
+    services.store.put(BUCKET, "odd%20name.json", t(b"only as sent").encode())
+    services.store.put(BUCKET, "a b.json", t(b"decoded").encode())
+    records = []
+    for key in ("odd%20name.json", "a%20b.json"):
+        event = load_event("eventbridge-s3.json")
+        event["detail"]["bucket"]["name"], event["detail"]["object"]["key"] = BUCKET, key
+        records.append({"eventSource": "aws:sqs", "messageId": key, "body": json.dumps(event)})
+
+    response = rotate_event({"Records": records}, LambdaContext(), services)
+
+    assert response == {"batchItemFailures": []}
+    assert services.store.body(BUCKET, "odd%20name.json") == t(b"only as sent", 2).encode()
+    assert services.store.body(BUCKET, "a b.json") == t(b"decoded", 2).encode()
+    assert services.kms.counts.requests == 1  # both objects' tokens in one KMS request: one engine pass
 
 
 def test_rotate_route_answers_sqs_with_only_retryable_failures(services: Services) -> None:

@@ -34,8 +34,6 @@ class Unit:
     error: UnsupportedEventError | None = None  # the unit itself could not be understood
     note: str = ""  # e.g. "s3:TestEvent", acknowledged without work
     newest_versions: dict[str, int] = field(default_factory=dict)  # hints from the sweep's probe
-    # decoded ref -> the key exactly as the event spelled it, to use when only that one exists
-    raw_keys: dict[ObjectRef, ObjectRef] = field(default_factory=dict)
     census_run: str | None = None  # a census request of this run: scan and count, never write
     rotation_run: str | None = None  # a rotate request of this sweep run: answered with a partial too
 
@@ -77,9 +75,7 @@ def parse(event: Any) -> Invocation:
         if sources == {"aws:sns"}:  # a topic the function subscribes to directly
             return Invocation(Trigger.SNS, [_sns_unit(i, r) for i, r in enumerate(records)], raw=event)
     if event.get("source") == "aws.s3" and "detail" in event:
-        unit = Unit(str(event.get("id", "0")))
-        unit.refs, unit.raw_keys = _eventbridge_refs(event)
-        return Invocation(Trigger.EVENTBRIDGE, [unit], raw=event)
+        return Invocation(Trigger.EVENTBRIDGE, [Unit(str(event.get("id", "0")), _eventbridge_refs(event))], raw=event)
     if "bucket" in event and "keys" in event:
         dry_run = event.get("dryRun")
         if dry_run is not None and not isinstance(dry_run, bool):
@@ -101,7 +97,6 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
         return unit
     try:
         unit.refs, unit.note = message_refs(body)
-        unit.raw_keys = _raw_keys(body)
         unit.newest_versions = _newest_versions(body)
         unit.census_run = census_run(body)
         unit.rotation_run = rotation_run(body)
@@ -143,7 +138,7 @@ def message_refs(body: Any) -> tuple[list[ObjectRef], str]:
             refs.extend(_s3_record_refs(record))
         return refs, ""
     if body.get("source") == "aws.s3" and "detail" in body:
-        return _eventbridge_refs(body)[0], ""
+        return _eventbridge_refs(body), ""
     if "bucket" in body and "keys" in body:
         if body.get("dryRun", False) is not False:
             # A batch of messages is rotated as one invocation, so one message cannot be a dry run:
@@ -170,25 +165,18 @@ def _s3_record_refs(record: dict[str, Any]) -> list[ObjectRef]:
     return [ObjectRef(_bucket(bucket), _text(key, "key"))]
 
 
-def _eventbridge_refs(event: dict[str, Any]) -> tuple[list[ObjectRef], dict[ObjectRef, ObjectRef]]:
+def _eventbridge_refs(event: dict[str, Any]) -> list[ObjectRef]:
     """The object, with its key decoded as S3 notifications encode keys (AWS does not document the
     encoding of ``detail.object.key``; LocalStack, modelled on AWS, percent-encodes it). When the
-    decoded key differs, the key as sent is kept too: the caller uses it if only that one exists."""
+    decoded key differs, the ref keeps the key as sent too: the engine reads it if only that one exists."""
     if event.get("detail-type") != "Object Created":
-        return [], {}
+        return []
     try:
         bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
     except (KeyError, TypeError) as exc:
         raise UnsupportedEventError("EventBridge S3 event lacks detail.bucket.name or detail.object.key") from exc
-    raw = ObjectRef(_bucket(bucket), _text(key, "key"))
-    decoded = ObjectRef(raw.bucket, _text(unquote_plus(raw.key), "key"))
-    return [decoded], ({decoded: raw} if decoded != raw else {})
-
-
-def _raw_keys(body: Any) -> dict[ObjectRef, ObjectRef]:
-    if isinstance(body, dict) and body.get("source") == "aws.s3" and "detail" in body:
-        return _eventbridge_refs(body)[1]
-    return {}
+    sent, decoded = _text(key, "key"), _text(unquote_plus(key), "key")
+    return [ObjectRef(_bucket(bucket), decoded, as_sent=sent if sent != decoded else None)]
 
 
 def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:

@@ -85,7 +85,6 @@ def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> di
     kms_before = runtime.kms.stats.snapshot()
     deadline = Deadline.from_lambda_context(context)
     results = runtime.engine.rotate(invocation.refs, deadline=deadline, dry_run=invocation.dry_run)
-    results = _with_raw_keys(invocation, results, runtime, deadline)
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
     report = None
@@ -129,20 +128,6 @@ def summarize(results: list[ObjectResult]) -> dict[str, Any]:
         "retryable": sum(1 for r in results if r.retryable),
         "permanent": sum(1 for r in results if r.status is Status.FAILED and not r.retryable),
     }
-
-
-def _with_raw_keys(
-    invocation: Invocation, results: list[ObjectResult], runtime: RotateServices, deadline: Deadline
-) -> list[ObjectResult]:
-    """An event key that decodes to an object that does not exist: rotate the key as the event sent
-    it, when that one exists (keys with ``%`` or ``+`` in their names). Only a ``missing`` result
-    is retried this way, so an error reading the decoded key is answered like any other."""
-    raw_keys = {decoded: raw for unit in invocation.units for decoded, raw in unit.raw_keys.items()}
-    retry = [raw_keys[r.ref] for r in results if r.status is Status.MISSING and r.ref in raw_keys]
-    if not retry:
-        return results
-    second = dict(zip(retry, runtime.engine.rotate(retry, deadline=deadline, dry_run=invocation.dry_run), strict=True))
-    return [second[raw_keys[r.ref]] if r.status is Status.MISSING and r.ref in raw_keys else r for r in results]
 
 
 def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
