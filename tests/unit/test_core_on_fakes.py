@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.dispatch import rotate_event
 from rewrap.core.engine import Engine, Status
 from rewrap.core.ports import ObjectRef
-from rewrap.core.service import rotate_event
 from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
 from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline
 from rewrap.errors import UnsupportedEventError
