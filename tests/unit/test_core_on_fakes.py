@@ -14,7 +14,7 @@ from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.dispatch import rotate_event
 from rewrap.core.engine import Engine, Status
 from rewrap.core.ports import ObjectRef
-from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
+from rewrap.core.sweep import SweepPosition, SweepRun, SweepTools, run_sweep, sweep_event
 from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline
 from rewrap.errors import UnsupportedEventError
 from rewrap_local.lambda_context import LambdaContext
@@ -202,7 +202,8 @@ def test_sweep_enqueues_every_key_once_and_hands_over_when_time_runs_out(service
     position: SweepPosition | None = SweepPosition()
     invocations = 0
     while position is not None:
-        report = run_sweep([SweepTarget(BUCKET, "k/")], position, settings, services.store, services.queue, TwoPages())
+        run = SweepRun("", targets=[SweepTarget(BUCKET, "k/")])
+        report = run_sweep(run, position, SweepTools(settings, services.store, services.queue), TwoPages())
         position, invocations = report.resume_at, invocations + 1
 
     keys = [k for request in services.queue.requests for k in request["keys"]]
