@@ -5,7 +5,7 @@ against moto, LocalStack and the emulator in tests/integration."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -183,6 +183,26 @@ def test_rotate_route_answers_sqs_with_only_retryable_failures(services: Service
     assert response == {"batchItemFailures": []}  # the malformed token is permanent: parked, not retried
     assert [json.loads(body)["keys"] for body, _ in services.queue.parked] == [["broken.txt"]]
     assert services.store.body(BUCKET, "a.json").count(b"ncpkms:v2:") == 1
+
+
+def test_an_sqs_batch_of_census_and_rotate_requests_gets_one_answer_from_both_routes(services: Services) -> None:
+    bodies = seed(services)
+    services.settings = replace(services.settings, report_prefix=f"s3://{BUCKET}/reports/")
+    requests = {
+        "m-census": {"bucket": BUCKET, "keys": ["b.ndjson"], "mode": "census", "runId": "r1"},
+        "m-rotate": {"bucket": BUCKET, "keys": ["a.json"]},
+        "m-refused": {"bucket": "someone-elses-bucket", "keys": ["x"]},
+    }
+    records = [{"eventSource": "aws:sqs", "messageId": i, "body": json.dumps(b)} for i, b in requests.items()]
+
+    response = rotate_event({"Records": records}, LambdaContext(), services)
+
+    assert response == {"batchItemFailures": []}  # the refused request is permanent: parked
+    assert [json.loads(body)["bucket"] for body, _ in services.queue.parked] == ["someone-elses-bucket"]
+    assert services.store.body(BUCKET, "b.ndjson") == bodies["b.ndjson"]  # counted, never written
+    assert services.store.body(BUCKET, "a.json").count(b"ncpkms:v2:") == 1
+    (partial,) = [name for name in services.store.reports if "/census/r1/part-" in name]
+    assert json.loads(services.store.reports[partial])["keys"] == 1
 
 
 def test_sweep_enqueues_every_key_once_and_hands_over_when_time_runs_out(services: Services) -> None:

@@ -175,8 +175,9 @@ def _eventbridge_refs(event: dict[str, Any]) -> list[ObjectRef]:
         bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
     except (KeyError, TypeError) as exc:
         raise UnsupportedEventError("EventBridge S3 event lacks detail.bucket.name or detail.object.key") from exc
-    sent, decoded = _text(key, "key"), _text(unquote_plus(key), "key")
-    return [ObjectRef(_bucket(bucket), decoded, as_sent=sent if sent != decoded else None)]
+    bucket, sent = _bucket(bucket), _text(key, "key")
+    decoded = _text(unquote_plus(sent), "key")
+    return [ObjectRef(bucket, decoded, as_sent=sent if sent != decoded else None)]
 
 
 def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
