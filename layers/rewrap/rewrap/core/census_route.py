@@ -36,7 +36,7 @@ def census_invocation(invocation: Invocation, units: list[Unit], runtime: Census
     if invocation.kind is Trigger.SQS and not settings.report_prefix:
         raise ConfigError("census requests from the queue need REWRAP_REPORT_PREFIX to write their partials to")
     route = str(invocation.kind)
-    answers = [(unit, answer(str(unit.census_run), unit.refs, settings, runtime.store, route)) for unit in units]
+    answers = [(unit, answer(str(unit.run_id), unit.refs, settings, runtime.store, route)) for unit in units]
     counted = sum(len(a.items) for _, a in answers)
     if counted:
         metrics.add_metric(name="ObjectsCensused", unit=MetricUnit.Count, value=counted)

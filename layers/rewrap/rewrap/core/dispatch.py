@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from rewrap.core.census_route import census_invocation
-from rewrap.core.events import Trigger, parse
+from rewrap.core.events import RequestKind, Trigger, parse
 from rewrap.core.service import RotateServices, rotate_invocation
 from rewrap.errors import UnsupportedEventError
 from rewrap.observability import logger
@@ -20,11 +20,11 @@ def rotate_event(event: Any, context: Any, runtime: RotateServices) -> dict[str,
     except UnsupportedEventError as error:
         logger.error("rejected event", extra={"reason": error.reason})
         raise
-    census = [unit for unit in invocation.units if unit.census_run is not None]
+    census = [unit for unit in invocation.units if unit.request is RequestKind.CENSUS]
     if not census:
         return rotate_invocation(invocation, context, runtime)
     reply = census_invocation(invocation, census, runtime)
-    others = [unit for unit in invocation.units if unit.census_run is None]
+    others = [unit for unit in invocation.units if unit.request is not RequestKind.CENSUS]
     if not others:
         return reply
     rest = rotate_invocation(replace(invocation, units=others), context, runtime)

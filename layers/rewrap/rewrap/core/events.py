@@ -27,6 +27,13 @@ class Trigger(StrEnum):
     ROTATE_REQUEST = "rotate-request"
 
 
+class RequestKind(StrEnum):
+    """What a unit asks (a request's ``mode``): rotate its objects, or count them for a census, never writing."""
+
+    ROTATE = "rotate"
+    CENSUS = "census"
+
+
 @dataclass
 class Unit:
     id: str
@@ -34,8 +41,8 @@ class Unit:
     error: UnsupportedEventError | None = None  # the unit itself could not be understood
     note: str = ""  # e.g. "s3:TestEvent", acknowledged without work
     newest_versions: dict[str, int] = field(default_factory=dict)  # hints from the sweep's probe
-    census_run: str | None = None  # a census request of this run: scan and count, never write
-    rotation_run: str | None = None  # a rotate request of this sweep run: answered with a partial too
+    request: RequestKind = RequestKind.ROTATE  # which route answers it (``dispatch``)
+    run_id: str | None = None  # the run the request belongs to, which its partial goes to (a census's always)
 
 
 @dataclass
@@ -81,8 +88,7 @@ def parse(event: Any) -> Invocation:
         if dry_run is not None and not isinstance(dry_run, bool):
             raise UnsupportedEventError("rotate request: dryRun must be true or false")
         unit = Unit("request", refs=_request_refs(event), newest_versions=_newest_versions(event))
-        unit.census_run = census_run(event)
-        unit.rotation_run = rotation_run(event)
+        unit.request, unit.run_id = request_kind(event)
         return Invocation(Trigger.ROTATE_REQUEST, [unit], dry_run, raw=event)
     raise UnsupportedEventError(f"unrecognised event; top-level fields: {sorted(map(str, event))[:12]}")
 
@@ -98,8 +104,7 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
     try:
         unit.refs, unit.note = message_refs(body)
         unit.newest_versions = _newest_versions(body)
-        unit.census_run = census_run(body)
-        unit.rotation_run = rotation_run(body)
+        unit.request, unit.run_id = request_kind(body)
     except UnsupportedEventError as error:
         unit.error = error
     return unit
@@ -195,21 +200,17 @@ def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
     return refs
 
 
-def census_run(body: Any) -> str | None:
-    """The run id of a census request (``"mode": "census"``), or None for a rotate request."""
-    mode = body.get("mode", "rotate") if isinstance(body, dict) else "rotate"
-    if mode == "rotate":
-        return None
-    if mode != "census":
+def request_kind(body: Any) -> tuple[RequestKind, str | None]:
+    """A request's kind (its ``mode``) and the run it belongs to: a census request always names its run, a rotate
+    request when a sweep run sent it."""
+    request = body if isinstance(body, dict) else {}
+    mode = request.get("mode", RequestKind.ROTATE)
+    if mode not in tuple(RequestKind):
         raise UnsupportedEventError(f"request mode must be 'rotate' or 'census', not {str(mode)[:40]!r}")
-    return _run_id(body.get("runId"), "census request")
-
-
-def rotation_run(body: Any) -> str | None:
-    """The run id a sweep run's rotate request carries (its partial goes to that run), or None."""
-    if not isinstance(body, dict) or body.get("mode", "rotate") != "rotate" or body.get("runId") is None:
-        return None
-    return _run_id(body["runId"], "rotate request")
+    kind = RequestKind(mode)
+    if kind is RequestKind.ROTATE and request.get("runId") is None:
+        return kind, None
+    return kind, _run_id(request.get("runId"), f"{kind} request")
 
 
 def _run_id(run_id: Any, what: str) -> str:
@@ -244,10 +245,10 @@ def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
     if not isinstance(tasks, list):
         raise UnsupportedEventError("S3 Batch Operations event has no task list")
     arguments = (event.get("job") or {}).get("userArguments") or {}
-    job_census = None
+    job: tuple[RequestKind, str | None] = (RequestKind.ROTATE, None)
     if isinstance(arguments, dict) and arguments.get("mode") not in (None, "", "rotate"):
         job_id = str(arguments.get("runId") or (event.get("job") or {}).get("id") or event.get("invocationId", ""))
-        job_census = census_run({"mode": arguments.get("mode"), "runId": job_id})
+        job = request_kind({"mode": arguments.get("mode"), "runId": job_id})
     units = []
     for task in tasks:
         unit = Unit(str(task.get("taskId", "")) if isinstance(task, dict) else "")
@@ -258,7 +259,8 @@ def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
             ]
         except (UnsupportedEventError, AttributeError) as error:
             unit.error = error if isinstance(error, UnsupportedEventError) else UnsupportedEventError("malformed task")
-        unit.census_run = job_census if unit.error is None else None
+        if unit.error is None:
+            unit.request, unit.run_id = job
         units.append(unit)
     return units
 
