@@ -31,11 +31,12 @@ class StoredObject:
 
 @dataclass
 class MemoryBucket:
-    """An ObjectStore over a dict. ``writes`` counts what reached the bucket; ``before_write`` lets a
-    test play a concurrent writer between the engine's read and its write."""
+    """An ObjectStore over a dict. ``writes`` counts what reached the bucket, ``reads`` the keys of its first
+    reads; ``before_write`` lets a test play a concurrent writer between the engine's read and its write."""
 
     objects: dict[tuple[str, str], StoredObject] = field(default_factory=dict)
     writes: int = 0
+    reads: list[str] = field(default_factory=list)
     before_write: Any = None
     reports: dict[str, bytes] = field(default_factory=dict)
     _versions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -56,6 +57,7 @@ class MemoryBucket:
         )
 
     def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
+        self.reads.append(ref.key)
         head = self.head(ref)
         if head is None:
             return None

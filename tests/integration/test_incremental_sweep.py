@@ -18,7 +18,7 @@ import pytest
 from rewrap.app.runtime import Runtime
 from rewrap.core.checkpoints import checkpoint_location
 from rewrap.core.config import SweepTarget
-from rewrap.core.service import rotate_event
+from rewrap.core.dispatch import rotate_event
 from rewrap.core.sweep import sweep_event
 from rewrap.core.tokens import scan
 from rewrap.deadline import Clock

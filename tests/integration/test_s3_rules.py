@@ -18,7 +18,7 @@ from rewrap.app.runtime import Runtime
 from rewrap.core.engine import Status
 from rewrap.core.metadata import STAMP_VERSION_METADATA
 from rewrap.core.ports import USER_METADATA_LIMIT, ObjectRef, metadata_bytes
-from rewrap.core.sweep import SweepPosition, run_sweep
+from rewrap.core.sweep import SweepPosition, SweepRun, SweepTools, run_sweep
 from rewrap.errors import ObjectChangedError, ObjectUnreadableError, RewrapError
 from rewrap_local.soak import s3_error
 from rewrap_local.stack import LocalStack
@@ -179,9 +179,8 @@ def test_sweep_skips_archived_objects_at_listing_time_and_counts_them(stack: Loc
     from rewrap.core.config import SweepTarget
     from rewrap.deadline import Deadline
 
-    report = run_sweep(
-        [SweepTarget(stack.bucket, "")], SweepPosition(), runtime.settings, runtime.store, queue, Deadline(None)
-    )
+    run = SweepRun("", targets=[SweepTarget(stack.bucket, "")])
+    report = run_sweep(run, SweepPosition(), SweepTools(runtime.settings, runtime.store, queue), Deadline(None))
 
     assert (report.listed, report.archived, report.enqueued) == (3, 2, 1)
     message = runtime.sqs.receive_message(QueueUrl=stack.queue_url)["Messages"][0]

@@ -14,7 +14,7 @@ from functions.sweep.app import lambda_handler as sweep
 from rewrap.adapters.s3 import S3Store
 from rewrap.app.runtime import Runtime, get_runtime
 from rewrap.core.config import SweepTarget
-from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
+from rewrap.core.sweep import SweepPosition, SweepRun, SweepTools, run_sweep, sweep_event
 from rewrap.core.tokens import scan
 from rewrap.deadline import Deadline
 from rewrap.errors import ConfigError
@@ -61,7 +61,8 @@ def test_listing_longer_than_an_invocation_enqueues_every_key_exactly_once(stack
 
     # When each invocation continues where the previous one handed over
     while position is not None:
-        report = run_sweep(targets, position, settings, S3Store(runtime.s3), runtime.rotate_queue, PagesDeadline(2))
+        tools = SweepTools(settings, S3Store(runtime.s3), runtime.rotate_queue)
+        report = run_sweep(SweepRun("", targets=targets), position, tools, PagesDeadline(2))
         invocations += 1
         position = report.resume_at
 
@@ -79,26 +80,16 @@ def test_filters_skip_large_and_old_objects(stack: LocalStack, runtime: Runtime)
     s3.put_object(Bucket=stack.bucket, Key="large.txt", Body=b"x" * 5000)
     settings = stack.settings(sweep_max_object_bytes=1000)
     assert runtime.rotate_queue is not None
+    run = SweepRun("", targets=[SweepTarget(stack.bucket)])
     report = run_sweep(
-        [SweepTarget(stack.bucket)],
-        SweepPosition(),
-        settings,
-        S3Store(runtime.s3),
-        runtime.rotate_queue,
-        Deadline(None),
+        run, SweepPosition(), SweepTools(settings, S3Store(runtime.s3), runtime.rotate_queue), Deadline(None)
     )
     assert (report.listed, report.enqueued) == (2, 1)
     assert [b["keys"] for b in queued_requests(stack)] == [["small.txt"]]
 
     future = datetime.now(UTC) + timedelta(days=1)
-    report = run_sweep(
-        [SweepTarget(stack.bucket)],
-        SweepPosition(),
-        stack.settings(sweep_modified_after=future),
-        S3Store(runtime.s3),
-        runtime.rotate_queue,
-        Deadline(None),
-    )
+    tools = SweepTools(stack.settings(sweep_modified_after=future), S3Store(runtime.s3), runtime.rotate_queue)
+    report = run_sweep(run, SweepPosition(), tools, Deadline(None))
     assert report.enqueued == 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rewrap.core.census import Census, CensusKind, ObjectCensus
-from rewrap.core.events import parse
+from rewrap.core.events import RequestKind, parse
 from rewrap.core.ports import ObjectRef
 from rewrap.errors import UnsupportedEventError
 
@@ -42,15 +42,16 @@ def test_merged_partials_judge_like_the_whole_census(min_version: int | None, ke
 
 def test_census_requests_are_recognised_on_every_route() -> None:
     direct = parse({"bucket": "b", "keys": ["k"], "mode": "census", "runId": "r1"})
-    assert direct.units[0].census_run == "r1"
-    assert parse({"bucket": "b", "keys": ["k"]}).units[0].census_run is None
+    assert (direct.units[0].request, direct.units[0].run_id) == (RequestKind.CENSUS, "r1")
+    assert parse({"bucket": "b", "keys": ["k"]}).units[0].request is RequestKind.ROTATE
     job = {
         "invocationSchemaVersion": "2.0",
         "invocationId": "i",
         "job": {"id": "job-1", "userArguments": {"mode": "census"}},
         "tasks": [{"taskId": "t", "s3Bucket": "b", "s3Key": "k"}],
     }
-    assert parse(job).units[0].census_run == "job-1"
+    (task,) = parse(job).units
+    assert (task.request, task.run_id) == (RequestKind.CENSUS, "job-1")
     with pytest.raises(UnsupportedEventError, match="mode"):
         parse({"bucket": "b", "keys": ["k"], "mode": "delete"})
     with pytest.raises(UnsupportedEventError, match="runId"):

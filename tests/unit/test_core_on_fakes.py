@@ -5,19 +5,20 @@ against moto, LocalStack and the emulator in tests/integration."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from rewrap.core.config import Settings, SweepTarget
+from rewrap.core.dispatch import rotate_event
 from rewrap.core.engine import Engine, Status
 from rewrap.core.ports import ObjectRef
-from rewrap.core.service import rotate_event
-from rewrap.core.sweep import SweepPosition, run_sweep, sweep_event
+from rewrap.core.sweep import SweepPosition, SweepRun, SweepTools, run_sweep, sweep_event
 from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline
 from rewrap.errors import UnsupportedEventError
 from rewrap_local.lambda_context import LambdaContext
+from rewrap_local.payloads import load_event
 from tests.fakes import MemoryBucket, MemoryQueue, VersionBumpKms
 
 BUCKET = "unit-bucket"
@@ -116,6 +117,61 @@ def test_dry_run_reports_and_writes_nothing(services: Services) -> None:
     assert services.store.writes == 0
 
 
+def test_an_event_key_found_only_as_sent_is_rotated_in_the_same_pass(services: Services) -> None:
+    # Given an object named with a literal "%20", one whose decoded name exists beside a decoy, and one gone
+    t, store = VersionBumpKms.token, services.store
+    store.put(BUCKET, "odd%20name.json", t(b"only as sent").encode())
+    store.put(BUCKET, "a b.json", t(b"decoded").encode())
+    store.put(BUCKET, "a%20b.json", t(b"decoy").encode())
+    asked = [
+        ObjectRef(BUCKET, "odd name.json", as_sent="odd%20name.json"),
+        ObjectRef(BUCKET, "a b.json", as_sent="a%20b.json"),
+        ObjectRef(BUCKET, "gone.json", as_sent="gone%2Ejson"),
+    ]
+
+    # When the engine is given the decoded keys, each with its key as sent
+    results = services.engine.rotate(asked)
+
+    # Then the first is rotated under the key as sent, the second under its decoded key, the decoy is not read
+    assert [(r.ref.key, r.status) for r in results] == [
+        ("odd%20name.json", Status.ROTATED),
+        ("a b.json", Status.ROTATED),
+        ("gone%2Ejson", Status.MISSING),
+    ]
+    assert store.body(BUCKET, "odd%20name.json") == t(b"only as sent", 2).encode()
+    assert store.body(BUCKET, "a%20b.json") == t(b"decoy").encode()
+    assert sorted(store.reads) == sorted(["odd name.json", "odd%20name.json", "a b.json", "gone.json", "gone%2Ejson"])
+    assert (store.writes, services.kms.counts.requests) == (2, 1)  # one pass: both objects' tokens in one request
+
+
+def test_an_object_named_both_decoded_and_as_sent_is_written_once(services: Services) -> None:
+    services.store.put(BUCKET, "odd%20name.json", VersionBumpKms.token(b"x").encode())
+    asked = [ObjectRef(BUCKET, "odd name.json", as_sent="odd%20name.json"), ObjectRef(BUCKET, "odd%20name.json")]
+
+    results = services.engine.rotate(asked)
+
+    assert [(r.ref.key, r.status) for r in results] == [("odd%20name.json", Status.ROTATED)] * 2
+    assert services.store.writes == 1
+
+
+def test_eventbridge_messages_naming_keys_as_sent_are_rotated_in_one_engine_pass(services: Services) -> None:
+    t = VersionBumpKms.token
+    services.store.put(BUCKET, "odd%20name.json", t(b"only as sent").encode())
+    services.store.put(BUCKET, "a b.json", t(b"decoded").encode())
+    records = []
+    for key in ("odd%20name.json", "a%20b.json"):
+        event = load_event("eventbridge-s3.json")
+        event["detail"]["bucket"]["name"], event["detail"]["object"]["key"] = BUCKET, key
+        records.append({"eventSource": "aws:sqs", "messageId": key, "body": json.dumps(event)})
+
+    response = rotate_event({"Records": records}, LambdaContext(), services)
+
+    assert response == {"batchItemFailures": []}
+    assert services.store.body(BUCKET, "odd%20name.json") == t(b"only as sent", 2).encode()
+    assert services.store.body(BUCKET, "a b.json") == t(b"decoded", 2).encode()
+    assert services.kms.counts.requests == 1  # both objects' tokens in one KMS request: one engine pass
+
+
 def test_rotate_route_answers_sqs_with_only_retryable_failures(services: Services) -> None:
     seed(services)
     services.store.put(BUCKET, "broken.txt", b"ncpkms:v1:@@@@")
@@ -127,6 +183,26 @@ def test_rotate_route_answers_sqs_with_only_retryable_failures(services: Service
     assert response == {"batchItemFailures": []}  # the malformed token is permanent: parked, not retried
     assert [json.loads(body)["keys"] for body, _ in services.queue.parked] == [["broken.txt"]]
     assert services.store.body(BUCKET, "a.json").count(b"ncpkms:v2:") == 1
+
+
+def test_an_sqs_batch_of_census_and_rotate_requests_gets_one_answer_from_both_routes(services: Services) -> None:
+    bodies = seed(services)
+    services.settings = replace(services.settings, report_prefix=f"s3://{BUCKET}/reports/")
+    requests = {
+        "m-census": {"bucket": BUCKET, "keys": ["b.ndjson"], "mode": "census", "runId": "r1"},
+        "m-rotate": {"bucket": BUCKET, "keys": ["a.json"]},
+        "m-refused": {"bucket": "someone-elses-bucket", "keys": ["x"]},
+    }
+    records = [{"eventSource": "aws:sqs", "messageId": i, "body": json.dumps(b)} for i, b in requests.items()]
+
+    response = rotate_event({"Records": records}, LambdaContext(), services)
+
+    assert response == {"batchItemFailures": []}  # the refused request is permanent: parked
+    assert [json.loads(body)["bucket"] for body, _ in services.queue.parked] == ["someone-elses-bucket"]
+    assert services.store.body(BUCKET, "b.ndjson") == bodies["b.ndjson"]  # counted, never written
+    assert services.store.body(BUCKET, "a.json").count(b"ncpkms:v2:") == 1
+    (partial,) = [name for name in services.store.reports if "/census/r1/part-" in name]
+    assert json.loads(services.store.reports[partial])["keys"] == 1
 
 
 def test_sweep_enqueues_every_key_once_and_hands_over_when_time_runs_out(services: Services) -> None:
@@ -146,7 +222,8 @@ def test_sweep_enqueues_every_key_once_and_hands_over_when_time_runs_out(service
     position: SweepPosition | None = SweepPosition()
     invocations = 0
     while position is not None:
-        report = run_sweep([SweepTarget(BUCKET, "k/")], position, settings, services.store, services.queue, TwoPages())
+        run = SweepRun("", targets=[SweepTarget(BUCKET, "k/")])
+        report = run_sweep(run, position, SweepTools(settings, services.store, services.queue), TwoPages())
         position, invocations = report.resume_at, invocations + 1
 
     keys = [k for request in services.queue.requests for k in request["keys"]]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rewrap.core.events import MAX_KEYS_PER_REQUEST, Trigger, message_refs, parse
+from rewrap.core.events import MAX_KEYS_PER_REQUEST, RequestKind, Trigger, message_refs, parse
 from rewrap.core.ports import ObjectRef
 from rewrap.errors import UnsupportedEventError
 from rewrap_local.payloads import EVENTS_DIR, load_event
@@ -136,12 +136,10 @@ def test_a_sweep_runs_rotate_requests_name_their_run_and_census_requests_stay_ce
     (direct,) = parse(request).units
     message = {"eventSource": "aws:sqs", "messageId": "m", "body": json.dumps(request)}
     (queued,) = parse({"Records": [message]}).units
-    assert (
-        (direct.rotation_run, direct.census_run) == (queued.rotation_run, queued.census_run) == (request["runId"], None)
-    )
+    assert (direct.request, direct.run_id) == (queued.request, queued.run_id) == (RequestKind.ROTATE, request["runId"])
     (census,) = parse({**request, "mode": "census"}).units
-    assert (census.rotation_run, census.census_run) == (None, request["runId"])
-    assert parse({"bucket": BUCKET, "keys": ["a"]}).units[0].rotation_run is None  # an event: no run
+    assert (census.request, census.run_id) == (RequestKind.CENSUS, request["runId"])
+    assert parse({"bucket": BUCKET, "keys": ["a"]}).units[0].run_id is None  # an event: no run
     with pytest.raises(UnsupportedEventError, match="runId"):
         parse({**request, "runId": "a/b"})
 
@@ -417,14 +415,15 @@ def test_eventbridge_keys_are_decoded_and_the_raw_key_kept(sent: str, decoded: s
     (unit,) = parse(event).units
 
     assert unit.refs == [ref(decoded)]
-    assert unit.raw_keys == ({ref(decoded): ref(sent)} if sent != decoded else {})
+    assert [(r.key, r.as_sent) for r in unit.refs] == [(decoded, sent if sent != decoded else None)]
 
 
 def test_eventbridge_in_sqs_keeps_the_raw_key_too() -> None:
     inner = copy.deepcopy(load("eventbridge-s3.json"))
     inner["detail"]["object"]["key"] = "a%20b"
     (unit,) = parse(sqs(json.dumps(inner))).units
-    assert unit.refs == [ref("a b")] and unit.raw_keys == {ref("a b"): ref("a%20b")}
+    (found,) = unit.refs
+    assert found == ref("a b") and found.as_sent == "a%20b" and found.sent() == ref("a%20b")
 
 
 @pytest.mark.parametrize("arn", [f"arn:aws:s3:::{BUCKET}", f"arn:aws-cn:s3:::{BUCKET}", BUCKET])

@@ -167,7 +167,7 @@ class PathBench:
     def rewrap(self, bucket: str) -> dict[str, Any]:
         from rewrap.app.runtime import build_runtime
         from rewrap.core.config import Settings
-        from rewrap.core.service import rotate_event
+        from rewrap.core.dispatch import rotate_event
         from rewrap_local.lambda_context import LambdaContext
 
         settings = Settings(

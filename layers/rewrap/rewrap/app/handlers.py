@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rewrap.app.runtime import get_runtime
-from rewrap.core.service import rotate_event
+from rewrap.core.dispatch import rotate_event
 from rewrap.core.sweep import sweep_event
 from rewrap.observability import logger, metrics, trace_handler
 

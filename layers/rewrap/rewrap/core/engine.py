@@ -3,7 +3,8 @@
 One call handles every object of an invocation together:
 1. GET each object (in parallel): one read gives the head and, up to the single-read size, the body.
    Scan its user metadata (``metadata``): an envelope holds tokens in metadata values (a whole value
-   or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``).
+   or inside one, ``alg=A256GCM;dek=ncpkms:v1:…``). An event key that decodes to no object is read
+   as the event sent it (``ObjectRef.as_sent``), and the object found goes on under that key.
 2. Read bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
    ``forms``) and scan them for tokens. A body the scanner cannot read is ``opaque``, an object S3
    will not give us ``unreadable``: both reported with the reason, never ``no-tokens``.
@@ -82,6 +83,8 @@ class Engine:
         dry_run = self.settings.dry_run if dry_run is None else dry_run
         unique = list(dict.fromkeys(refs))
         results: dict[ObjectRef, ObjectResult] = {}
+        read_as: dict[ObjectRef, ObjectRef] = {}  # a reference whose object was found under the key as sent
+        started: set[ObjectRef] = set()  # the objects a work was started for, by the reference read
         pool = Pool(self.settings.concurrency, "rewrap")
         finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewrap-finish")
         with pool, finisher:
@@ -95,9 +98,9 @@ class Engine:
                 # read while the round before is re-wrapped and written: the pool never idles on KMS
                 gathering = gathering or Round(Memory(self.memory_budget_bytes), run, kms, deadline, dry_run, results)
                 inspect = functools.partial(self._inspect, memory=gathering.memory)
-                gathering.add(
-                    _settle(run.each(inspect, unique[start : start + step], deadline), results), self.versions
-                )
+                inspected = run.each(inspect, unique[start : start + step], deadline)
+                works = _new_works(inspected, results, read_as, started, gathering.memory)
+                gathering.add(works, self.versions)
                 if start + step < len(unique) and not gathering.full(self.kms):
                     continue
                 if finishing is not None:
@@ -108,7 +111,7 @@ class Engine:
             streaming = StreamedRotation(self.store, kms, self.settings.segment_bytes)
             for work in streamed:
                 results[work.ref] = streaming.rotate(work, deadline, dry_run)
-        return [results[ref] for ref in refs]
+        return [results[read_as.get(ref, ref)] for ref in refs]
 
     def _finish_round(self, gathered: Round) -> list[Work]:
         """Re-wrap and write back a round of read objects (``core.gathering``), in waves whose bodies fit the
@@ -136,7 +139,11 @@ class Engine:
         if deadline.expired(WRITE_RESERVE_SECONDS):
             raise OutOfTimeError("invocation ran out of time before the object was read")
         # a body up to the streaming size comes with its head while the round's allowance holds it
-        read = self.store.read_small(ref, min(self.settings.stream_threshold_bytes, memory.early.left))
+        limit = min(self.settings.stream_threshold_bytes, memory.early.left)
+        read = self.store.read_small(ref, limit)
+        sent = ref.sent()
+        if read is None and sent is not None:  # no object has the decoded key: the event may name it as sent
+            ref, read = sent, self.store.read_small(sent, limit)
         if read is None:
             return ObjectResult(ref, Status.MISSING)
         head, body = read
@@ -307,6 +314,30 @@ def _rewritten(head: ObjectHead, since: ObjectHead) -> bool:
     """Whether the object was written between two reads with the same ETag (a metadata-only self-copy): a
     body too large to come with its head is read again, and that GET shows a change made since the first."""
     return head.metadata != since.metadata or head.last_modified != since.last_modified
+
+
+def _new_works(
+    inspected: Sequence[tuple[ObjectRef, Work | ObjectResult | RewrapError]],
+    results: dict[ObjectRef, ObjectResult],
+    read_as: dict[ObjectRef, ObjectRef],
+    started: set[ObjectRef],
+    memory: Memory,
+) -> list[Work]:
+    """The works a chunk's first reads leave to do. A reference read under its key as sent goes in ``read_as``,
+    as its work's result is recorded under that key; should that object be in flight already (the invocation
+    names it exactly too), it is done once, and both references get its result."""
+    for ref, outcome in inspected:
+        if isinstance(outcome, Work) and outcome.ref != ref:
+            read_as[ref] = outcome.ref
+    works = []
+    for work in _settle(inspected, results):
+        if work.ref in started:
+            if work.body is not None:
+                memory.early.give(len(work.body.data))
+            continue
+        started.add(work.ref)
+        works.append(work)
+    return works
 
 
 def _settle(

@@ -27,6 +27,13 @@ class Trigger(StrEnum):
     ROTATE_REQUEST = "rotate-request"
 
 
+class RequestKind(StrEnum):
+    """What a unit asks (a request's ``mode``): rotate its objects, or count them for a census, never writing."""
+
+    ROTATE = "rotate"
+    CENSUS = "census"
+
+
 @dataclass
 class Unit:
     id: str
@@ -34,10 +41,8 @@ class Unit:
     error: UnsupportedEventError | None = None  # the unit itself could not be understood
     note: str = ""  # e.g. "s3:TestEvent", acknowledged without work
     newest_versions: dict[str, int] = field(default_factory=dict)  # hints from the sweep's probe
-    # decoded ref -> the key exactly as the event spelled it, to use when only that one exists
-    raw_keys: dict[ObjectRef, ObjectRef] = field(default_factory=dict)
-    census_run: str | None = None  # a census request of this run: scan and count, never write
-    rotation_run: str | None = None  # a rotate request of this sweep run: answered with a partial too
+    request: RequestKind = RequestKind.ROTATE  # which route answers it (``dispatch``)
+    run_id: str | None = None  # the run the request belongs to, which its partial goes to (a census's always)
 
 
 @dataclass
@@ -77,16 +82,13 @@ def parse(event: Any) -> Invocation:
         if sources == {"aws:sns"}:  # a topic the function subscribes to directly
             return Invocation(Trigger.SNS, [_sns_unit(i, r) for i, r in enumerate(records)], raw=event)
     if event.get("source") == "aws.s3" and "detail" in event:
-        unit = Unit(str(event.get("id", "0")))
-        unit.refs, unit.raw_keys = _eventbridge_refs(event)
-        return Invocation(Trigger.EVENTBRIDGE, [unit], raw=event)
+        return Invocation(Trigger.EVENTBRIDGE, [Unit(str(event.get("id", "0")), _eventbridge_refs(event))], raw=event)
     if "bucket" in event and "keys" in event:
         dry_run = event.get("dryRun")
         if dry_run is not None and not isinstance(dry_run, bool):
             raise UnsupportedEventError("rotate request: dryRun must be true or false")
         unit = Unit("request", refs=_request_refs(event), newest_versions=_newest_versions(event))
-        unit.census_run = census_run(event)
-        unit.rotation_run = rotation_run(event)
+        unit.request, unit.run_id = request_kind(event)
         return Invocation(Trigger.ROTATE_REQUEST, [unit], dry_run, raw=event)
     raise UnsupportedEventError(f"unrecognised event; top-level fields: {sorted(map(str, event))[:12]}")
 
@@ -101,10 +103,8 @@ def _sqs_unit(record: dict[str, Any]) -> Unit:
         return unit
     try:
         unit.refs, unit.note = message_refs(body)
-        unit.raw_keys = _raw_keys(body)
         unit.newest_versions = _newest_versions(body)
-        unit.census_run = census_run(body)
-        unit.rotation_run = rotation_run(body)
+        unit.request, unit.run_id = request_kind(body)
     except UnsupportedEventError as error:
         unit.error = error
     return unit
@@ -143,7 +143,7 @@ def message_refs(body: Any) -> tuple[list[ObjectRef], str]:
             refs.extend(_s3_record_refs(record))
         return refs, ""
     if body.get("source") == "aws.s3" and "detail" in body:
-        return _eventbridge_refs(body)[0], ""
+        return _eventbridge_refs(body), ""
     if "bucket" in body and "keys" in body:
         if body.get("dryRun", False) is not False:
             # A batch of messages is rotated as one invocation, so one message cannot be a dry run:
@@ -170,25 +170,19 @@ def _s3_record_refs(record: dict[str, Any]) -> list[ObjectRef]:
     return [ObjectRef(_bucket(bucket), _text(key, "key"))]
 
 
-def _eventbridge_refs(event: dict[str, Any]) -> tuple[list[ObjectRef], dict[ObjectRef, ObjectRef]]:
+def _eventbridge_refs(event: dict[str, Any]) -> list[ObjectRef]:
     """The object, with its key decoded as S3 notifications encode keys (AWS does not document the
     encoding of ``detail.object.key``; LocalStack, modelled on AWS, percent-encodes it). When the
-    decoded key differs, the key as sent is kept too: the caller uses it if only that one exists."""
+    decoded key differs, the ref keeps the key as sent too: the engine reads it if only that one exists."""
     if event.get("detail-type") != "Object Created":
-        return [], {}
+        return []
     try:
         bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
     except (KeyError, TypeError) as exc:
         raise UnsupportedEventError("EventBridge S3 event lacks detail.bucket.name or detail.object.key") from exc
-    raw = ObjectRef(_bucket(bucket), _text(key, "key"))
-    decoded = ObjectRef(raw.bucket, _text(unquote_plus(raw.key), "key"))
-    return [decoded], ({decoded: raw} if decoded != raw else {})
-
-
-def _raw_keys(body: Any) -> dict[ObjectRef, ObjectRef]:
-    if isinstance(body, dict) and body.get("source") == "aws.s3" and "detail" in body:
-        return _eventbridge_refs(body)[1]
-    return {}
+    bucket, sent = _bucket(bucket), _text(key, "key")
+    decoded = _text(unquote_plus(sent), "key")
+    return [ObjectRef(bucket, decoded, as_sent=sent if sent != decoded else None)]
 
 
 def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
@@ -206,21 +200,17 @@ def _request_refs(request: dict[str, Any]) -> list[ObjectRef]:
     return refs
 
 
-def census_run(body: Any) -> str | None:
-    """The run id of a census request (``"mode": "census"``), or None for a rotate request."""
-    mode = body.get("mode", "rotate") if isinstance(body, dict) else "rotate"
-    if mode == "rotate":
-        return None
-    if mode != "census":
+def request_kind(body: Any) -> tuple[RequestKind, str | None]:
+    """A request's kind (its ``mode``) and the run it belongs to: a census request always names its run, a rotate
+    request when a sweep run sent it."""
+    request = body if isinstance(body, dict) else {}
+    mode = request.get("mode", RequestKind.ROTATE)
+    if mode not in tuple(RequestKind):
         raise UnsupportedEventError(f"request mode must be 'rotate' or 'census', not {str(mode)[:40]!r}")
-    return _run_id(body.get("runId"), "census request")
-
-
-def rotation_run(body: Any) -> str | None:
-    """The run id a sweep run's rotate request carries (its partial goes to that run), or None."""
-    if not isinstance(body, dict) or body.get("mode", "rotate") != "rotate" or body.get("runId") is None:
-        return None
-    return _run_id(body["runId"], "rotate request")
+    kind = RequestKind(mode)
+    if kind is RequestKind.ROTATE and request.get("runId") is None:
+        return kind, None
+    return kind, _run_id(request.get("runId"), f"{kind} request")
 
 
 def _run_id(run_id: Any, what: str) -> str:
@@ -255,10 +245,10 @@ def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
     if not isinstance(tasks, list):
         raise UnsupportedEventError("S3 Batch Operations event has no task list")
     arguments = (event.get("job") or {}).get("userArguments") or {}
-    job_census = None
+    job: tuple[RequestKind, str | None] = (RequestKind.ROTATE, None)
     if isinstance(arguments, dict) and arguments.get("mode") not in (None, "", "rotate"):
         job_id = str(arguments.get("runId") or (event.get("job") or {}).get("id") or event.get("invocationId", ""))
-        job_census = census_run({"mode": arguments.get("mode"), "runId": job_id})
+        job = request_kind({"mode": arguments.get("mode"), "runId": job_id})
     units = []
     for task in tasks:
         unit = Unit(str(task.get("taskId", "")) if isinstance(task, dict) else "")
@@ -269,7 +259,8 @@ def _batch_operation_units(event: dict[str, Any]) -> list[Unit]:
             ]
         except (UnsupportedEventError, AttributeError) as error:
             unit.error = error if isinstance(error, UnsupportedEventError) else UnsupportedEventError("malformed task")
-        unit.census_run = job_census if unit.error is None else None
+        if unit.error is None:
+            unit.request, unit.run_id = job
         units.append(unit)
     return units
 

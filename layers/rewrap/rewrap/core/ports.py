@@ -33,6 +33,13 @@ class ObjectRef:
     bucket: str
     key: str
     version_id: str | None = None
+    # The key exactly as an event spelled it, when decoding it gave ``key``: the engine reads this one when no
+    # object has the decoded key (keys with ``%`` or ``+`` in their names). Not part of the ref's identity.
+    as_sent: str | None = field(default=None, compare=False)
+
+    def sent(self) -> ObjectRef | None:
+        """The object the event named as sent, when that differs from this one."""
+        return None if self.as_sent is None else ObjectRef(self.bucket, self.as_sent, self.version_id)
 
     def __str__(self) -> str:
         suffix = f"?versionId={self.version_id}" if self.version_id else ""

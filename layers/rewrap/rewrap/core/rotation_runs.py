@@ -74,10 +74,10 @@ def write_run_partials(
     retry does). Best effort, as reports are: a partial not written leaves its run incomplete, never SAFE."""
     for unit in units:
         results = [by_ref[ref] for ref in unit.refs]
-        if unit.rotation_run is None or not results or any(result.retryable for result in results):
+        if unit.run_id is None or not results or any(result.retryable for result in results):
             continue
         try:
-            write_rotation_partial(unit.rotation_run, unit.refs, results, settings, store, source)
+            write_rotation_partial(unit.run_id, unit.refs, results, settings, store, source)
         except RewrapError as exc:
             logger.warning("rotation partial not written", extra={"unit": unit.id, "reason": exc.reason})
             metrics.add_metric(name="ReportWriteFailures", unit=MetricUnit.Count, value=1)

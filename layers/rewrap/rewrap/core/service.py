@@ -1,36 +1,30 @@
-"""The rotate route: event → engine → the response each trigger expects.
+"""The rotate route: rotate requests and S3 object events → engine → the response each trigger expects.
 
 - S3 notifications, SNS and EventBridge (direct, asynchronous invocations): a retryable failure
   raises, so Lambda retries the event; permanent failures are logged and counted.
-- SQS: only messages with a retryable failure are returned in ``batchItemFailures``. A message
-  that failed permanently is forwarded to the dead-letter queue with its reason (when
-  REWRAP_DEAD_LETTER_QUEUE_URL is set) and acknowledged, so it is neither retried nor lost; of a
-  rotate request only the keys that failed are parked (``rewrap.core.parking``). A message the
-  dead-letter queue refuses stays on its queue, logged and counted.
+- SQS and S3 Batch Operations: as ``trigger_replies`` says (only retryable messages are retried, a
+  permanent failure is parked with its reason; one result per task).
 - Objects S3 cannot serve (archived, SSE-C) are ``unreadable``: reported, never failed or parked.
-- S3 Batch Operations: one result per task (Succeeded / TemporaryFailure / PermanentFailure).
 - Direct rotate requests: a per-object summary.
+Census requests take their own route (``census_route``); ``dispatch`` sends each unit to its route.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from rewrap.core.census import CensusKind
-from rewrap.core.census_runs import CensusAnswer, answer, result_string
 from rewrap.core.config import Settings
 from rewrap.core.engine import UNSEEN, Engine, ObjectResult, Status
-from rewrap.core.events import Invocation, Trigger, Unit, parse
-from rewrap.core.parking import park
-from rewrap.core.ports import CountedRewrapper, DeadLetterSink, ObjectStore
+from rewrap.core.events import Invocation, Trigger, Unit
+from rewrap.core.ports import CountedRewrapper, DeadLetterSink, ObjectRef, ObjectStore
 from rewrap.core.reports import publish_report
 from rewrap.core.rotation_runs import write_run_partials
+from rewrap.core.trigger_replies import batch_operations_reply, failed_task, sqs_reply, task_result
 from rewrap.deadline import Deadline
-from rewrap.errors import ConfigError, KmsVersionDisabledError, RetryableError, RewrapError, UnsupportedEventError
+from rewrap.errors import KmsVersionDisabledError, RetryableError, RewrapError, UnsupportedEventError
 from rewrap.observability import logger, metrics
 
 _METRIC_NAMES = {
@@ -42,7 +36,6 @@ _METRIC_NAMES = {
     Status.OPAQUE: "ObjectsOpaque",
     Status.UNREADABLE: "ObjectsUnreadable",
 }
-BATCH_RESULT_STRING_LIMIT = 900
 
 
 class RotateServices(Protocol):
@@ -60,32 +53,13 @@ class RotateServices(Protocol):
     def dead_letters(self) -> DeadLetterSink | None: ...
 
 
-def rotate_event(event: Any, context: Any, runtime: RotateServices) -> dict[str, Any]:
-    try:
-        invocation = parse(event)
-    except UnsupportedEventError as error:
-        logger.error("rejected event", extra={"reason": error.reason})
-        raise
-    census_units = [unit for unit in invocation.units if unit.census_run is not None]
-    if not census_units:
-        return _rotate(invocation, context, runtime)
-    reply = census_event(invocation, census_units, runtime)
-    others = [unit for unit in invocation.units if unit.census_run is None]
-    if not others:
-        return reply
-    rest = _rotate(replace(invocation, units=others), context, runtime)
-    if invocation.kind is Trigger.SQS:
-        return {"batchItemFailures": reply["batchItemFailures"] + rest["batchItemFailures"]}
-    return {**reply, "results": reply["results"] + rest["results"]}  # a Batch Operations invocation
-
-
-def _rotate(invocation: Invocation, context: Any, runtime: RotateServices) -> dict[str, Any]:
+def rotate_invocation(invocation: Invocation, context: Any, runtime: RotateServices) -> dict[str, Any]:
+    """Rotate the objects of every unit of ``invocation`` in one engine pass, and answer its trigger."""
     for key_tag, version in invocation.newest_versions.items():
         runtime.engine.versions.observe(key_tag, version)
     kms_before = runtime.kms.stats.snapshot()
     deadline = Deadline.from_lambda_context(context)
     results = runtime.engine.rotate(invocation.refs, deadline=deadline, dry_run=invocation.dry_run)
-    results = _with_raw_keys(invocation, results, runtime, deadline)
     by_ref = dict(zip(invocation.refs, results, strict=True))
     _observe(invocation, results, runtime, kms_before)
     report = None
@@ -131,21 +105,7 @@ def summarize(results: list[ObjectResult]) -> dict[str, Any]:
     }
 
 
-def _with_raw_keys(
-    invocation: Invocation, results: list[ObjectResult], runtime: RotateServices, deadline: Deadline
-) -> list[ObjectResult]:
-    """An event key that decodes to an object that does not exist: rotate the key as the event sent
-    it, when that one exists (keys with ``%`` or ``+`` in their names). Only a ``missing`` result
-    is retried this way, so an error reading the decoded key is answered like any other."""
-    raw_keys = {decoded: raw for unit in invocation.units for decoded, raw in unit.raw_keys.items()}
-    retry = [raw_keys[r.ref] for r in results if r.status is Status.MISSING and r.ref in raw_keys]
-    if not retry:
-        return results
-    second = dict(zip(retry, runtime.engine.rotate(retry, deadline=deadline, dry_run=invocation.dry_run), strict=True))
-    return [second[raw_keys[r.ref]] if r.status is Status.MISSING and r.ref in raw_keys else r for r in results]
-
-
-def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | None:
+def _unit_error(unit: Unit, by_ref: dict[ObjectRef, ObjectResult]) -> RewrapError | None:
     """The unit's deciding error: a retryable one wins, so the unit is retried rather than parked."""
     if unit.error is not None:
         return unit.error
@@ -155,105 +115,23 @@ def _unit_error(unit: Unit, by_ref: dict[Any, ObjectResult]) -> RewrapError | No
 
 
 def _sqs_response(
-    invocation: Invocation, by_ref: dict[Any, ObjectResult], runtime: RotateServices, report: str | None
+    invocation: Invocation, by_ref: dict[ObjectRef, ObjectResult], runtime: RotateServices, report: str | None
 ) -> dict[str, Any]:
     outcomes = [(unit, _unit_error(unit, by_ref)) for unit in invocation.units]
-    return _sqs_failures(invocation, outcomes, runtime, by_ref, report)
+    return sqs_reply(invocation, outcomes, runtime.dead_letters, by_ref, report)
 
 
-def _sqs_failures(
-    invocation: Invocation,
-    outcomes: list[tuple[Unit, RewrapError | None]],
-    runtime: RotateServices,
-    by_ref: dict[Any, ObjectResult] | None = None,
-    report: str | None = None,
-) -> dict[str, Any]:
-    """The SQS response for each message's deciding error; ``by_ref`` (rotate requests) lets a
-    parked message keep only its failed keys, and ``report`` (this invocation's) holds each key's reason."""
-    failures = []
-    records = {str(r.get("messageId", "")): r for r in invocation.raw.get("Records", [])}
-    for unit, error in outcomes:
-        if error is None:
-            continue
-        if error.retryable or not unit.id:
-            failures.append({"itemIdentifier": unit.id})
-            continue
-        logger.warning("message failed permanently", extra={"messageId": unit.id, "reason": error.reason})
-        if runtime.dead_letters is not None:
-            body = str(records.get(unit.id, {}).get("body", ""))
-            if not park(runtime.dead_letters, unit, error, body, by_ref, report):
-                failures.append({"itemIdentifier": unit.id})
-    return {"batchItemFailures": failures}
-
-
-# --- census requests: scanned with the census's scanner, never written ------------------------------
-def census_event(invocation: Invocation, units: list[Unit], runtime: RotateServices) -> dict[str, Any]:
-    settings = runtime.settings
-    if invocation.kind is Trigger.SQS and not settings.report_prefix:
-        raise ConfigError("census requests from the queue need REWRAP_REPORT_PREFIX to write their partials to")
-    route = str(invocation.kind)
-    answers = [(unit, answer(str(unit.census_run), unit.refs, settings, runtime.store, route)) for unit in units]
-    counted = sum(len(a.items) for _, a in answers)
-    if counted:
-        metrics.add_metric(name="ObjectsCensused", unit=MetricUnit.Count, value=counted)
-    for unit, reply in answers:
-        if reply.error is not None:
-            logger.warning("census request not answered", extra={"unit": unit.id, "reason": reply.error.reason})
-    logger.info("census done", extra={"route": route, "objects": counted, "requests": len(answers)})
-    if invocation.kind is Trigger.SQS:
-        return _sqs_failures(invocation, [(unit, reply.error) for unit, reply in answers], runtime)
-    if invocation.kind is Trigger.BATCH_OPERATIONS:
-        return _batch_operations_envelope(invocation, [_census_task_result(unit, reply) for unit, reply in answers])
-    return _census_summary(answers[0][1])
-
-
-def _census_task_result(unit: Unit, reply: CensusAnswer) -> dict[str, Any]:
-    if reply.error is not None:
-        code = "TemporaryFailure" if reply.error.retryable else "PermanentFailure"
-        text = reply.error.reason
-    else:
-        item = reply.items[0]
-        seen = item.kind not in (CensusKind.MISSING, CensusKind.UNREADABLE, CensusKind.FAILED)
-        code, text = ("Succeeded" if seen else "PermanentFailure"), result_string(item)
-    return {"taskId": unit.id, "resultCode": code, "resultString": text[:BATCH_RESULT_STRING_LIMIT]}
-
-
-def _census_summary(reply: CensusAnswer) -> dict[str, Any]:
-    out: dict[str, Any] = {"mode": "census", "runId": reply.run_id, "partial": reply.partial}
-    if reply.error is not None:
-        out["error"] = {"class": type(reply.error).__name__, "reason": reply.error.reason}
-        out["retryable"] = int(reply.error.retryable)
-        out["permanent"] = int(not reply.error.retryable)
-        return out
-    summary = reply.census.to_dict()
-    summary.pop("verdict", None)  # a request's objects are a sample; the verdict is the merged run's
-    return {**out, "census": summary, "objects": [item.to_dict() for item in reply.items]}
-
-
-def _batch_operations_envelope(invocation: Invocation, results: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "invocationSchemaVersion": invocation.raw.get("invocationSchemaVersion"),
-        # A task we failed to answer is retried rather than silently counted as done.
-        "treatMissingKeysAs": "TemporaryFailure",
-        "invocationId": invocation.raw.get("invocationId"),
-        "results": results,
-    }
-
-
-def _batch_operations_response(invocation: Invocation, by_ref: dict[Any, ObjectResult]) -> dict[str, Any]:
+def _batch_operations_response(invocation: Invocation, by_ref: dict[ObjectRef, ObjectResult]) -> dict[str, Any]:
     out = []
     for unit in invocation.units:
         error = _unit_error(unit, by_ref)
-        if error is None:
-            result = by_ref[unit.refs[0]]
-            code, text = "Succeeded", _describe(result)
-            if result.status in UNSEEN:  # not a failure to retry, nor done: the job's failure report lists it
-                code, text = "PermanentFailure", _describe(result)
-        else:
-            code = "TemporaryFailure" if error.retryable else "PermanentFailure"
-            text = error.reason
-        out.append({"taskId": unit.id, "resultCode": code, "resultString": text[:BATCH_RESULT_STRING_LIMIT]})
-    return _batch_operations_envelope(invocation, out)
+        if error is not None:
+            out.append(failed_task(unit, error))
+            continue
+        result = by_ref[unit.refs[0]]
+        # an object not looked at is no failure to retry, nor done: the job's failure report lists it
+        out.append(task_result(unit, "PermanentFailure" if result.status in UNSEEN else "Succeeded", _describe(result)))
+    return batch_operations_reply(invocation, out)
 
 
 def _describe(result: ObjectResult) -> str:

@@ -6,7 +6,8 @@ the keys) still lists everything but enqueues only objects modified since the la
 listing longer than one invocation can finish hands over to a follow-up invocation at a page
 boundary, with the run's plan: the pages before it were fully enqueued, the pages after it were not
 touched, so no key is skipped or sent twice by the hand-over. A target's checkpoint advances once its
-whole listing has been enqueued.
+whole listing has been enqueued. What differs between a rotation run and a census run (census requests,
+never a write) is the run's ``RunKind``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,37 @@ from rewrap.observability import logger, metrics
 
 # Stop listing and hand over when less than this much time is left.
 HANDOVER_RESERVE_SECONDS = 20.0
-ROTATE, CENSUS = "rotate", "census"
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """The requests a run enqueues, and what follows from their kind."""
+
+    mode: str  # the run's ``mode``, in its event and its hand-overs
+    names_mode: bool  # its requests and the sweep's answer name the mode (a request without one is a rotate request)
+    passes_newest: bool  # its requests carry the newest key versions, for the rotate functions' caches
+    skips_archived: bool  # archived objects are not enqueued (S3 cannot serve their bodies), the first few named
+    plans_targets: bool  # targets planned full or incremental, checkpoints kept, the last runs' verdicts published
+    always_proves: bool  # its requests always write partials, and its sweep listing records (a report prefix)
+
+    def message_fields(self, run: SweepRun, newest: dict[str, int] | None) -> dict[str, Any]:
+        """What each request carries besides its bucket and keys."""
+        fields: dict[str, Any] = {"mode": self.mode} if self.names_mode else {}
+        if self.passes_newest and newest:
+            fields["newestVersions"] = newest
+        if run.proves:
+            fields["runId"] = run.run_id
+        return fields
+
+
+ROTATION = RunKind(
+    "rotate", names_mode=False, passes_newest=True, skips_archived=True, plans_targets=True, always_proves=False
+)
+# census requests: scanned and counted, never written (``census_route`` answers them)
+CENSUS_RUN = RunKind(
+    "census", names_mode=True, passes_newest=False, skips_archived=False, plans_targets=False, always_proves=True
+)
+RUN_KINDS = {kind.mode: kind for kind in (ROTATION, CENSUS_RUN)}
 
 
 @dataclass
@@ -45,7 +76,8 @@ class SweepRun:
     """What a run carries from its first invocation through every hand-over."""
 
     run_id: str
-    mode: str = ROTATE  # ROTATE, or CENSUS: census requests, never a write, no checkpoint
+    kind: RunKind = ROTATION
+    targets: list[SweepTarget] = field(default_factory=list)
     sequence: int = 0  # this invocation's place in the run
     started: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the run's listing started
     newest: dict[str, int] = field(default_factory=dict)  # the watched keys' newest versions at the start
@@ -62,7 +94,8 @@ class SweepRun:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "mode": self.mode,
+            "targets": [target_text(t) for t in self.targets],
+            "mode": self.kind.mode,
             "runId": self.run_id,
             "sequence": self.sequence + 1,
             "started": self.started.isoformat(),
@@ -110,6 +143,15 @@ class SweepServices(Protocol):
         """Invoke this function again, asynchronously, with ``payload`` (the hand-over)."""
 
 
+@dataclass(frozen=True)
+class SweepTools:
+    """What an invocation lists with and sends requests to, and the settings that size and filter both."""
+
+    settings: Settings
+    store: ObjectStore
+    queue: RequestQueue
+
+
 def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, Any]:
     settings, store, queue = services.settings, services.store, services.rotate_queue
     if queue is None:
@@ -117,17 +159,12 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     targets, position, state = _plan(event, settings)
     deadline = Deadline.from_lambda_context(context, 0.0)
     run = _run(state, targets, services, deadline)
-    if run.mode == ROTATE and run.sequence == 0 and run.proves:  # the last full runs' verdicts, once each
+    if run.kind.plans_targets and run.sequence == 0 and run.proves:  # the last full runs' verdicts, once each
         publish_due_verdicts(run.plans, settings, store, services.kms, services.notifier, deadline)
-    # each invocation asks again: the rotate requests carry the newest versions known when they are sent,
-    # and a census run's listing records say whether the key rotated while it ran (``retire`` checks)
-    if run.mode == CENSUS:
-        hints = _newest_if_known(services.kms, settings, deadline)
-    else:
-        hints = run.newest if run.sequence == 0 else _probe(services, deadline)
-    report = run_sweep(targets, position, settings, store, queue, deadline, run, hints)
+    hints = _newest_versions(run, services, deadline)
+    report = run_sweep(run, position, SweepTools(settings, store, queue), deadline, hints)
     if report.resume_at is not None:
-        state = {"targets": [target_text(t) for t in targets], **run.to_state()}
+        state = run.to_state()
         state.update(target=report.resume_at.target, continuationToken=report.resume_at.continuation_token)
         services.continue_async(context, {"rewrapSweep": state})
         metrics.add_metric(name="SweepContinuations", unit=MetricUnit.Count, value=1)
@@ -145,21 +182,25 @@ def sweep_event(event: Any, context: Any, services: SweepServices) -> dict[str, 
     record = {**summary, "targets": [target_text(t) for t in targets], "newestVersions": hints}
     publish_report(settings.report_prefix, store, context, "sweep", [record])
     if run.proves:
-        _write_listing_record(run, report, targets, hints, settings, store)
-    if run.mode == CENSUS:
-        return {**report.to_dict(), "mode": CENSUS, "runId": run.run_id}
+        _write_listing_record(run, report, hints, settings, store)
+    if run.kind.names_mode:
+        return {**report.to_dict(), "mode": run.kind.mode, "runId": run.run_id}
     return summary
 
 
+def _newest_versions(run: SweepRun, services: SweepServices, deadline: Deadline) -> dict[str, int]:
+    """Each invocation asks again: the rotate requests carry the newest versions known when they are sent, and
+    a census run's listing records say whether the key rotated while it ran (``retire`` checks)."""
+    if not run.kind.passes_newest:
+        return _newest_if_known(services.kms, services.settings, deadline)
+    return run.newest if run.sequence == 0 else _probe(services, deadline)
+
+
 def _write_listing_record(
-    run: SweepRun,
-    report: SweepReport,
-    targets: list[SweepTarget],
-    newest: dict[str, int],
-    settings: Settings,
-    store: ObjectStore,
+    run: SweepRun, report: SweepReport, newest: dict[str, int], settings: Settings, store: ObjectStore
 ) -> None:
     """What this invocation listed and enqueued, and the partials it expects: what the run's merge checks."""
+    targets = run.targets
     versioning = {t.bucket: store.bucket_versioning(t.bucket) for t in targets}
     listing = {
         **report.to_dict(),
@@ -167,9 +208,9 @@ def _write_listing_record(
         "versioning": versioning,
         "newestVersions": newest,
     }
-    if run.mode == ROTATE:
+    if run.kind.plans_targets:  # what the merge needs to know of a planned run: its scope, what it left out
         since = {target_text(t): run.plan(i).since for i, t in enumerate(targets)}
-        listing.update(mode=ROTATE, scope=run.scope, archivedExamples=report.archived_examples)
+        listing.update(mode=run.kind.mode, scope=run.scope, archivedExamples=report.archived_examples)
         listing["since"] = {target: moment.isoformat() for target, moment in since.items() if moment is not None}
     write_listing(settings, store, run.run_id, run.sequence, listing, report.partials)
 
@@ -177,22 +218,24 @@ def _write_listing_record(
 def _run(state: dict[str, Any], targets: list[SweepTarget], services: SweepServices, deadline: Deadline) -> SweepRun:
     """The run this invocation belongs to: continued from a hand-over, or started (and planned) now."""
     settings = services.settings
-    mode = state.get("mode", ROTATE)
-    if mode not in (ROTATE, CENSUS):
+    mode = state.get("mode", ROTATION.mode)
+    kind = RUN_KINDS.get(mode) if isinstance(mode, str) else None
+    if kind is None:
         raise UnsupportedEventError(f"sweep: mode must be 'rotate' or 'census', not {str(mode)[:40]!r}")
-    if mode == CENSUS:
-        run_folder(settings.report_prefix, "-")  # a census run needs somewhere to write: refuse now, not per message
+    if kind.always_proves:
+        run_folder(settings.report_prefix, "-")  # a run that needs somewhere to write: refuse now, not per message
     run_id = state.get("runId") or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     if not isinstance(run_id, str) or "/" in run_id or len(run_id) > 128:
         raise UnsupportedEventError("sweep: runId must be a string without '/'")
-    run = SweepRun(run_id, mode, int(state.get("sequence", 0)), proves=mode == CENSUS or bool(settings.report_prefix))
+    proves = kind.always_proves or bool(settings.report_prefix)
+    run = SweepRun(run_id, kind, targets, int(state.get("sequence", 0)), proves=proves)
     if "started" in state:  # a hand-over: the plan was made when the run started
         run.started = datetime.fromisoformat(str(state["started"]))
         run.newest = {str(tag): int(v) for tag, v in dict(state.get("newestVersions") or {}).items()}
         run.plans = [TargetPlan.from_state(plan) for plan in state.get("plans", [])]
         return run
     run.started = _now(services.clock)
-    if mode == ROTATE:
+    if kind.plans_targets:
         run.newest = _probe(services, deadline)
         incremental = state.get("incremental", state.get("source") == "aws.events") is True
         run.plans = [
@@ -225,42 +268,35 @@ def _count(report: SweepReport, advanced: int, refused: int) -> None:
 
 
 def run_sweep(
-    targets: list[SweepTarget],
+    run: SweepRun,
     position: SweepPosition,
-    settings: Settings,
-    store: ObjectStore,
-    queue: RequestQueue,
+    tools: SweepTools,
     deadline: Deadline,
-    run: SweepRun | None = None,
     newest_versions: dict[str, int] | None = None,
 ) -> SweepReport:
-    """Enqueue rotate requests (census requests for a census run) for the targets, as each target's plan
-    says. A rotation skips archived objects; a census asks about them too, so they count as unreadable."""
-    run = run or SweepRun("")
-    census = run.mode == CENSUS
-    extra: dict[str, Any] = {"newestVersions": newest_versions} if newest_versions else {}
-    if run.proves:
-        extra["runId"] = run.run_id
-    if census:
-        extra = {"mode": CENSUS, "runId": run.run_id}
+    """Enqueue the run's requests for its targets from ``position``, as each target's plan says, until the
+    listing ends or the deadline calls for a hand-over. A rotation skips archived objects; a census asks
+    about them too, so they count as unreadable."""
+    settings, store, skips_archived = tools.settings, tools.store, run.kind.skips_archived
+    extra = run.kind.message_fields(run, newest_versions)
     report = SweepReport()
     token = position.continuation_token
-    for index in range(position.target, len(targets)):
-        target, since = targets[index], run.plan(index).since
+    for index in range(position.target, len(run.targets)):
+        target, since = run.targets[index], run.plan(index).since
         while True:
             items, next_token = store.list_page(target.bucket, target.prefix, token, settings.sweep_page_size)
             report.pages += 1
             report.listed += len(items)
             archived = [f"s3://{target.bucket}/{item.key}: archived, not enqueued" for item in items if item.archived]
             report.archived += len(archived)
-            if not census:
+            if skips_archived:
                 report.archived_examples += archived[: max(0, MAX_UNKNOWN_EXAMPLES - len(report.archived_examples))]
-            selected = [item for item in items if not (item.archived and not census) and _selected(item, settings)]
+            selected = [item for item in items if not (item.archived and skips_archived) and _selected(item, settings)]
             keys = [item.key for item in selected if since is None or item.last_modified >= since]
             report.unchanged += len(selected) - len(keys)
             if keys:
                 chunks: list[list[str]] = []
-                messages, calls = queue.send_requests(
+                messages, calls = tools.queue.send_requests(
                     target.bucket, keys, settings.sweep_keys_per_message, extra or None, chunks
                 )
                 if run.proves:
