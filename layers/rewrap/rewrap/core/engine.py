@@ -41,7 +41,7 @@ from rewrap.core.results import UNSEEN, ObjectResult, Status, unseen
 from rewrap.core.rewrapping import Rewrapped, TokenRewrapper, VersionCache, token_groups
 from rewrap.core.runner import Pool, Runner
 from rewrap.core.streamed import Allowance, StreamedRotation
-from rewrap.core.tokens import known_version, scan, splice
+from rewrap.core.tokens import scan, splice
 from rewrap.core.work import WRITE_RESERVE_SECONDS, Tally, Work, malformed_error
 from rewrap.deadline import Deadline
 from rewrap.errors import (
@@ -201,7 +201,7 @@ class Engine:
     @staticmethod
     def _versions(stamp: int, work: Work) -> list[int]:
         """The versions a stamped object holds: the body's lowest (its stamp) and the metadata's."""
-        return [stamp, *map(known_version, work.meta_tokens)]
+        return [stamp, *(t.version for t in work.meta_tokens)]
 
     # --- 2. read ------------------------------------------------------------------------------
     def _waves(self, works: list[Work]) -> Iterator[list[Work]]:
@@ -282,11 +282,12 @@ class Engine:
         if deadline.expired(WRITE_RESERVE_SECONDS):
             return tally.failed(OutOfTimeError("no time left to write safely"))
         try:
-            return tally.result(Status.ROTATED, new_version_id=self._write(work, replacements))
+            lowest = tally.lowest_after(tokens, replacements)
+            return tally.result(Status.ROTATED, new_version_id=self._write(work, replacements, lowest))
         except RewrapError as error:
             return tally.ended(error)
 
-    def _write(self, work: Work, replacements: dict[str, str]) -> str | None:
+    def _write(self, work: Work, replacements: dict[str, str], lowest: int) -> str | None:
         """One conditional write: the new metadata, and the body in its form when a body token changed.
         Metadata that outgrows S3's 2 KB fails permanently with nothing written; the stamps, which only
         save work, are left out when they would not fit."""
@@ -301,7 +302,6 @@ class Engine:
             return self.store.replace_metadata(work.ref, work.head, metadata)
         assert work.body is not None
         data = encode_whole(work.form, splice(work.text, work.found, replacements))
-        lowest = min(known_version(replacements.get(t, t)) for t in work.tokens)
         checksum = self.store.body_checksum(work.head, data)
         unstamped = {name: value for name, value in metadata.items() if name not in STAMP_METADATA}
         stamped = {**unstamped, **stamps(lowest, checksum)}

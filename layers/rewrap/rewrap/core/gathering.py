@@ -18,7 +18,6 @@ from rewrap.core.results import ObjectResult
 from rewrap.core.rewrapping import TokenRewrapper, VersionCache
 from rewrap.core.runner import Runner
 from rewrap.core.streamed import Allowance
-from rewrap.core.tokens import known_version
 from rewrap.core.work import Group, Work
 from rewrap.deadline import Deadline
 
@@ -60,7 +59,7 @@ class Round:
                 self._unknown = True
                 continue
             newest = versions.newest(work.key_tag)
-            self._stale[work.group].update(t for t in work.tokens if newest is None or known_version(t) < newest)
+            self._stale[work.group].update(t.text for t in work.tokens if newest is None or t.version < newest)
 
     def full(self, kms: Rewrapper) -> bool:
         """Whether to stop gathering: long enough, or more tokens than one KMS request takes."""

@@ -14,13 +14,13 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rewrap.core.ports import Rewrapper
 from rewrap.core.runner import Runner
-from rewrap.core.tokens import known_version
+from rewrap.core.tokens import Found, known_version
 from rewrap.core.work import Group, Work
 from rewrap.deadline import Deadline
 from rewrap.errors import (
@@ -73,27 +73,31 @@ class Rewrapped:
     new: dict[tuple[str, str | None, str], tuple[str, int]] = field(default_factory=dict)
     errors: dict[tuple[str, str | None, str], RewrapError] = field(default_factory=dict)
 
-    def replacements(self, group: Group, tokens: Iterable[str]) -> dict[str, str]:
+    def replacements(self, group: Group, tokens: Iterable[Found]) -> dict[str, str]:
         """Old → new for the tokens whose version went up; raises the first token's error, if any."""
         out: dict[str, str] = {}
         errors, new = self.errors, self.new
         for token in tokens:
-            where = (*group, token)
+            where = (*group, token.text)
             reply = new.get(where)
             if reply is None:
                 if where in errors:
                     raise errors[where]
                 continue
-            if reply[1] > known_version(token):
-                out[token] = reply[0]
+            if reply[1] > token.version:
+                out[token.text] = reply[0]
         return out
 
 
-def token_groups(works: Iterable[Work]) -> dict[Group, set[str]]:
+# Each group's tokens with the version their scan read: a token's version is parsed once, where it is found.
+TokenGroups = Mapping[Group, Mapping[str, int]]
+
+
+def token_groups(works: Iterable[Work]) -> dict[Group, dict[str, int]]:
     """The tokens of ``works`` by the (key tag, context) KMS re-wraps them under."""
-    groups: dict[Group, set[str]] = defaultdict(set)
+    groups: dict[Group, dict[str, int]] = defaultdict(dict)
     for work in works:
-        groups[work.group].update(work.tokens)
+        groups[work.group].update((t.text, t.version) for t in work.tokens)
     return groups
 
 
@@ -106,12 +110,12 @@ class TokenRewrapper:
         self.run = run
         self.verify = verify
 
-    def rewrap(self, groups: dict[Group, set[str]], deadline: Deadline) -> Rewrapped:
+    def rewrap(self, groups: TokenGroups, deadline: Deadline) -> Rewrapped:
         """Re-wrap every token not known to be current, in as few requests as the list limit allows."""
         batches = []
         for (key_tag, context), tokens in groups.items():
             known = self.versions.newest(key_tag)  # once per key: a token's version is parsed once here
-            stale = sorted(tokens if known is None else (t for t in tokens if known_version(t) < known))
+            stale = sorted(tokens if known is None else (t for t, version in tokens.items() if version < known))
             batches += [(key_tag, context, chunk) for chunk in self.kms.batches(stale)]
         outcome = Rewrapped()
         newest: dict[str, int] = {}
@@ -134,9 +138,9 @@ class TokenRewrapper:
                 outcome.errors[where] = KmsInvalidReplyError("reply is below the key's newest version")
         return outcome
 
-    def replacements(self, group: Group, tokens: list[str], deadline: Deadline) -> dict[str, str]:
+    def replacements(self, group: Group, tokens: list[Found], deadline: Deadline) -> dict[str, str]:
         """Re-wrap the tokens of one object (or one segment of it): old → new where the version went up."""
-        return self.rewrap({group: set(tokens)}, deadline).replacements(group, tokens)
+        return self.rewrap({group: {t.text: t.version for t in tokens}}, deadline).replacements(group, tokens)
 
     def _call_kms(self, batch: tuple[str, str | None, list[str]], deadline: Deadline) -> list[str | RewrapError]:
         key_tag, context, chunk = batch

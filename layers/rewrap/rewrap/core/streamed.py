@@ -104,9 +104,8 @@ class StreamedRotation:
             found, malformed = scan(segment)
             if malformed:
                 raise malformed_error(malformed, offset, form)
-            texts = [t.text for t in found]
-            replacements = self.kms.replacements(work.group, texts, deadline)
-            tally.count(texts, replacements)
+            replacements = self.kms.replacements(work.group, found, deadline)
+            tally.count(found, replacements)
             rewrite.take(offset, segment, found, replacements)
         rewrite.end()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from rewrap.core.forms import Form
@@ -37,12 +37,13 @@ class Work:
         return (self.key_tag, self.context)
 
     @property
-    def meta_tokens(self) -> list[str]:
-        return [t.text for tokens in self.envelope.values() for t in tokens]
+    def meta_tokens(self) -> list[Found]:
+        return [t for tokens in self.envelope.values() for t in tokens]
 
     @property
-    def tokens(self) -> list[str]:
-        return self.meta_tokens + [t.text for t in self.found]
+    def tokens(self) -> list[Found]:
+        """Every token of the object, metadata first, each with the version its scan read."""
+        return self.meta_tokens + self.found
 
     @property
     def content_encoding(self) -> str | None:
@@ -67,12 +68,16 @@ class Tally:
     new_versions: set[int] = field(default_factory=set)
     opaque: str | None = None  # the body was opaque; only metadata tokens were seen
 
-    def count(self, tokens: list[str], replacements: dict[str, str]) -> Tally:
+    def count(self, tokens: Sequence[Found], replacements: Mapping[str, str]) -> Tally:
         self.tokens += len(tokens)
-        self.versions.update(known_version(t) for t in tokens)
-        self.rotated += sum(1 for t in tokens if t in replacements)
-        self.new_versions.update(known_version(t) for t in replacements.values())
+        self.versions.update(t.version for t in tokens)
+        self.rotated += sum(1 for t in tokens if t.text in replacements)
+        self.new_versions.update(known_version(t) for t in set(replacements.values()))
         return self
+
+    def lowest_after(self, tokens: Sequence[Found], replacements: Mapping[str, str]) -> int:
+        """The lowest version the object holds once ``replacements`` are written (after ``count``)."""
+        return min([*self.new_versions, *(t.version for t in tokens if t.text not in replacements)])
 
     def result(self, status: Status, new_version_id: str | None = None) -> ObjectResult:
         newest = self.new_versions or self.versions
