@@ -3,7 +3,7 @@
 The template is read with cfn-lint's CloudFormation-aware YAML loader and transformed with
 aws-sam-translator (no AWS calls). IAM resources built with intrinsic functions are checked twice:
 structurally on the transformed template, and by evaluating the intrinsics for sample parameter
-values, so the Fn::Join/Fn::Split ARN lists are proven to come out right in every partition.
+values, so the Fn::Join/Fn::Split ARN lists are proven to name each bucket.
 """
 
 from __future__ import annotations
@@ -146,11 +146,11 @@ NO_VALUE = object()
 class Evaluator:
     """Evaluates the intrinsic functions used in the template for concrete parameter values."""
 
-    def __init__(self, template: dict[str, Any], parameters: dict[str, Any], partition: str = "aws") -> None:
+    def __init__(self, template: dict[str, Any], parameters: dict[str, Any]) -> None:
         self.template = template
         self.values = {
             **parameters,
-            "AWS::Partition": partition,
+            "AWS::Partition": "aws",
             "AWS::Region": "ap-northeast-2",
             "AWS::AccountId": "123456789012",
             "AWS::StackName": "rewrap",
@@ -200,8 +200,7 @@ class Evaluator:
 
 
 def evaluated_statements(cfn: dict[str, Any], role: str, **overrides: Any) -> dict[str, dict[str, Any]]:
-    partition = overrides.pop("partition", "aws")
-    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, **overrides}, partition)
+    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, **overrides})
     policies = evaluate(cfn["Resources"][role]["Properties"]["Policies"])
     return {s["Sid"]: s for p in policies for s in p["PolicyDocument"]["Statement"]}
 
@@ -691,9 +690,9 @@ def test_xray_permissions_and_sdk_only_with_tracing_on(cfn: dict[str, Any]) -> N
         assert "XRayWrite" not in evaluated_statements(cfn, role)
         assert set(evaluated_statements(cfn, role, Tracing="Active")["XRayWrite"]["Action"]) == XRAY_ACTIONS
     for name in ("RotateFunction", "SweepFunction"):
-        variables = Evaluator(cfn, SAMPLE_PARAMETERS, "aws")(cfn["Resources"][name]["Properties"]["Environment"])
+        variables = Evaluator(cfn, SAMPLE_PARAMETERS)(cfn["Resources"][name]["Properties"]["Environment"])
         assert variables["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "true"
-        on = Evaluator(cfn, {**SAMPLE_PARAMETERS, "Tracing": "Active"}, "aws")
+        on = Evaluator(cfn, {**SAMPLE_PARAMETERS, "Tracing": "Active"})
         assert (
             on(cfn["Resources"][name]["Properties"]["Environment"])["Variables"]["POWERTOOLS_TRACE_DISABLED"] == "false"
         )
@@ -703,7 +702,7 @@ def test_xray_permissions_and_sdk_only_with_tracing_on(cfn: dict[str, Any]) -> N
 def test_reserved_concurrency_caps_every_path_and_keeps_one_sweep(
     cfn: dict[str, Any], reserved: str, rotate: str | None, sweep: int | None
 ) -> None:
-    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, "RotateReservedConcurrency": reserved}, "aws")
+    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, "RotateReservedConcurrency": reserved})
     assert evaluate(cfn["Resources"]["RotateFunction"]["Properties"]).get("ReservedConcurrentExecutions") == rotate
     assert evaluate(cfn["Resources"]["SweepFunction"]["Properties"]).get("ReservedConcurrentExecutions") == sweep
 
@@ -719,7 +718,7 @@ def test_default_kms_rate_ceiling_shares_ncps_budget_among_the_containers(
     cfn: dict[str, Any], reserved: str, containers: int
 ) -> None:
     # The template passes the budget and the containers that may run at once; the function divides.
-    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, "RotateReservedConcurrency": reserved}, "aws")
+    evaluate = Evaluator(cfn, {**SAMPLE_PARAMETERS, "RotateReservedConcurrency": reserved})
     environment = evaluate(cfn["Resources"]["RotateFunction"]["Properties"]["Environment"]["Variables"])
     rate = ("NCP_KMS_RATE_LIMIT", "NCP_KMS_RATE_BUDGET", "REWRAP_MAX_CONTAINERS")
     settings = Settings.from_env({name: str(environment[name]) for name in rate})
