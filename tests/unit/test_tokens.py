@@ -11,11 +11,11 @@ import re
 import pytest
 
 from rewrap.core import tokens
+from rewrap.core.chunks import chunk_by_size
 from rewrap.core.tokens import (
     MAX_TOKEN_CHARS,
     TOKEN_RE,
     Found,
-    chunk_by_size,
     scan,
     splice,
     token_match,
@@ -329,3 +329,8 @@ def test_prefix_finder_finds_what_the_one_pattern_for_every_form_finds(seed: int
 
     # When the finder searches it, then it finds each prefix the single pattern finds, at the same span
     assert [m.span() for m in tokens.PrefixFinder(data)] == [m.span() for m in whole.finditer(data)]
+
+
+def test_chunk_by_size_counts_items_too_and_measures_with_the_size_given() -> None:
+    assert list(chunk_by_size(["a"] * 5, 100, most=2)) == [["a", "a"], ["a", "a"], ["a"]]
+    assert list(chunk_by_size([3, 4, 5], 7, size=lambda n: n)) == [[3, 4], [5]]

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from rewrap.core.chunks import chunk_by_size
 from rewrap.core.config import Settings
 from rewrap.core.forms import encode_whole, open_text
 from rewrap.core.gathering import CHUNK_OBJECTS_PER_THREAD, Memory, Round
@@ -206,17 +207,7 @@ class Engine:
     # --- 2. read ------------------------------------------------------------------------------
     def _waves(self, works: list[Work]) -> Iterator[list[Work]]:
         """Groups whose bodies fit the memory budget together."""
-        wave: list[Work] = []
-        size = 0
-        for work in sorted(works, key=lambda w: w.head.size):
-            body_size = work.head.size
-            if wave and size + body_size > self._wave_budget:
-                yield wave
-                wave, size = [], 0
-            wave.append(work)
-            size += body_size
-        if wave:
-            yield wave
+        return chunk_by_size(sorted(works, key=_body_size), self._wave_budget, _body_size)
 
     def _load_body(self, work: Work, deadline: Deadline, *, memory: Memory) -> Work | ObjectResult:
         if work.body is not None or work.head.size == 0:
@@ -338,6 +329,10 @@ def _new_works(
         started.add(work.ref)
         works.append(work)
     return works
+
+
+def _body_size(work: Work) -> int:
+    return work.head.size
 
 
 def _settle(

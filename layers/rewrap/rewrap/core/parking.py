@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from rewrap.core.chunks import chunk_by_size
 from rewrap.core.config import MAX_KEYS_PER_REQUEST
 from rewrap.core.events import Unit
 from rewrap.core.ports import MESSAGE_LIMIT_BYTES, DeadLetterSink, ObjectRef
@@ -134,14 +135,8 @@ def _reason_summary(refs: list[ObjectRef], reasons: dict[ObjectRef, str]) -> lis
 
 def _parts(refs: list[ObjectRef]) -> Iterator[list[ObjectRef]]:
     """``refs`` in runs of at most ``MAX_KEYS_PER_REQUEST`` whose keys take at most ``PART_KEYS_BYTES`` of JSON."""
-    part: list[ObjectRef] = []
-    size = 0
-    for ref in refs:
-        cost = len(json.dumps(_key_item(ref))) + 2  # with its ", " separator
-        if part and (size + cost > PART_KEYS_BYTES or len(part) >= MAX_KEYS_PER_REQUEST):
-            yield part
-            part, size = [], 0
-        part.append(ref)
-        size += cost
-    if part:
-        yield part
+    return chunk_by_size(refs, PART_KEYS_BYTES, _key_bytes, most=MAX_KEYS_PER_REQUEST)
+
+
+def _key_bytes(ref: ObjectRef) -> int:
+    return len(json.dumps(_key_item(ref))) + 2  # with its ", " separator

@@ -11,7 +11,7 @@ sent to KMS as a shorter token. A stream is cut into pieces that each scan alone
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -379,17 +379,3 @@ def splice(data: bytes, found: Iterable[Found], replacements: Mapping[str, str])
         return data
     parts.append(data[position:])
     return b"".join(parts)
-
-
-def chunk_by_size(items: Sequence[str], limit: int) -> Iterator[list[str]]:
-    """Consecutive groups whose combined length stays within ``limit`` (an oversized item goes alone)."""
-    chunk: list[str] = []
-    size = 0
-    for item in items:
-        if chunk and size + len(item) > limit:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += len(item)
-    if chunk:
-        yield chunk

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from rewrap.adapters.ncp_kms.replies import refuses_item
 from rewrap.adapters.ncp_kms.transport import CredentialsSource, KmsTransport
-from rewrap.core.tokens import chunk_by_size
+from rewrap.core.chunks import chunk_by_size
 from rewrap.deadline import Deadline
 from rewrap.errors import KmsInvalidReplyError, KmsKeyDisabledError, KmsRejectedError, RewrapError
 from rewrap.ncp.generations import Generation, Operation, no_limit
