@@ -5,6 +5,8 @@ against moto, LocalStack and the emulator in tests/integration."""
 from __future__ import annotations
 
 import json
+import random
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from rewrap.core.config import Settings, SweepTarget
 from rewrap.core.dispatch import rotate_event
 from rewrap.core.engine import Engine, Status
-from rewrap.core.ports import ObjectRef
+from rewrap.core.ports import ObjectBody, ObjectHead, ObjectRef
 from rewrap.core.sweep import SweepPosition, SweepRun, SweepTools, run_sweep, sweep_event
 from rewrap.deadline import SYSTEM_CLOCK, Clock, Deadline
 from rewrap.errors import UnsupportedEventError
@@ -115,6 +117,39 @@ def test_dry_run_reports_and_writes_nothing(services: Services) -> None:
     results = services.engine.rotate(refs("a.json", "envelope.bin"), dry_run=True)
     assert {r.status for r in results} == {Status.WOULD_ROTATE}
     assert services.store.writes == 0
+
+
+class ReadsTogether(MemoryBucket):
+    """Each first read waits until ``parties`` are in flight: every one of them is sized by the same allowance."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.together = threading.Barrier(parties, timeout=10)
+
+    def read_small(self, ref: ObjectRef, limit: int) -> tuple[ObjectHead, ObjectBody | None] | None:
+        self.together.wait()
+        return super().read_small(ref, limit)
+
+
+def test_envelopes_whose_bodies_hold_no_token_are_copied_in_one_wave_without_holding_their_bodies() -> None:
+    # Given 6 envelopes of 900 KiB read at once under a 4 MiB budget: their bodies all come with their heads,
+    # and 3 of them would fill a wave (three quarters of the budget)
+    settings = Settings(key_tag="unit-key", buckets=frozenset({BUCKET}), kms_rate_limit=0, concurrency=6)
+    store, kms = ReadsTogether(parties=6), VersionBumpKms(newest=2)
+    noise = random.Random(3).randbytes(900 * 1024).replace(b"n", b"N")
+    keys = [f"sealed-{i}.bin" for i in range(6)]
+    for key in keys:
+        store.put(BUCKET, key, noise, {"wrapped-key": VersionBumpKms.token(key.encode())})
+    engine = Engine(settings, store, kms, memory_budget_bytes=4 * 1024 * 1024)
+
+    # When
+    results = engine.rotate(refs(*keys))
+
+    # Then a copy needs no body: the bodies were let go once scanned, all six meet KMS in one request
+    assert [r.status for r in results] == [Status.ROTATED] * 6
+    assert kms.counts.requests == 1
+    assert all(store.body(BUCKET, key) == noise for key in keys)
+    assert all(store.objects[BUCKET, key].metadata["wrapped-key"].startswith("ncpkms:v2:") for key in keys)
 
 
 def test_an_event_key_found_only_as_sent_is_rotated_in_the_same_pass(services: Services) -> None:

@@ -20,6 +20,7 @@ correctly or left untouched; each yields exactly one result (``results``).
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -121,8 +122,8 @@ class Engine:
         streamed = [w for w in gathered.works if self._streams(w)]
         for wave in self._waves([w for w in gathered.works if not self._streams(w)]):
             # decoded gzip/UTF-16 bodies share what the wave's raw bodies leave of the budget
-            gathered.memory.decoded = Allowance(self._wave_budget - sum(w.head.size for w in wave))
-            load = functools.partial(self._load_body, memory=gathered.memory)
+            decoded = Allowance(self._wave_budget - sum(w.wave_bytes for w in wave))
+            load = functools.partial(self._load_body, decoded=decoded)
             ready = _settle(run.each(load, wave, deadline, first=True), results)
             streamed += [w for w in ready if w.restream]
             ready = [w for w in ready if not w.restream]
@@ -196,7 +197,7 @@ class Engine:
             lowest = min(self._versions(stamp, work))
             return ObjectResult(ref, Status.CURRENT, old_versions=(lowest,), new_version=lowest, key_tag=key_tag)
         if body is not None:
-            return self._take_body(work, body, memory)
+            return self._take_body(work, body, memory.decoded)
         return work
 
     @staticmethod
@@ -207,19 +208,20 @@ class Engine:
     # --- 2. read ------------------------------------------------------------------------------
     def _waves(self, works: list[Work]) -> Iterator[list[Work]]:
         """Groups whose bodies fit the memory budget together."""
-        return chunk_by_size(sorted(works, key=_body_size), self._wave_budget, _body_size)
+        size = operator.attrgetter("wave_bytes")
+        return chunk_by_size(sorted(works, key=size), self._wave_budget, size)
 
-    def _load_body(self, work: Work, deadline: Deadline, *, memory: Memory) -> Work | ObjectResult:
-        if work.body is not None or work.head.size == 0:
+    def _load_body(self, work: Work, deadline: Deadline, *, decoded: Allowance) -> Work | ObjectResult:
+        if not work.body_unread:
             return work
         body = self.store.get_body(work.ref, work.head)
         if body is None:
             return ObjectResult(work.ref, Status.MISSING)
         if body.head is not None and _rewritten(work.head, body.head):
             raise ObjectChangedError("object's metadata changed between its first read and its GET; read again later")
-        return self._take_body(work, body, memory)
+        return self._take_body(work, body, decoded)
 
-    def _take_body(self, work: Work, body: ObjectBody, memory: Memory) -> Work | ObjectResult:
+    def _take_body(self, work: Work, body: ObjectBody, decoded: Allowance) -> Work | ObjectResult:
         try:
             form, chunks = open_text(work.content_encoding, [body.data])
             if form.plain:
@@ -229,8 +231,8 @@ class Engine:
                 for part in chunks:
                     parts.append(part)
                     size += len(part)
-                    if size > self.settings.stream_threshold_bytes or not memory.decoded.take(len(part)):
-                        memory.decoded.give(size - len(part))
+                    if size > self.settings.stream_threshold_bytes or not decoded.take(len(part)):
+                        decoded.give(size - len(part))
                         work.restream = True
                         return work
                 text = b"".join(parts)
@@ -238,13 +240,16 @@ class Engine:
             if not work.envelope:
                 raise
             work.opaque = error.reason  # rotate what the metadata holds; the body stays as it is
-            work.body = body
+            work.clear_body = True
             return work
         found, malformed = scan(text)
         if malformed:
             raise malformed_error(malformed, form=form)
         if not found and not work.envelope:
             return ObjectResult(work.ref, Status.NO_TOKENS)
+        if not found:  # an envelope: its write copies the body, so its wave needs no room for it
+            work.clear_body = True
+            return work
         work.body, work.form, work.text, work.found = body, form, text, found
         return work
 
@@ -329,10 +334,6 @@ def _new_works(
         started.add(work.ref)
         works.append(work)
     return works
-
-
-def _body_size(work: Work) -> int:
-    return work.head.size
 
 
 def _settle(

@@ -55,7 +55,7 @@ class Round:
     def add(self, works: list[Work], versions: VersionCache) -> None:
         self.works += works
         for work in works:
-            if work.body is None and work.head.size:
+            if work.body_unread:
                 self._unknown = True
                 continue
             newest = versions.newest(work.key_tag)

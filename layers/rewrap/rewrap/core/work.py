@@ -31,6 +31,16 @@ class Work:
     found: list[Found] = field(default_factory=list)
     opaque: str | None = None  # the body could not be read; the metadata tokens still rotate
     restream: bool = False  # decoded body too large for a wave: stream it instead
+    clear_body: bool = False  # the body was read and holds no token to rewrite (or is opaque): not kept
+
+    @property
+    def body_unread(self) -> bool:
+        return self.body is None and self.head.size > 0 and not self.clear_body
+
+    @property
+    def wave_bytes(self) -> int:
+        """What the body takes in memory during its wave."""
+        return 0 if self.clear_body else self.head.size
 
     @property
     def group(self) -> Group:
