@@ -137,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "problems": problems,
         "duration_s": round(time.perf_counter() - began, 1),
     }
-    record["targets"] = verdicts(figures, large, cold) if {"mixed", "ndjson", "envelope"} <= figures.keys() else []
+    judged = {"mixed", "ndjson", "envelope"} <= figures.keys()
+    record["targets"] = verdicts(figures, large, cold, params.__dict__, machine["cpus"] or 1) if judged else []
     write_outputs(args.out, record)
     print_summary(record)
     if problems:

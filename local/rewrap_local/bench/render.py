@@ -145,7 +145,7 @@ def render_markdown(record: dict[str, Any]) -> str:
         "",
         "| target | verdict | figures |",
         "|---|---|---|",
-        *(f"| {v['target']} | {'PASS' if v['pass'] else 'FAIL'} | {v['figures']} |" for v in record["targets"]),
+        *(f"| {v['target']} | {verdict(v['pass'])} | {v['figures']} |" for v in record["targets"]),
         "",
     ]
     mixed = record["data_sets"]["mixed"]
@@ -258,5 +258,10 @@ def print_summary(record: dict[str, Any]) -> None:
     print(f"layer: {cold['layer_mib']} MiB unzipped, {cold['layer_zip_mib']} MiB zipped")
     print()
     for v in record["targets"]:
-        print(f"[{'PASS' if v['pass'] else 'FAIL'}] {v['target']}: {v['figures']}")
+        print(f"[{verdict(v['pass'])}] {v['target']}: {v['figures']}")
     print(f"\n({record['duration_s']} s; results appended to results.jsonl)")
+
+
+def verdict(passed: bool | None) -> str:
+    """A target's verdict; None for a line that gives figures only."""
+    return "—" if passed is None else "PASS" if passed else "FAIL"
