@@ -305,7 +305,7 @@ def test_plain_scan_cuts_candidates_where_the_lookahead_pattern_did() -> None:
             hit = next((f for f in found if f.start == match.start()), None)
             assert (hit is not None) == valid, data
             if hit is not None:
-                assert (hit.text, hit.end) == (text, match.end()), data
+                assert (hit.text, hit.end, hit.version) == (text, match.end(), int(match.group(1))), data
 
 
 def _escaped_any(rng: random.Random, char: str) -> str:

@@ -82,7 +82,8 @@ class Tally:
         self.tokens += len(tokens)
         self.versions.update(t.version for t in tokens)
         self.rotated += sum(1 for t in tokens if t.text in replacements)
-        self.new_versions.update(known_version(t) for t in set(replacements.values()))
+        if replacements:  # one re-wrap's replies for a key all reach its newest version (``TokenRewrapper.rewrap``)
+            self.new_versions.add(known_version(next(iter(replacements.values()))))
         return self
 
     def lowest_after(self, tokens: Sequence[Found], replacements: Mapping[str, str]) -> int:
