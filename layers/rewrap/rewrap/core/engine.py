@@ -7,7 +7,8 @@ One call handles every object of an invocation together:
    as the event sent it (``ObjectRef.as_sent``), and the object found goes on under that key.
 2. Read bodies in memory-bounded waves, decode their form (gzip, UTF-16/32 with BOM; see
    ``forms``) and scan them for tokens. A body the scanner cannot read is ``opaque``, an object S3
-   will not give us ``unreadable``: both reported with the reason, never ``no-tokens``.
+   will not give us ``unreadable``: both reported with the reason, never ``no-tokens``. An envelope's
+   body that holds no token is let go once scanned: its write is a copy, and its wave needs no room.
 3. Re-wrap the tokens of all objects in as few KMS requests as the list limit allows, grouped by
    (key tag, context), skipping tokens already at the newest version known to this container
    (``rewrapping``).
