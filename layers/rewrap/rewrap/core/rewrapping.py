@@ -114,7 +114,7 @@ class TokenRewrapper:
         """Re-wrap every token not known to be current, in as few requests as the list limit allows."""
         batches = []
         for (key_tag, context), tokens in groups.items():
-            known = self.versions.newest(key_tag)  # once per key: a token's version is parsed once here
+            known = self.versions.newest(key_tag)  # once per key; each token brings the version its scan read
             stale = sorted(tokens if known is None else (t for t, version in tokens.items() if version < known))
             batches += [(key_tag, context, chunk) for chunk in self.kms.batches(stale)]
         outcome = Rewrapped()
